@@ -1,0 +1,36 @@
+// Elementwise ops over flat f32 arrays. Grid: ceil(n / WG) workgroups along x, with y used as a
+// second index dimension when n is past 65535·WG (index = (y·nx + x)·WG + local).
+
+override WG: u32 = 256u;
+
+struct Params {
+  n: u32,        // number of elements
+  nx: u32,       // workgroups along x (for 2-D grids)
+  alpha: f32,    // scale of a
+  beta: f32,     // scale of b
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+fn flat(wid: vec3u, lid: vec3u) -> u32 {
+  return (wid.y * p.nx + wid.x) * WG + lid.x;
+}
+
+// out = alpha·a + beta·b
+@compute @workgroup_size(WG)
+fn axpby(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let i = flat(wid, lid);
+  if (i >= p.n) { return; }
+  out[i] = p.alpha * a[i] + p.beta * b[i];
+}
+
+// out = alpha·a ∘ b
+@compute @workgroup_size(WG)
+fn mul(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let i = flat(wid, lid);
+  if (i >= p.n) { return; }
+  out[i] = p.alpha * a[i] * b[i];
+}

@@ -1,0 +1,384 @@
+/**
+ * The GPU context: device, buffer pool, pipeline and bind-group caches, the uniform arena and the
+ * command recorder. Ops call `dispatch`, which appends to one open compute pass; nothing is
+ * submitted until `read`, `sync` or `flush`. A whole model pass is therefore one submit.
+ *
+ * Kernel convention (every `kernels/*.wgsl` entry point follows it): binding 0 of group 0 is a
+ * `var<uniform>` parameter struct of at most 256 bytes (bound with a dynamic offset into the
+ * uniform arena); bindings 1…n are storage buffers, `read` or `read_write` as the kernel spec says.
+ * @module
+ */
+import { DeviceLimitError, InvalidArgumentError, ShapeError } from "../errors.ts";
+import { type AdapterDescription, requestDevice } from "./device.ts";
+import { BufferPool, type GpuCounters } from "./pool.ts";
+import { shapeSize, Tensor } from "./tensor.ts";
+
+/** Access mode of one storage binding. */
+export type Access = "read" | "rw";
+
+/** A kernel entry point: WGSL source, entry name, storage bindings and override constants. */
+export interface KernelSpec {
+  /** Cache key of the source (e.g. the file name). */
+  name: string;
+  /** WGSL source text. */
+  source: string;
+  /** Entry point name. */
+  entry: string;
+  /** Access of bindings 1…n (binding 0 is always the parameter uniform). */
+  bindings: readonly Access[];
+  /** Values for `override` constants (tile sizes, workgroup sizes). */
+  constants?: Readonly<Record<string, number>>;
+}
+
+/** Bytes reserved per dispatch in the uniform arena (= minUniformBufferOffsetAlignment). */
+export const PARAM_SLOT_BYTES = 256;
+const ARENA_SLOTS = 2048;
+
+/** Reinterprets a float as its f32 bit pattern, for packing into a u32 parameter word. */
+export function f32Bits(x: number): number {
+  F32[0] = x;
+  return U32[0];
+}
+const F32 = new Float32Array(1);
+const U32 = new Uint32Array(F32.buffer);
+
+interface CachedPipeline {
+  pipeline: GPUComputePipeline;
+  layout: GPUBindGroupLayout;
+  id: number;
+}
+
+/** The fastprune GPU context. Get the shared one with `getGpu()`. */
+export class Gpu {
+  /** Creation and submit counters. */
+  readonly counters: GpuCounters = {
+    buffersCreated: 0,
+    pipelinesCreated: 0,
+    bindGroupsCreated: 0,
+    submits: 0,
+    dispatches: 0,
+  };
+  /** The storage buffer pool. */
+  readonly pool: BufferPool;
+  readonly #modules = new Map<string, GPUShaderModule>();
+  readonly #pipelines = new Map<string, CachedPipeline>();
+  readonly #layouts = new Map<string, GPUBindGroupLayout>();
+  readonly #bindGroups = new Map<string, GPUBindGroup>();
+  readonly #arena: GPUBuffer;
+  readonly #arenaData = new ArrayBuffer(ARENA_SLOTS * PARAM_SLOT_BYTES);
+  readonly #arenaU32 = new Uint32Array(this.#arenaData);
+  #arenaUsed = 0;
+  #encoder: GPUCommandEncoder | null = null;
+  #pass: GPUComputePassEncoder | null = null;
+  #touched = new Set<GPUBuffer>();
+  #readback: GPUBuffer[] = [];
+  #pipelineIds = 0;
+  /** Device limits in force. */
+  readonly limits: GPUSupportedLimits;
+
+  /** Wraps a device; prefer `getGpu()`. */
+  constructor(
+    readonly device: GPUDevice,
+    readonly adapter: AdapterDescription,
+  ) {
+    this.limits = device.limits;
+    this.pool = new BufferPool(device, this.counters);
+    this.#arena = device.createBuffer({
+      size: ARENA_SLOTS * PARAM_SLOT_BYTES,
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+    });
+    this.counters.buffersCreated++;
+  }
+
+  /** Largest tensor (in elements) one storage binding can hold on this device. */
+  get maxBindingElements(): number {
+    return Math.floor(this.limits.maxStorageBufferBindingSize / 4);
+  }
+
+  // ---------------------------------------------------------------- tensors
+
+  /** A tensor with undefined contents from the pool. */
+  empty(shape: readonly number[]): Tensor {
+    const bytes = this.#checkBytes(shape);
+    return new Tensor(this, shape, this.pool.acquire(bytes));
+  }
+
+  /** A tensor filled with zeros (recorded, not submitted). */
+  zeros(shape: readonly number[]): Tensor {
+    const t = this.empty(shape);
+    this.clear(t);
+    return t;
+  }
+
+  /** Records a zero fill of `t`. */
+  clear(t: Tensor): void {
+    if (t.size === 0) return;
+    const enc = this.#endPass();
+    enc.clearBuffer(t.buffer, 0, Math.ceil(t.byteLength / 4) * 4);
+    this.#touched.add(t.buffer);
+  }
+
+  /** Uploads data into a new tensor. The write is ordered before any later recorded command. */
+  upload(data: ArrayLike<number> | Float32Array, shape?: readonly number[]): Tensor {
+    const s = shape ?? [data.length];
+    const bytes = this.#checkBytes(s);
+    if (shapeSize(s) !== data.length) {
+      throw new ShapeError(`upload: ${data.length} values do not fill shape [${s.join(", ")}]`);
+    }
+    const buffer = this.pool.acquire(bytes, this.#touched);
+    const t = new Tensor(this, s, buffer);
+    this.write(t, data);
+    return t;
+  }
+
+  /** Overwrites a tensor's contents with `data` (must not be used by the open encoder). */
+  write(t: Tensor, data: ArrayLike<number> | Float32Array): void {
+    if (data.length !== t.size) {
+      throw new ShapeError(`write: ${data.length} values for tensor of ${t.size}`);
+    }
+    if (this.#touched.has(t.buffer)) this.flush();
+    const f = data instanceof Float32Array ? data : Float32Array.from(data);
+    if (f.length > 0) this.device.queue.writeBuffer(t.buffer, 0, f as Float32Array<ArrayBuffer>);
+  }
+
+  /** Uploads u32 data (token ids, labels) into a tensor whose storage is read as `u32`/`i32`. */
+  uploadU32(data: ArrayLike<number>, shape?: readonly number[]): Tensor {
+    const s = shape ?? [data.length];
+    const bytes = this.#checkBytes(s);
+    if (shapeSize(s) !== data.length) {
+      throw new ShapeError(`uploadU32: ${data.length} values do not fill shape [${s.join(", ")}]`);
+    }
+    const t = new Tensor(this, s, this.pool.acquire(bytes, this.#touched));
+    const u = Int32Array.from(data);
+    if (u.length > 0) this.device.queue.writeBuffer(t.buffer, 0, u.buffer, 0, u.byteLength);
+    return t;
+  }
+
+  /** Records a copy of `src` into `dst` (same element count, or `count` elements from offsets). */
+  copy(src: Tensor, dst: Tensor, srcOffset = 0, dstOffset = 0, count = src.size): void {
+    if (srcOffset + count > src.size || dstOffset + count > dst.size) {
+      throw new ShapeError(
+        `copy: ${count} elements from ${srcOffset} of ${src.size} to ${dstOffset} of ${dst.size}`,
+      );
+    }
+    if (count === 0) return;
+    const enc = this.#endPass();
+    enc.copyBufferToBuffer(src.buffer, srcOffset * 4, dst.buffer, dstOffset * 4, count * 4);
+    this.#touched.add(src.buffer);
+    this.#touched.add(dst.buffer);
+  }
+
+  #checkBytes(shape: readonly number[]): number {
+    const n = shapeSize(shape);
+    const bytes = n * 4;
+    if (bytes > this.limits.maxStorageBufferBindingSize) {
+      throw new DeviceLimitError(
+        `tensor [${shape.join(", ")}] needs ${bytes} bytes, over this device's storage binding limit of ${this.limits.maxStorageBufferBindingSize} bytes: use a smaller batch or sequence length`,
+      );
+    }
+    return bytes;
+  }
+
+  // ---------------------------------------------------------------- kernels
+
+  #module(spec: KernelSpec): GPUShaderModule {
+    let m = this.#modules.get(spec.name);
+    if (!m) {
+      m = this.device.createShaderModule({ label: spec.name, code: spec.source });
+      this.#modules.set(spec.name, m);
+    }
+    return m;
+  }
+
+  #layout(bindings: readonly Access[]): GPUBindGroupLayout {
+    const key = bindings.join(",");
+    let layout = this.#layouts.get(key);
+    if (!layout) {
+      const entries: GPUBindGroupLayoutEntry[] = [{
+        binding: 0,
+        visibility: GPUShaderStage.COMPUTE,
+        buffer: { type: "uniform", hasDynamicOffset: true, minBindingSize: PARAM_SLOT_BYTES },
+      }];
+      bindings.forEach((a, i) =>
+        entries.push({
+          binding: i + 1,
+          visibility: GPUShaderStage.COMPUTE,
+          buffer: { type: a === "read" ? "read-only-storage" : "storage" },
+        })
+      );
+      layout = this.device.createBindGroupLayout({ entries });
+      this.#layouts.set(key, layout);
+    }
+    return layout;
+  }
+
+  /** The cached compute pipeline of a kernel spec (compiled on first use). */
+  pipeline(spec: KernelSpec): CachedPipeline {
+    const c = spec.constants ?? {};
+    const constKey = Object.keys(c).sort().map((k) => `${k}=${c[k]}`).join(",");
+    const key = `${spec.name}|${spec.entry}|${constKey}|${spec.bindings.join(",")}`;
+    let p = this.#pipelines.get(key);
+    if (!p) {
+      const layout = this.#layout(spec.bindings);
+      const pipeline = this.device.createComputePipeline({
+        label: `${spec.name}:${spec.entry}`,
+        layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout] }),
+        compute: { module: this.#module(spec), entryPoint: spec.entry, constants: { ...c } },
+      });
+      this.counters.pipelinesCreated++;
+      p = { pipeline, layout, id: this.#pipelineIds++ };
+      this.#pipelines.set(key, p);
+    }
+    return p;
+  }
+
+  /**
+   * Records one dispatch: `params` are u32 words (use `f32Bits` for floats) written to the uniform
+   * arena; `tensors` bind to 1…n in order; `workgroups` is the grid size.
+   */
+  dispatch(
+    spec: KernelSpec,
+    params: ArrayLike<number>,
+    tensors: readonly Tensor[],
+    workgroups: readonly [number, number?, number?],
+  ): void {
+    if (tensors.length !== spec.bindings.length) {
+      throw new InvalidArgumentError(
+        `${spec.name}:${spec.entry} takes ${spec.bindings.length} tensors, got ${tensors.length}`,
+      );
+    }
+    if (params.length > PARAM_SLOT_BYTES / 4) {
+      throw new InvalidArgumentError(`${spec.entry}: more than 64 parameter words`);
+    }
+    const [x, y = 1, z = 1] = workgroups;
+    if (x === 0 || y === 0 || z === 0) return;
+    const maxWg = this.limits.maxComputeWorkgroupsPerDimension;
+    if (x > maxWg || y > maxWg || z > maxWg) {
+      throw new DeviceLimitError(
+        `${spec.entry}: grid ${x}×${y}×${z} is past the device limit of ${maxWg} workgroups per dimension`,
+      );
+    }
+    const p = this.pipeline(spec);
+    if (this.#arenaUsed === ARENA_SLOTS) this.flush();
+    const slot = this.#arenaUsed++;
+    const base = slot * (PARAM_SLOT_BYTES / 4);
+    for (let i = 0; i < params.length; i++) this.#arenaU32[base + i] = params[i];
+    const bindGroup = this.#bindGroup(p, tensors);
+    const pass = this.#beginPass();
+    pass.setPipeline(p.pipeline);
+    pass.setBindGroup(0, bindGroup, [slot * PARAM_SLOT_BYTES]);
+    pass.dispatchWorkgroups(x, y, z);
+    for (const t of tensors) this.#touched.add(t.buffer);
+    this.counters.dispatches++;
+  }
+
+  #bindGroup(p: CachedPipeline, tensors: readonly Tensor[]): GPUBindGroup {
+    let key = `${p.id}`;
+    for (const t of tensors) key += `:${this.pool.id(t.buffer)}/${t.byteLength}`;
+    let bg = this.#bindGroups.get(key);
+    if (!bg) {
+      const entries: GPUBindGroupEntry[] = [{
+        binding: 0,
+        resource: { buffer: this.#arena, offset: 0, size: PARAM_SLOT_BYTES },
+      }];
+      tensors.forEach((t, i) =>
+        entries.push({
+          binding: i + 1,
+          resource: { buffer: t.buffer, offset: 0, size: Math.max(4, t.byteLength) },
+        })
+      );
+      bg = this.device.createBindGroup({ layout: p.layout, entries });
+      this.counters.bindGroupsCreated++;
+      this.#bindGroups.set(key, bg);
+    }
+    return bg;
+  }
+
+  // ---------------------------------------------------------------- recording
+
+  #encoderNow(): GPUCommandEncoder {
+    if (!this.#encoder) this.#encoder = this.device.createCommandEncoder();
+    return this.#encoder;
+  }
+
+  #beginPass(): GPUComputePassEncoder {
+    if (!this.#pass) this.#pass = this.#encoderNow().beginComputePass();
+    return this.#pass;
+  }
+
+  #endPass(): GPUCommandEncoder {
+    if (this.#pass) {
+      this.#pass.end();
+      this.#pass = null;
+    }
+    return this.#encoderNow();
+  }
+
+  /** Submits everything recorded so far (one submit). Does not wait. */
+  flush(): void {
+    if (!this.#encoder) return;
+    const enc = this.#endPass();
+    if (this.#arenaUsed > 0) {
+      this.device.queue.writeBuffer(this.#arena, 0, this.#arenaData, 0, this.#arenaUsed * PARAM_SLOT_BYTES);
+    }
+    this.device.queue.submit([enc.finish()]);
+    this.counters.submits++;
+    this.#encoder = null;
+    this.#arenaUsed = 0;
+    this.#touched.clear();
+  }
+
+  /** Submits pending work and waits until the GPU has finished it. */
+  async sync(): Promise<void> {
+    this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+  }
+
+  /** Submits pending work and reads a tensor back as f32. */
+  async read(t: Tensor): Promise<Float32Array> {
+    const out = new Float32Array(t.size);
+    if (t.size === 0) return out;
+    const bytes = t.byteLength;
+    const staging = this.#takeReadback(bytes);
+    const enc = this.#endPass();
+    enc.copyBufferToBuffer(t.buffer, 0, staging, 0, bytes);
+    this.flush();
+    await staging.mapAsync(GPUMapMode.READ, 0, bytes);
+    out.set(new Float32Array(staging.getMappedRange(0, bytes)));
+    staging.unmap();
+    this.#readback.push(staging);
+    return out;
+  }
+
+  /** Reads a tensor whose storage holds i32/u32 values. */
+  async readU32(t: Tensor): Promise<Uint32Array> {
+    const f = await this.read(t);
+    return new Uint32Array(f.buffer);
+  }
+
+  #takeReadback(bytes: number): GPUBuffer {
+    let best = -1;
+    for (let i = 0; i < this.#readback.length; i++) {
+      const b = this.#readback[i];
+      if (b.size >= bytes && (best < 0 || b.size < this.#readback[best].size)) best = i;
+    }
+    if (best >= 0) return this.#readback.splice(best, 1)[0];
+    this.counters.buffersCreated++;
+    const size = Math.max(256, 2 ** Math.ceil(Math.log2(bytes)));
+    return this.device.createBuffer({
+      size,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+  }
+}
+
+let shared: Promise<Gpu> | null = null;
+
+/** The process-wide GPU context (created on first call). Raises `NoAdapterError` if none. */
+export function getGpu(): Promise<Gpu> {
+  if (!shared) {
+    shared = requestDevice().then(({ device, description }) => new Gpu(device, description));
+    shared.catch(() => (shared = null));
+  }
+  return shared;
+}

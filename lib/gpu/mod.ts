@@ -1,0 +1,8 @@
+/**
+ * The GPU runtime: re-exports of device, context, tensor and pool.
+ * @module
+ */
+export { type AdapterDescription, describeAdapter, INSTALL_HINT, requestDevice } from "./device.ts";
+export { type Access, f32Bits, getGpu, Gpu, type KernelSpec, PARAM_SLOT_BYTES } from "./context.ts";
+export { expectShape, shapeSize, Tensor, TensorView } from "./tensor.ts";
+export { BufferPool, type GpuCounters, sizeClass } from "./pool.ts";

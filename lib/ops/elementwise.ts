@@ -1,0 +1,64 @@
+/**
+ * Elementwise ops: `axpby` (out = α·a + β·b, used for add, sub, scale and gradient
+ * accumulation) and `mul` (out = α·a∘b), with their backward rules.
+ * @module
+ */
+import src from "../../kernels/elementwise.wgsl" with { type: "text" };
+import { ShapeError } from "../errors.ts";
+import { f32Bits, type KernelSpec } from "../gpu/context.ts";
+import type { Tensor } from "../gpu/tensor.ts";
+import { grid1d } from "./grid.ts";
+
+const WG = 256;
+const spec = (entry: string): KernelSpec => ({
+  name: "elementwise.wgsl",
+  source: src,
+  entry,
+  bindings: ["read", "read", "rw"],
+  constants: { WG },
+});
+const AXPBY = spec("axpby");
+const MUL = spec("mul");
+
+function sameSize(op: string, a: Tensor, b: Tensor): void {
+  if (a.size !== b.size) {
+    throw new ShapeError(
+      `${op}: sizes differ: [${a.shape.join(", ")}] vs [${b.shape.join(", ")}]`,
+    );
+  }
+}
+
+/** out = α·a + β·b (allocates `out` unless given; `out` may alias `a` or `b`... see note). */
+export function axpby(a: Tensor, b: Tensor, alpha = 1, beta = 1, out?: Tensor): Tensor {
+  sameSize("axpby", a, b);
+  const o = out ?? a.gpu.empty(a.shape);
+  sameSize("axpby out", a, o);
+  const [nx, ny] = grid1d(a.size, WG);
+  a.gpu.dispatch(AXPBY, [a.size, nx, f32Bits(alpha), f32Bits(beta)], [a, b, o], [nx, ny]);
+  return o;
+}
+
+/** out = a + b. Backward: da = dout, db = dout. */
+export function add(a: Tensor, b: Tensor, out?: Tensor): Tensor {
+  return axpby(a, b, 1, 1, out);
+}
+
+/** out = α·a∘b. Backward: `mulBackward`. */
+export function mul(a: Tensor, b: Tensor, alpha = 1, out?: Tensor): Tensor {
+  sameSize("mul", a, b);
+  const o = out ?? a.gpu.empty(a.shape);
+  sameSize("mul out", a, o);
+  const [nx, ny] = grid1d(a.size, WG);
+  a.gpu.dispatch(MUL, [a.size, nx, f32Bits(alpha), 0], [a, b, o], [nx, ny]);
+  return o;
+}
+
+/** Backward of `mul`: da = α·dout∘b, db = α·dout∘a. */
+export function mulBackward(
+  dout: Tensor,
+  a: Tensor,
+  b: Tensor,
+  alpha = 1,
+): { da: Tensor; db: Tensor } {
+  return { da: mul(dout, b, alpha), db: mul(dout, a, alpha) };
+}

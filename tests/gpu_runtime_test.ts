@@ -1,0 +1,68 @@
+import { assert, assertEquals } from "./helpers.ts";
+import { getGpu } from "../lib/gpu/context.ts";
+import { add, axpby, mul } from "../lib/ops/elementwise.ts";
+import { ReleasedTensorError, ShapeError } from "../lib/errors.ts";
+
+Deno.test("elementwise ops match direct computation and steady state allocates nothing", async () => {
+  const gpu = await getGpu();
+  const n = 70001; // not a multiple of the workgroup size
+  const a = Float32Array.from({ length: n }, (_, i) => Math.sin(i));
+  const b = Float32Array.from({ length: n }, (_, i) => Math.cos(i * 0.5));
+  const ta = gpu.upload(a);
+  const tb = gpu.upload(b);
+  const run = async () => {
+    const s = add(ta, tb);
+    const m = mul(s, tb, 2);
+    const r = await m.read();
+    s.release();
+    m.release();
+    return r;
+  };
+  const r = await run();
+  for (let i = 0; i < n; i += 997) {
+    const want = Math.fround(2 * Math.fround(Math.fround(a[i] + b[i]) * b[i]));
+    assert(Math.abs(r[i] - want) <= 1e-6 * (1 + Math.abs(want)), `i=${i}: ${r[i]} vs ${want}`);
+  }
+  const before = { ...gpu.counters };
+  await run();
+  assertEquals(gpu.counters.buffersCreated, before.buffersCreated);
+  assertEquals(gpu.counters.pipelinesCreated, before.pipelinesCreated);
+  assertEquals(gpu.counters.bindGroupsCreated, before.bindGroupsCreated);
+  assertEquals(gpu.counters.submits, before.submits + 1);
+  ta.release();
+  tb.release();
+});
+
+Deno.test("upload after release in the same recording keeps earlier results intact", async () => {
+  const gpu = await getGpu();
+  const x = gpu.upload([1, 2, 3, 4]);
+  const y = axpby(x, x, 3, 0); // 3x, recorded
+  x.release();
+  const z = gpu.upload([10, 20, 30, 40]); // must not reuse x's buffer before the recording runs
+  assertEquals(Array.from(await y.read()), [3, 6, 9, 12]);
+  assertEquals(Array.from(await z.read()), [10, 20, 30, 40]);
+  y.release();
+  z.release();
+});
+
+Deno.test("bad input raises typed errors", async () => {
+  const gpu = await getGpu();
+  const a = gpu.upload([1, 2, 3]);
+  const b = gpu.upload([1, 2]);
+  let err: unknown;
+  try {
+    add(a, b);
+  } catch (e) {
+    err = e;
+  }
+  assert(err instanceof ShapeError, "shape mismatch must raise ShapeError");
+  a.release();
+  err = undefined;
+  try {
+    add(a, a);
+  } catch (e) {
+    err = e;
+  }
+  assert(err instanceof ReleasedTensorError, "use after release must raise");
+  b.release();
+});

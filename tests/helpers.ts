@@ -1,0 +1,71 @@
+/**
+ * Test helpers: assertions (node:assert/strict), fixture loading and tolerance checks.
+ * @module
+ */
+import assertNode from "node:assert/strict";
+
+/** Asserts a condition. */
+export function assert(cond: unknown, message?: string): asserts cond {
+  assertNode.ok(cond, message);
+}
+
+/** Asserts deep equality. */
+export function assertEquals<T>(actual: T, expected: T, message?: string): void {
+  assertNode.deepStrictEqual(actual, expected, message);
+}
+
+/** Asserts that `fn` throws an instance of `cls` (sync or async) and returns the error. */
+export async function assertRejects<E extends Error>(
+  fn: () => unknown,
+  cls: new (...args: never[]) => E,
+  includes?: string,
+): Promise<E> {
+  try {
+    await fn();
+  } catch (e) {
+    assert(e instanceof cls, `expected ${cls.name}, got ${e}`);
+    if (includes) assert(String(e.message).includes(includes), `message "${e.message}" lacks "${includes}"`);
+    return e;
+  }
+  throw new Error(`expected ${cls.name} to be thrown`);
+}
+
+/**
+ * Asserts max |actual − expected| ≤ atol + rtol·|expected| elementwise; reports the worst index.
+ */
+export function assertClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  atol: number,
+  rtol = 0,
+  label = "",
+): void {
+  assert(actual.length === expected.length, `${label}: length ${actual.length} vs ${expected.length}`);
+  let worst = -1;
+  let worstExcess = 0;
+  for (let i = 0; i < actual.length; i++) {
+    const d = Math.abs(actual[i] - expected[i]);
+    const tol = atol + rtol * Math.abs(expected[i]);
+    if (!(d <= tol) && (d - tol > worstExcess || worst < 0)) {
+      worst = i;
+      worstExcess = d - tol;
+    }
+  }
+  assert(
+    worst < 0,
+    `${label}: element ${worst}: ${actual[worst]} vs ${expected[worst]} (atol ${atol}, rtol ${rtol})`,
+  );
+}
+
+/** Max |x| of an array (for tolerances scaled by magnitude). */
+export function maxAbs(x: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i]));
+  return m;
+}
+
+/** Loads a JSON fixture from tests/fixtures/. */
+export async function loadFixture<T = Record<string, unknown>>(name: string): Promise<T> {
+  const url = new URL(`./fixtures/${name}`, import.meta.url);
+  return JSON.parse(await Deno.readTextFile(url)) as T;
+}
