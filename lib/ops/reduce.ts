@@ -1,0 +1,198 @@
+/**
+ * Deterministic reductions: column sums (`sumRows`, bias gradients), per-group column sums
+ * (`sumGroups`), the sum of all elements (`sumAll`) and the product forms used by mask gradients
+ * (`dotRows`, `dotGroups`). Every sum has a fixed order (strided lanes, then a fixed tree, then a
+ * second stage over fixed-size chunks when there are many rows), so results are bit-identical from
+ * run to run; no float atomics.
+ * @module
+ */
+import src from "../../kernels/reduce.wgsl" with { type: "text" };
+import { InvalidArgumentError, ShapeError } from "../errors.ts";
+import type { KernelSpec } from "../gpu/context.ts";
+import { expectShape, type Tensor } from "../gpu/tensor.ts";
+import { grid1d } from "./grid.ts";
+
+/** Columns per col_reduce workgroup. */
+const CX = 16;
+/** Row lanes per col_reduce workgroup. */
+const RY = 16;
+/** Rows per chunk of the first stage of a column sum over many rows. */
+const COL_CHUNK = 256;
+/** Lanes per row_reduce workgroup. */
+const WG = 256;
+/** Elements per chunk of the first stage of `sumAll`. */
+const FLAT_CHUNK = 16 * WG;
+const MAX_GROUPS = 65535;
+
+const colSpec = (product: boolean): KernelSpec => ({
+  name: "reduce.wgsl",
+  source: src,
+  entry: "col_reduce",
+  bindings: ["read", "read", "rw"],
+  constants: { CX, RY, PRODUCT: product ? 1 : 0 },
+});
+const rowSpec = (product: boolean): KernelSpec => ({
+  name: "reduce.wgsl",
+  source: src,
+  entry: "row_reduce",
+  bindings: ["read", "read", "rw"],
+  constants: { WG, PRODUCT: product ? 1 : 0 },
+});
+const COL_SUM = colSpec(false);
+const COL_DOT = colSpec(true);
+const ROW_SUM = rowSpec(false);
+const ROW_DOT = rowSpec(true);
+
+/**
+ * One col_reduce dispatch: out[k, c] (+)= Σ_{r in chunk k} term(r, c) for chunks of `rows` rows of
+ * a [R, C] input (term = a, or a∘b when `b` is given).
+ */
+function colReduce(
+  a: Tensor,
+  b: Tensor | null,
+  R: number,
+  C: number,
+  rows: number,
+  out: Tensor,
+  accumulate: boolean,
+): void {
+  const nChunks = Math.ceil(R / rows);
+  const ny = Math.min(nChunks, MAX_GROUPS);
+  const nz = Math.ceil(nChunks / ny);
+  a.gpu.dispatch(
+    b ? COL_DOT : COL_SUM,
+    [R, C, rows, nChunks, ny, accumulate ? 1 : 0],
+    [a, b ?? a, out],
+    [Math.ceil(C / CX), ny, nz],
+  );
+}
+
+/** Column sums of a [R, C] input in two or more stages when R is large; result into `out` [C]. */
+function columnSums(x: Tensor, R: number, C: number, out: Tensor, accumulate: boolean): void {
+  if (R <= COL_CHUNK) {
+    colReduce(x, null, R, C, Math.max(R, 1), out, accumulate);
+    return;
+  }
+  const nChunks = Math.ceil(R / COL_CHUNK);
+  const partial = x.gpu.empty([nChunks, C]);
+  colReduce(x, null, R, C, COL_CHUNK, partial, false);
+  columnSums(partial, nChunks, C, out, accumulate);
+  partial.release();
+}
+
+/** One row_reduce dispatch: out[k] (+)= Σ of flat elements k·L … min(n, (k+1)·L) − 1. */
+function rowReduce(
+  a: Tensor,
+  b: Tensor | null,
+  n: number,
+  L: number,
+  out: Tensor,
+  accumulate: boolean,
+): void {
+  const rows = Math.ceil(n / L);
+  const [nx, ny] = grid1d(rows, 1);
+  a.gpu.dispatch(
+    b ? ROW_DOT : ROW_SUM,
+    [n, L, rows, nx, accumulate ? 1 : 0],
+    [a, b ?? a, out],
+    [nx, ny],
+  );
+}
+
+function rowsAndCols(op: string, x: Tensor): [number, number] {
+  if (x.shape.length < 2) {
+    throw new ShapeError(`${op}: expected a [R, C] tensor, got [${x.shape.join(", ")}]`);
+  }
+  const C = x.shape[x.shape.length - 1];
+  return [C === 0 ? 0 : x.size / C, C];
+}
+
+/**
+ * Column sums of x [R, C] (leading dimensions are flattened into R): out[c] = Σ_r x[r, c], the
+ * bias gradient of a linear layer. When `into` [C] is given the sums are added to it and it is
+ * returned. Rows are summed in chunks of 256 and the chunk sums in a second stage (fixed order).
+ */
+export function sumRows(x: Tensor, into?: Tensor): Tensor {
+  const [R, C] = rowsAndCols("sumRows", x);
+  const out = into ?? x.gpu.empty([C]);
+  expectShape("sumRows into", out, [C]);
+  if (out.buffer === x.buffer) {
+    throw new InvalidArgumentError("sumRows: into must not share storage with x");
+  }
+  if (R === 0) {
+    if (!into) x.gpu.clear(out);
+    return out;
+  }
+  columnSums(x, R, C, out, into !== undefined);
+  return out;
+}
+
+function groupsOf(op: string, x: Tensor, T: number): [number, number] {
+  if (x.shape.length !== 2) {
+    throw new ShapeError(`${op}: expected x [G·T, C], got [${x.shape.join(", ")}]`);
+  }
+  if (!Number.isInteger(T) || T < 1 || x.shape[0] % T !== 0) {
+    throw new ShapeError(
+      `${op}: rows of [${x.shape.join(", ")}] are not a whole number of groups of T = ${T}`,
+    );
+  }
+  return [x.shape[0] / T, x.shape[1]];
+}
+
+/**
+ * Per-group column sums: x [G·T, C] (G groups of T consecutive rows, e.g. G examples × T tokens)
+ * → [G, C] with out[g, c] = Σ_t x[g·T + t, c].
+ */
+export function sumGroups(x: Tensor, T: number): Tensor {
+  const [G, C] = groupsOf("sumGroups", x, T);
+  const out = x.gpu.empty([G, C]);
+  colReduce(x, null, G * T, C, T, out, false);
+  return out;
+}
+
+/**
+ * Per-group column sums of a product: a, b [G·T, C] → [G, C] with
+ * out[g, c] = Σ_t a[g·T + t, c]·b[g·T + t, c] (the per-example FFN mask gradient).
+ */
+export function dotGroups(a: Tensor, b: Tensor, T: number): Tensor {
+  const [G, C] = groupsOf("dotGroups", a, T);
+  expectShape("dotGroups b", b, a.shape);
+  const out = a.gpu.empty([G, C]);
+  colReduce(a, b, G * T, C, T, out, false);
+  return out;
+}
+
+/**
+ * Row dot products: a, b [R, C] (leading dimensions flattened into R) → [R] with
+ * out[r] = Σ_c a[r, c]·b[r, c] (the per-row head mask gradient).
+ */
+export function dotRows(a: Tensor, b: Tensor): Tensor {
+  const [R, C] = rowsAndCols("dotRows", a);
+  expectShape("dotRows b", b, a.shape);
+  const out = a.gpu.empty([R]);
+  if (C === 0) {
+    a.gpu.clear(out);
+    return out;
+  }
+  rowReduce(a, b, R * C, C, out, false);
+  return out;
+}
+
+/** Sum of all elements of x (any shape) → [1], in chunks of 4096 and then over the chunk sums. */
+export function sumAll(x: Tensor): Tensor {
+  const out = x.gpu.empty([1]);
+  if (x.size === 0) {
+    x.gpu.clear(out);
+    return out;
+  }
+  let cur: Tensor = x;
+  while (cur.size > FLAT_CHUNK) {
+    const partial = x.gpu.empty([Math.ceil(cur.size / FLAT_CHUNK)]);
+    rowReduce(cur, null, cur.size, FLAT_CHUNK, partial, false);
+    if (cur !== x) cur.release();
+    cur = partial;
+  }
+  rowReduce(cur, null, cur.size, cur.size, out, false);
+  if (cur !== x) cur.release();
+  return out;
+}
