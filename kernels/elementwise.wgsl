@@ -1,4 +1,5 @@
-// Elementwise ops over flat f32 arrays. Grid: ceil(n / WG) workgroups along x, with y used as a
+// Elementwise ops over flat f32 arrays. All bindings are read_write so that in-place forms
+// (a += β·b) can bind a single buffer once. Grid: ceil(n / WG) workgroups along x, with y used as a
 // second index dimension when n is past 65535·WG (index = (y·nx + x)·WG + local).
 
 override WG: u32 = 256u;
@@ -11,8 +12,8 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(1) var<storage, read_write> a: array<f32>;
+@group(0) @binding(2) var<storage, read_write> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 fn flat(wid: vec3u, lid: vec3u) -> u32 {
@@ -33,4 +34,12 @@ fn mul(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec
   let i = flat(wid, lid);
   if (i >= p.n) { return; }
   out[i] = p.alpha * a[i] * b[i];
+}
+
+// out = alpha·a (copy with scale)
+@compute @workgroup_size(WG)
+fn scale(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let i = flat(wid, lid);
+  if (i >= p.n) { return; }
+  out[i] = p.alpha * a[i];
 }

@@ -1,6 +1,6 @@
 import { assert, assertEquals } from "./helpers.ts";
 import { getGpu } from "../lib/gpu/context.ts";
-import { add, axpby, mul } from "../lib/ops/elementwise.ts";
+import { add, addInto, axpby, mul, scale } from "../lib/ops/elementwise.ts";
 import { ReleasedTensorError, ShapeError } from "../lib/errors.ts";
 
 Deno.test("elementwise ops match direct computation and steady state allocates nothing", async () => {
@@ -65,4 +65,15 @@ Deno.test("bad input raises typed errors", async () => {
   }
   assert(err instanceof ReleasedTensorError, "use after release must raise");
   b.release();
+});
+
+Deno.test("in-place accumulation and scale alias safely", async () => {
+  const gpu = await getGpu();
+  const acc = gpu.upload([1, 2, 3]);
+  const x = gpu.upload([10, 20, 30]);
+  addInto(acc, x, 0.5);
+  scale(acc, 2, acc);
+  assertEquals(Array.from(await acc.read()), [12, 24, 36]);
+  acc.release();
+  x.release();
 });

@@ -1,6 +1,8 @@
 /**
- * Elementwise ops: `axpby` (out = α·a + β·b, used for add, sub, scale and gradient
- * accumulation) and `mul` (out = α·a∘b), with their backward rules.
+ * Elementwise ops: `axpby` (out = α·a + β·b: add, subtract, scale), `mul` (out = α·a∘b),
+ * `addInto` (a += β·b in place, gradient accumulation) and `scale`, with their backward rules.
+ * Every binding is read_write, so outputs may alias inputs (each invocation reads and writes only
+ * its own element; WebGPU allows one buffer in several storage bindings of a dispatch).
  * @module
  */
 import src from "../../kernels/elementwise.wgsl" with { type: "text" };
@@ -14,11 +16,12 @@ const spec = (entry: string): KernelSpec => ({
   name: "elementwise.wgsl",
   source: src,
   entry,
-  bindings: ["read", "read", "rw"],
+  bindings: ["rw", "rw", "rw"],
   constants: { WG },
 });
 const AXPBY = spec("axpby");
 const MUL = spec("mul");
+const SCALE = spec("scale");
 
 function sameSize(op: string, a: Tensor, b: Tensor): void {
   if (a.size !== b.size) {
@@ -28,7 +31,7 @@ function sameSize(op: string, a: Tensor, b: Tensor): void {
   }
 }
 
-/** out = α·a + β·b (allocates `out` unless given; `out` may alias `a` or `b`... see note). */
+/** out = α·a + β·b (allocates `out` unless given; `out` may be `a` or `b`). */
 export function axpby(a: Tensor, b: Tensor, alpha = 1, beta = 1, out?: Tensor): Tensor {
   sameSize("axpby", a, b);
   const o = out ?? a.gpu.empty(a.shape);
@@ -41,6 +44,20 @@ export function axpby(a: Tensor, b: Tensor, alpha = 1, beta = 1, out?: Tensor): 
 /** out = a + b. Backward: da = dout, db = dout. */
 export function add(a: Tensor, b: Tensor, out?: Tensor): Tensor {
   return axpby(a, b, 1, 1, out);
+}
+
+/** acc += β·x in place (gradient accumulation); returns `acc`. */
+export function addInto(acc: Tensor, x: Tensor, beta = 1): Tensor {
+  return axpby(acc, x, 1, beta, acc);
+}
+
+/** out = α·a (in place when `out` is `a`). Backward: da = α·dout. */
+export function scale(a: Tensor, alpha: number, out?: Tensor): Tensor {
+  const o = out ?? a.gpu.empty(a.shape);
+  sameSize("scale out", a, o);
+  const [nx, ny] = grid1d(a.size, WG);
+  a.gpu.dispatch(SCALE, [a.size, nx, f32Bits(alpha), 0], [a, a, o], [nx, ny]);
+  return o;
 }
 
 /** out = α·a∘b. Backward: `mulBackward`. */
