@@ -151,9 +151,7 @@ function archAndHead(k: Keys, headHint?: TaskHead): { arch: Arch; head: TaskHead
       );
     }
   }
-  if (head === null) head = headHint ?? null;
-  if (head === null) head = k.obj.problem_type === "regression" ? "regression" : "classification";
-  return { arch: arch!, head };
+  return { arch: arch!, head: head ?? headHint ?? "classification" };
 }
 
 function labels(k: Keys, head: TaskHead): {
@@ -237,7 +235,8 @@ function layerWidths(k: Keys, numLayers: number, intermediate: number): number[]
  * Parses a Hugging Face `config.json` object into an `EncoderConfig`. The architecture and head come
  * from `architectures` (Bert/DistilBert ForSequenceClassification or ForQuestionAnswering; base and
  * MLM classes take `headHint`, else classification), or from `model_type` plus `headHint`;
- * `problem_type: "regression"` or `num_labels: 1` makes a classification head a regression head.
+ * `problem_type: "regression"` or `num_labels: 1` makes a classification head a regression head
+ * (other problem types, e.g. multi-label, raise UnsupportedModelError).
  * Pruned models are read from `pruned_heads` (layer → ORIGINAL head indices removed) and
  * `intermediate_sizes` (FFN width per layer). Malformed keys raise FileFormatError naming the key and
  * `source`; unsupported architectures or activations raise UnsupportedModelError.
@@ -250,8 +249,18 @@ export function parseConfig(
   if (!isObject(json)) throw new FileFormatError(`${source}: must be a JSON object`);
   const k = new Keys(json, source);
   let { arch, head } = archAndHead(k, headHint);
-  if (head === "classification" && k.obj.num_labels === 1) head = "regression";
+  if (head === "classification") {
+    const pt = k.obj.problem_type;
+    if (pt === "regression") head = "regression";
+    else if (pt !== undefined && pt !== null && pt !== "single_label_classification") {
+      throw new UnsupportedModelError(
+        `${source}: problem_type ${JSON.stringify(pt)} is not supported ` +
+          `(use "single_label_classification" or "regression")`,
+      );
+    }
+  }
   const lab = labels(k, head);
+  if (head === "classification" && lab.numLabels === 1) head = "regression";
   const posType = k.str("position_embedding_type", "absolute");
   if (posType !== "absolute") {
     throw new UnsupportedModelError(
@@ -371,7 +380,7 @@ export function configToJson(c: EncoderConfig): Record<string, unknown> {
   out.architectures = [ARCH_CLASS[c.arch][c.head]];
   out.model_type = c.arch;
   if (c.head === "regression") out.problem_type = "regression";
-  else if (c.raw.problem_type !== undefined && c.head === "classification") {
+  else if (c.raw.problem_type === "single_label_classification") {
     out.problem_type = c.raw.problem_type;
   }
   const numLabels = c.head === "qa" ? 2 : c.numLabels;
@@ -448,6 +457,9 @@ function validate(c: EncoderConfig): void {
     bad(`regression needs numLabels 1, got ${c.numLabels}`);
   }
   if (c.head === "qa" && c.numLabels !== 2) bad(`qa needs numLabels 2, got ${c.numLabels}`);
+  if (c.head === "classification" && c.numLabels < 2) {
+    bad(`classification needs numLabels ≥ 2 (use head "regression" for one output)`);
+  }
   if (c.hiddenSize % c.numHeads !== 0 || c.headDim !== c.hiddenSize / c.numHeads) {
     bad(`headDim ${c.headDim} must equal hiddenSize ${c.hiddenSize} / numHeads ${c.numHeads}`);
   }
