@@ -75,7 +75,8 @@ function layerRanking(I: ArrayLike<number>, l: number, u: number) {
  * worth the sum of those u importances; an exact DP maximises the total worth with Σ h_l ≥ 1, ties
  * to the lower (quantised) total cost, then to the lower u (groups are processed FFN sub-layers
  * first, then MHA sub-layers, each in layer order; the backtrack picks the lowest u per group).
- * `"piecewise"` runs the corrected intended algorithm of §2.3 (single LUT only). `lut` may be one
+ * `"piecewise"` runs the corrected intended algorithm of §2.3 (single LUT only). c = 1 returns the
+ * full model without searching (rounding up could otherwise lose up to one bin per group). `lut` may be one
  * table for all layers or one per layer (§11.2, DP only). The result always meets B under the raw
  * LUT; ConstraintTooSmallError if no mask with a head does.
  */
@@ -98,20 +99,27 @@ export function searchLatency(
   for (const t of luts) full += t.mha[dims.H] + t.ffn[dims.F];
   const budget = c * full;
   const method = o.method ?? "dp";
+  if (method !== "dp" && method !== "piecewise") {
+    throw new InvalidArgumentError(`unknown latency search method "${method}" (dp | piecewise)`);
+  }
   let kept: { heads: Int32Array; neurons: Int32Array };
-  if (method === "dp") {
+  if (c === 1) {
+    // No pruning: the full model meets B = full exactly, which rounding costs up could lose.
+    kept = {
+      heads: new Int32Array(dims.L).fill(dims.H),
+      neurons: new Int32Array(dims.L).fill(dims.F),
+    };
+  } else if (method === "dp") {
     const bins = o.bins ?? 4096;
     if (!Number.isInteger(bins) || bins < 1) {
       throw new InvalidArgumentError(`bins = ${bins} must be a positive integer`);
     }
     kept = dpSearch(headI, ffnI, dims, luts, budget, bins);
-  } else if (method === "piecewise") {
+  } else {
     if (Array.isArray(lut)) {
       throw new InvalidArgumentError(`method "piecewise" takes one latency table, not per-layer`);
     }
     kept = piecewiseSearch(headI, ffnI, dims, lut, budget);
-  } else {
-    throw new InvalidArgumentError(`unknown latency search method "${method}" (dp | piecewise)`);
   }
   return buildResult(headI, ffnI, dims, luts, kept, full, budget);
 }
