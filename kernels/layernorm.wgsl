@@ -1,0 +1,153 @@
+// LayerNorm over the last dimension of x [R, C] (biased variance, as torch.nn.LayerNorm).
+// Rows are handled one per workgroup (row = wid.y·nx + wid.x); reductions are a fixed-order tree
+// in workgroup memory, so results are deterministic. WG must be a power of two ≤ 256.
+//
+// Entry points:
+//   forward       y = (x − mean)·rstd·gamma + beta; saves mean [R] and rstd [R]
+//   backward_dx   dx = rstd·(g − mean(g) − x̂·mean(g∘x̂)) with g = dy∘gamma, x̂ = (x − mean)·rstd
+//   param_partial stage 1 of dgamma/dbeta: column sums of dy∘x̂ and dy over chunks of rows,
+//                 written to part [2, chunks, C] (one invocation per column and chunk)
+//   param_final   stage 2: dgamma[c] = Σ_k part[0, k, c], dbeta[c] = Σ_k part[1, k, c] in order k
+
+override WG: u32 = 256u;
+
+struct Params {
+  rows: u32,      // R
+  cols: u32,      // C
+  nx: u32,        // workgroups along x (row grid) or column groups (param kernels)
+  eps: f32,       // variance epsilon (forward)
+  chunk: u32,     // rows per chunk (param_partial)
+  chunks: u32,    // number of chunks
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+
+var<workgroup> red_a: array<f32, 256>;
+var<workgroup> red_b: array<f32, 256>;
+
+// Tree sum of red_a[0..WG) (and red_b) into element 0; every invocation must call it.
+fn reduce2(lid: u32) {
+  for (var s = WG / 2u; s > 0u; s = s / 2u) {
+    workgroupBarrier();
+    if (lid < s) {
+      red_a[lid] = red_a[lid] + red_a[lid + s];
+      red_b[lid] = red_b[lid] + red_b[lid + s];
+    }
+  }
+  workgroupBarrier();
+}
+
+fn row_index(wid: vec3u) -> u32 {
+  return wid.y * p.nx + wid.x;
+}
+
+// ---------------------------------------------------------------- forward
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> gamma: array<f32>;
+@group(0) @binding(3) var<storage, read> beta: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<storage, read_write> mean_out: array<f32>;
+@group(0) @binding(6) var<storage, read_write> rstd_out: array<f32>;
+
+@compute @workgroup_size(WG)
+fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: vec3u) {
+  let row = row_index(wid);
+  if (row >= p.rows) { return; } // uniform across the workgroup
+  let lid = lid3.x;
+  let base = row * p.cols;
+  var s = 0.0;
+  for (var c = lid; c < p.cols; c += WG) { s += x[base + c]; }
+  red_a[lid] = s;
+  red_b[lid] = 0.0;
+  reduce2(lid);
+  let mean = red_a[0] / f32(p.cols);
+  workgroupBarrier();
+  var q = 0.0;
+  for (var c = lid; c < p.cols; c += WG) {
+    let d = x[base + c] - mean;
+    q += d * d;
+  }
+  red_a[lid] = q;
+  reduce2(lid);
+  let rstd = inverseSqrt(red_a[0] / f32(p.cols) + p.eps);
+  for (var c = lid; c < p.cols; c += WG) {
+    y[base + c] = (x[base + c] - mean) * rstd * gamma[c] + beta[c];
+  }
+  if (lid == 0u) {
+    mean_out[row] = mean;
+    rstd_out[row] = rstd;
+  }
+}
+
+// ---------------------------------------------------------------- backward
+@group(0) @binding(1) var<storage, read> b_dy: array<f32>;
+@group(0) @binding(2) var<storage, read> b_x: array<f32>;
+@group(0) @binding(3) var<storage, read> b_mean: array<f32>;
+@group(0) @binding(4) var<storage, read> b_rstd: array<f32>;
+@group(0) @binding(5) var<storage, read> b_gamma: array<f32>;
+@group(0) @binding(6) var<storage, read_write> b_dx: array<f32>;
+
+@compute @workgroup_size(WG)
+fn backward_dx(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: vec3u) {
+  let row = row_index(wid);
+  if (row >= p.rows) { return; }
+  let lid = lid3.x;
+  let base = row * p.cols;
+  let mean = b_mean[row];
+  let rstd = b_rstd[row];
+  var sg = 0.0;
+  var sgx = 0.0;
+  for (var c = lid; c < p.cols; c += WG) {
+    let g = b_dy[base + c] * b_gamma[c];
+    sg += g;
+    sgx += g * (b_x[base + c] - mean) * rstd;
+  }
+  red_a[lid] = sg;
+  red_b[lid] = sgx;
+  reduce2(lid);
+  let mg = red_a[0] / f32(p.cols);
+  let mgx = red_b[0] / f32(p.cols);
+  for (var c = lid; c < p.cols; c += WG) {
+    let xh = (b_x[base + c] - mean) * rstd;
+    b_dx[base + c] = rstd * (b_dy[base + c] * b_gamma[c] - mg - xh * mgx);
+  }
+}
+
+// part [2, chunks, C]: part[0, k, c] = Σ_{r in chunk k} dy[r, c]·x̂[r, c]; part[1, k, c] = Σ dy[r, c]
+@group(0) @binding(5) var<storage, read_write> b_part: array<f32>;
+
+@compute @workgroup_size(WG)
+fn param_partial(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: vec3u) {
+  let c = wid.x * WG + lid3.x;
+  let k = wid.y;
+  if (c >= p.cols || k >= p.chunks) { return; }
+  let r0 = k * p.chunk;
+  let r1 = min(p.rows, r0 + p.chunk);
+  var sgx = 0.0;
+  var sg = 0.0;
+  for (var r = r0; r < r1; r++) {
+    let d = b_dy[r * p.cols + c];
+    sgx += d * (b_x[r * p.cols + c] - b_mean[r]) * b_rstd[r];
+    sg += d;
+  }
+  b_part[k * p.cols + c] = sgx;
+  b_part[(p.chunks + k) * p.cols + c] = sg;
+}
+
+@group(0) @binding(1) var<storage, read> f_part: array<f32>;
+@group(0) @binding(2) var<storage, read_write> f_dgamma: array<f32>;
+@group(0) @binding(3) var<storage, read_write> f_dbeta: array<f32>;
+
+@compute @workgroup_size(WG)
+fn param_final(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: vec3u) {
+  let c = wid.x * WG + lid3.x;
+  if (c >= p.cols) { return; }
+  var sgx = 0.0;
+  var sg = 0.0;
+  for (var k = 0u; k < p.chunks; k++) {
+    sgx += f_part[k * p.cols + c];
+    sg += f_part[(p.chunks + k) * p.cols + c];
+  }
+  f_dgamma[c] = sgx;
+  f_dbeta[c] = sg;
+}

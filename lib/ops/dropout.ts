@@ -1,0 +1,54 @@
+/**
+ * Dropout with a counter-based RNG: element i is kept when a hash of (seed, i) clears a threshold,
+ * so the backward regenerates exactly the forward's mask from the same seed (no mask buffer).
+ * Kept elements are scaled by 1/(1 − p).
+ * @module
+ */
+import src from "../../kernels/dropout.wgsl" with { type: "text" };
+import { InvalidArgumentError, ShapeError } from "../errors.ts";
+import { f32Bits, type KernelSpec } from "../gpu/context.ts";
+import type { Tensor } from "../gpu/tensor.ts";
+import { grid1d } from "./grid.ts";
+
+const WG = 256;
+const APPLY: KernelSpec = {
+  name: "dropout.wgsl",
+  source: src,
+  entry: "apply",
+  bindings: ["read", "rw"],
+  constants: { WG },
+};
+
+function apply(op: string, x: Tensor, p: number, seed: number, out?: Tensor): Tensor {
+  if (!(p >= 0 && p <= 1)) throw new InvalidArgumentError(`${op}: p must be in [0, 1], got ${p}`);
+  if (!Number.isInteger(seed)) {
+    throw new InvalidArgumentError(`${op}: seed must be an integer, got ${seed}`);
+  }
+  const o = out ?? x.gpu.empty(x.shape);
+  if (o.size !== x.size) {
+    throw new ShapeError(`${op}: out [${o.shape.join(", ")}] vs x [${x.shape.join(", ")}]`);
+  }
+  if (p === 0) {
+    if (o !== x) x.gpu.copy(x, o);
+    return o;
+  }
+  const threshold = Math.min(2 ** 24, Math.round(p * 2 ** 24));
+  const keepScale = p === 1 ? 0 : 1 / (1 - p);
+  const [nx, ny] = grid1d(x.size, WG);
+  x.gpu.dispatch(APPLY, [x.size, nx, seed >>> 0, threshold, f32Bits(keepScale)], [x, o], [nx, ny]);
+  return o;
+}
+
+/**
+ * Dropout forward: y = x·keep/(1 − p) with keep a Bernoulli(1 − p) mask drawn from a hash of
+ * (seed, element index); the same seed always gives the same mask. p = 0 copies x; p = 1 gives 0.
+ * Use a fresh seed per call site and step.
+ */
+export function dropout(x: Tensor, p: number, seed: number, out?: Tensor): Tensor {
+  return apply("dropout", x, p, seed, out);
+}
+
+/** Dropout backward: dx = dy·keep/(1 − p) with the mask the forward drew for the same seed. */
+export function dropoutBackward(dy: Tensor, p: number, seed: number, out?: Tensor): Tensor {
+  return apply("dropoutBackward", dy, p, seed, out);
+}

@@ -1,0 +1,120 @@
+/**
+ * LayerNorm over the last dimension (torch.nn.LayerNorm semantics: biased variance, eps inside the
+ * square root) with its explicit backward. Forward saves the per-row mean and reciprocal standard
+ * deviation for the backward. All reductions run in a fixed order, so results are deterministic.
+ * @module
+ */
+import src from "../../kernels/layernorm.wgsl" with { type: "text" };
+import { InvalidArgumentError, ShapeError } from "../errors.ts";
+import { f32Bits, type KernelSpec } from "../gpu/context.ts";
+import type { Tensor } from "../gpu/tensor.ts";
+import { grid1d } from "./grid.ts";
+
+const ROW_WG = 256;
+const COL_WG = 64;
+/** Rows summed by one invocation in the first stage of the dgamma/dbeta column reduction. */
+const ROWS_PER_CHUNK = 32;
+
+const spec = (entry: string, bindings: KernelSpec["bindings"], WG: number): KernelSpec => ({
+  name: "layernorm.wgsl",
+  source: src,
+  entry,
+  bindings,
+  constants: { WG },
+});
+const rowWg = (cols: number) => (cols <= 32 ? 32 : cols <= 64 ? 64 : cols <= 128 ? 128 : ROW_WG);
+const FORWARD = (wg: number) => spec("forward", ["read", "read", "read", "rw", "rw", "rw"], wg);
+const BACKWARD_DX = (wg: number) =>
+  spec("backward_dx", ["read", "read", "read", "read", "read", "rw"], wg);
+const PARAM_PARTIAL = spec("param_partial", ["read", "read", "read", "read", "rw"], COL_WG);
+const PARAM_FINAL = spec("param_final", ["read", "rw", "rw"], COL_WG);
+
+function shapeStr(t: Tensor): string {
+  return `[${t.shape.join(", ")}]`;
+}
+
+/** Rows and columns of `x` seen as [R, C] with C its last dimension. */
+function rowsCols(op: string, x: Tensor): [number, number] {
+  if (x.shape.length === 0) throw new ShapeError(`${op}: x must have at least one dimension`);
+  const cols = x.shape[x.shape.length - 1];
+  return [cols === 0 ? 0 : x.size / cols, cols];
+}
+
+function expectSize(op: string, name: string, t: Tensor, size: number, what: string): void {
+  if (t.size !== size) {
+    throw new ShapeError(`${op}: ${name} ${shapeStr(t)} must have ${size} elements (${what})`);
+  }
+}
+
+/**
+ * LayerNorm forward over the last dimension of `x` (seen as [R, C]): y = (x − mean)·rstd·gamma +
+ * beta with rstd = 1/√(var + eps), var biased. `gamma` and `beta` have C elements. Returns `y`
+ * (shape of `x`) and the saved `mean` and `rstd` ([R]) that `layerNormBackward` needs.
+ */
+export function layerNorm(
+  x: Tensor,
+  gamma: Tensor,
+  beta: Tensor,
+  eps: number,
+  out?: Tensor,
+): { y: Tensor; mean: Tensor; rstd: Tensor } {
+  const [rows, cols] = rowsCols("layerNorm", x);
+  expectSize("layerNorm", "gamma", gamma, cols, `last dim of x ${shapeStr(x)}`);
+  expectSize("layerNorm", "beta", beta, cols, `last dim of x ${shapeStr(x)}`);
+  if (!(eps >= 0)) throw new InvalidArgumentError(`layerNorm: eps must be ≥ 0, got ${eps}`);
+  const gpu = x.gpu;
+  const y = out ?? gpu.empty(x.shape);
+  expectSize("layerNorm", "out", y, x.size, `shape of x ${shapeStr(x)}`);
+  const mean = gpu.empty([rows]);
+  const rstd = gpu.empty([rows]);
+  const [nx, ny] = grid1d(rows, 1);
+  gpu.dispatch(
+    FORWARD(rowWg(cols)),
+    [rows, cols, nx, f32Bits(eps), 0, 0],
+    [x, gamma, beta, y, mean, rstd],
+    [nx, ny],
+  );
+  return { y, mean, rstd };
+}
+
+/**
+ * LayerNorm backward. Given dy and the forward's x, saved mean/rstd and gamma, returns dx (shape
+ * of x), dgamma = Σ_rows dy∘x̂ and dbeta = Σ_rows dy ([C] each). The column sums are a two-stage
+ * fixed-order reduction (chunks of rows, then chunks), hence deterministic.
+ */
+export function layerNormBackward(
+  dy: Tensor,
+  x: Tensor,
+  mean: Tensor,
+  rstd: Tensor,
+  gamma: Tensor,
+): { dx: Tensor; dgamma: Tensor; dbeta: Tensor } {
+  const [rows, cols] = rowsCols("layerNormBackward", x);
+  expectSize("layerNormBackward", "dy", dy, x.size, `shape of x ${shapeStr(x)}`);
+  expectSize("layerNormBackward", "mean", mean, rows, "rows of x");
+  expectSize("layerNormBackward", "rstd", rstd, rows, "rows of x");
+  expectSize("layerNormBackward", "gamma", gamma, cols, `last dim of x ${shapeStr(x)}`);
+  const gpu = x.gpu;
+  const dx = gpu.empty(x.shape);
+  const dgamma = gpu.empty([cols]);
+  const dbeta = gpu.empty([cols]);
+  const [nx, ny] = grid1d(rows, 1);
+  gpu.dispatch(
+    BACKWARD_DX(rowWg(cols)),
+    [rows, cols, nx, 0, 0, 0],
+    [dy, x, mean, rstd, gamma, dx],
+    [nx, ny],
+  );
+  if (cols === 0) return { dx, dgamma, dbeta };
+  const chunks = Math.max(1, Math.ceil(rows / ROWS_PER_CHUNK));
+  if (chunks > 65535) {
+    throw new ShapeError(`layerNormBackward: ${rows} rows is past the supported maximum`);
+  }
+  const part = gpu.empty([2, chunks, cols]);
+  const colGroups = Math.ceil(cols / COL_WG);
+  const params = [rows, cols, colGroups, 0, ROWS_PER_CHUNK, chunks];
+  gpu.dispatch(PARAM_PARTIAL, params, [dy, x, mean, rstd, part], [colGroups, chunks]);
+  gpu.dispatch(PARAM_FINAL, params, [part, dgamma, dbeta], [colGroups]);
+  part.release();
+  return { dx, dgamma, dbeta };
+}
