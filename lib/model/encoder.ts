@@ -1,0 +1,402 @@
+/**
+ * The encoder forward and backward passes, layer by layer, with real-valued head and FFN masks
+ * (METHOD.md §1). `layerForward` saves what `layerBackward` needs; the backward returns the
+ * per-example mask gradients (∂loss_b/∂m, never summed over the batch) and, when asked, adds the
+ * parameter gradients into a gradient map. Every function only records GPU work.
+ * @module
+ */
+import type { Tensor } from "../gpu/tensor.ts";
+import { gelu, geluBackward, relu, reluBackward } from "../ops/activation.ts";
+import { dropout, dropoutBackward } from "../ops/dropout.ts";
+import { add, addInto } from "../ops/elementwise.ts";
+import { embeddingBackward, embeddingGather } from "../ops/embedding.ts";
+import { mergeHeads, mergeHeadsBackward, splitHeads, splitHeadsBackward } from "../ops/heads.ts";
+import { layerNorm, layerNormBackward } from "../ops/layernorm.ts";
+import {
+  scaleColsGrouped,
+  scaleColsGroupedBackward,
+  scaleRows,
+  scaleRowsBackward,
+} from "../ops/masks.ts";
+import { linear, linearBackward, matmul } from "../ops/matmul.ts";
+import { sumRows } from "../ops/reduce.ts";
+import { addRowVector } from "../ops/rows.ts";
+import { softmaxBackward, softmaxMasked } from "../ops/softmax.ts";
+import type { BatchTensors } from "./inputs.ts";
+import type { Model } from "./model.ts";
+
+/** Gradients keyed by GPU parameter name; backward ADDS into existing entries. */
+export type Grads = Map<string, Tensor>;
+
+/** Options of a forward pass. */
+export interface PassOptions {
+  /** Training mode: dropout on (with `seed`). Default false (eval mode, as pruning uses). */
+  train?: boolean;
+  /** Dropout seed for this step. */
+  seed?: number;
+  /** Keep activations for `backward`. Default false. */
+  save?: boolean;
+}
+
+/** Activations of one layer saved for its backward. */
+export interface LayerState {
+  /** Layer input [B·S, d] (owned by the previous layer / the embeddings). */
+  x: Tensor;
+  /** q, k, v [B·H_l, S, d_h]. */
+  q?: Tensor;
+  /** Keys. */
+  k?: Tensor;
+  /** Values. */
+  v?: Tensor;
+  /** Attention probabilities [B·H_l, S, S] before dropout. */
+  probs?: Tensor;
+  /** Probabilities after attention dropout (same tensor as `probs` in eval mode). */
+  probsDropped?: Tensor;
+  /** Per-head context before the head mask [B·H_l, S, d_h] (= P_h V_h). */
+  ctx?: Tensor;
+  /** Merged masked context [B·S, H_l·d_h]. */
+  merged?: Tensor;
+  /** Pre-LN₁ sum X + attn [B·S, d], and LN₁ statistics. */
+  sum1: Tensor;
+  /** LN₁ mean. */
+  mean1: Tensor;
+  /** LN₁ rstd. */
+  rstd1: Tensor;
+  /** LN₁ output U [B·S, d]. */
+  u: Tensor;
+  /** FFN pre-activation [B·S, F_l]. */
+  h?: Tensor;
+  /** FFN activation Z [B·S, F_l] (before the mask). */
+  z?: Tensor;
+  /** Z ∘ m_ffn. */
+  zm?: Tensor;
+  /** Pre-LN₂ sum U + ffn [B·S, d], and LN₂ statistics. */
+  sum2: Tensor;
+  /** LN₂ mean. */
+  mean2: Tensor;
+  /** LN₂ rstd. */
+  rstd2: Tensor;
+  /** Layer output Y [B·S, d]. */
+  y: Tensor;
+  /** Dropout seed base of this layer (training only). */
+  seed: number;
+}
+
+/** Activations of the embeddings saved for backward. */
+export interface EmbeddingState {
+  /** Sum of word, position and type embeddings [B·S, d]. */
+  sum: Tensor;
+  /** LN mean. */
+  mean: Tensor;
+  /** LN rstd. */
+  rstd: Tensor;
+  /** Output after LN (and dropout) [B·S, d]. */
+  out: Tensor;
+  /** LN output before dropout (same as `out` in eval). */
+  normed: Tensor;
+}
+
+const drop = (x: Tensor, p: number, o: PassOptions, seed: number): Tensor =>
+  o.train && p > 0 ? dropout(x, p, seed) : x;
+const undrop = (dy: Tensor, p: number, o: PassOptions, seed: number): Tensor =>
+  o.train && p > 0 ? dropoutBackward(dy, p, seed) : dy;
+
+/** Dropout seed of a call site: distinct per step (`o.seed`), layer and site. */
+export function siteSeed(o: PassOptions, layer: number, site: number): number {
+  return ((o.seed ?? 0) * 1_000_003 + (layer + 1) * 16 + site) >>> 0;
+}
+
+/** Adds `g` into grads[name] (or stores it) — `g` is consumed. */
+export function accumulate(grads: Grads, name: string, g: Tensor): void {
+  const cur = grads.get(name);
+  if (cur) {
+    addInto(cur, g);
+    g.release();
+  } else grads.set(name, g);
+}
+
+/** Embeddings: LN(word[ids] + pos[pos] (+ type[types])), then dropout in training. */
+export function embeddingsForward(
+  model: Model,
+  batch: BatchTensors,
+  o: PassOptions = {},
+): EmbeddingState {
+  const c = model.config;
+  const sum = embeddingGather(model.param("emb.word"), batch.ids);
+  const pos = embeddingGather(model.param("emb.pos"), batch.pos);
+  addInto(sum, pos);
+  pos.release();
+  if (c.arch === "bert" && batch.types && c.typeVocabSize > 0) {
+    const typ = embeddingGather(model.param("emb.type"), batch.types);
+    addInto(sum, typ);
+    typ.release();
+  }
+  const ln = layerNorm(sum, model.param("emb.ln.g"), model.param("emb.ln.b"), c.layerNormEps);
+  const out = drop(ln.y, c.hiddenDropout, o, siteSeed(o, -1, 0));
+  return { sum, mean: ln.mean, rstd: ln.rstd, out, normed: ln.y };
+}
+
+/** Backward of the embeddings: adds the table and LayerNorm gradients into `grads`. */
+export function embeddingsBackward(
+  model: Model,
+  batch: BatchTensors,
+  st: EmbeddingState,
+  dOut: Tensor,
+  grads: Grads,
+  o: PassOptions = {},
+): void {
+  const c = model.config;
+  const dNormed = undrop(dOut, c.hiddenDropout, o, siteSeed(o, -1, 0));
+  const ln = layerNormBackward(dNormed, st.sum, st.mean, st.rstd, model.param("emb.ln.g"));
+  if (dNormed !== dOut) dNormed.release();
+  accumulate(grads, "emb.ln.g", ln.dgamma);
+  accumulate(grads, "emb.ln.b", ln.dbeta);
+  const into = (name: string, ids: Int32Array, rows: number) => {
+    const cur = grads.get(name);
+    const g = embeddingBackward(ln.dx, ids, rows, cur);
+    if (!cur) grads.set(name, g);
+  };
+  into("emb.word", batch.idsHost, c.vocabSize);
+  into("emb.pos", batch.posHost, c.maxPositions);
+  if (c.arch === "bert" && batch.typesHost && c.typeVocabSize > 0) {
+    into("emb.type", batch.typesHost, c.typeVocabSize);
+  }
+  ln.dx.release();
+}
+
+/** Releases the embedding activations. */
+export function releaseEmbeddingState(st: EmbeddingState): void {
+  for (const t of new Set([st.sum, st.mean, st.rstd, st.out, st.normed])) if (!t.released) t.release();
+}
+
+/**
+ * One encoder layer: Y = LN₂(U + (Z∘m_ffn)W₂ᵀ + b₂), U = LN₁(X + concat_h(m_h·P_hV_h)W_oᵀ + b_o).
+ * `headMask` [B·H_l], `ffnMask` [B, F_l]. Returns the saved state; `state.y` is the output.
+ */
+export function layerForward(
+  model: Model,
+  l: number,
+  x: Tensor,
+  batch: BatchTensors,
+  headMask: Tensor | undefined,
+  ffnMask: Tensor | undefined,
+  o: PassOptions = {},
+): LayerState {
+  const c = model.config;
+  const { B, S } = batch;
+  const H = model.heads(l), F = model.ffn(l), dh = c.headDim, d = c.hiddenSize;
+  const st: Partial<LayerState> = { x, seed: 0 };
+  let attn: Tensor;
+  if (H > 0) {
+    const qkv = linear(x, model.param(`l${l}.qkv.w`), model.param(`l${l}.qkv.b`));
+    st.q = splitHeads(qkv, B, S, H, dh, 0);
+    st.k = splitHeads(qkv, B, S, H, dh, H * dh);
+    st.v = splitHeads(qkv, B, S, H, dh, 2 * H * dh);
+    qkv.release();
+    const scores = matmul(st.q, st.k, { transB: true });
+    st.probs = softmaxMasked(scores, batch.keyMask, H, 1 / Math.sqrt(dh), c.arch);
+    scores.release();
+    st.probsDropped = drop(st.probs, c.attentionDropout, o, siteSeed(o, l, 1));
+    const ctx = matmul(st.probsDropped, st.v);
+    st.ctx = ctx;
+    const ctxRows = ctx.view([B * H, S * dh]);
+    const masked = headMask ? scaleRows(ctxRows, headMask) : ctxRows;
+    st.merged = mergeHeads(masked.view([B * H, S, dh]), B, S, H);
+    if (masked !== ctxRows) masked.release();
+    attn = linear(st.merged, model.param(`l${l}.o.w`), model.param(`l${l}.o.b`));
+  } else {
+    attn = addRowVector(gpuZeros(x), model.param(`l${l}.o.b`));
+  }
+  const attnD = drop(attn, c.hiddenDropout, o, siteSeed(o, l, 2));
+  st.sum1 = add(attnD, x);
+  if (attnD !== attn) attnD.release();
+  attn.release();
+  const ln1 = layerNorm(st.sum1, model.param(`l${l}.ln1.g`), model.param(`l${l}.ln1.b`), c.layerNormEps);
+  st.mean1 = ln1.mean;
+  st.rstd1 = ln1.rstd;
+  st.u = ln1.y;
+  let f: Tensor;
+  if (F > 0) {
+    const h = linear(st.u, model.param(`l${l}.ffn1.w`), model.param(`l${l}.ffn1.b`));
+    const z = c.hiddenAct === "relu" ? relu(h) : gelu(h);
+    st.h = h;
+    st.z = z;
+    st.zm = ffnMask ? scaleColsGrouped(z, ffnMask, S) : z;
+    f = linear(st.zm, model.param(`l${l}.ffn2.w`), model.param(`l${l}.ffn2.b`));
+  } else {
+    f = addRowVector(gpuZeros(x), model.param(`l${l}.ffn2.b`));
+  }
+  const fD = drop(f, c.hiddenDropout, o, siteSeed(o, l, 3));
+  st.sum2 = add(fD, st.u);
+  if (fD !== f) fD.release();
+  f.release();
+  const ln2 = layerNorm(st.sum2, model.param(`l${l}.ln2.g`), model.param(`l${l}.ln2.b`), c.layerNormEps);
+  st.mean2 = ln2.mean;
+  st.rstd2 = ln2.rstd;
+  st.y = ln2.y;
+  void d;
+  return st as LayerState;
+}
+
+function gpuZeros(like: Tensor): Tensor {
+  return like.gpu.zeros(like.shape);
+}
+
+/** Per-example mask gradients of one layer: head [B·H_l] and ffn [B, F_l]. */
+export interface LayerMaskGrads {
+  /** ∂loss_b/∂m_head[l, h] at row b·H_l + h (undefined for a 0-head layer). */
+  head?: Tensor;
+  /** ∂loss_b/∂m_ffn[l, j] at [b, j] (undefined for a 0-neuron layer). */
+  ffn?: Tensor;
+}
+
+/**
+ * Backward of one layer given dY. Returns dX and the per-example mask gradients; when `grads` is
+ * given, adds the layer's parameter gradients into it. Releases the layer's saved activations
+ * except `x`.
+ */
+export function layerBackward(
+  model: Model,
+  l: number,
+  st: LayerState,
+  dy: Tensor,
+  batch: BatchTensors,
+  headMask: Tensor | undefined,
+  ffnMask: Tensor | undefined,
+  grads: Grads | undefined,
+  o: PassOptions = {},
+): { dx: Tensor; masks: LayerMaskGrads } {
+  const c = model.config;
+  const { B, S } = batch;
+  const H = model.heads(l), F = model.ffn(l), dh = c.headDim;
+  const masks: LayerMaskGrads = {};
+  // LN₂
+  const ln2 = layerNormBackward(dy, st.sum2, st.mean2, st.rstd2, model.param(`l${l}.ln2.g`));
+  if (grads) {
+    accumulate(grads, `l${l}.ln2.g`, ln2.dgamma);
+    accumulate(grads, `l${l}.ln2.b`, ln2.dbeta);
+  } else {
+    ln2.dgamma.release();
+    ln2.dbeta.release();
+  }
+  const dsum2 = ln2.dx; // = dU (residual) and d(ffn output after dropout)
+  const df = undrop(dsum2, c.hiddenDropout, o, siteSeed(o, l, 3));
+  if (grads) accumulate(grads, `l${l}.ffn2.b`, sumRows(df));
+  let du = dsum2;
+  if (F > 0) {
+    const w2 = linearBackward(df, st.zm!, model.param(`l${l}.ffn2.w`), {
+      dwInto: grads?.get(`l${l}.ffn2.w`),
+    });
+    if (grads && !grads.has(`l${l}.ffn2.w`)) grads.set(`l${l}.ffn2.w`, w2.dw);
+    else if (!grads) w2.dw.release();
+    let dz = w2.dx!;
+    if (ffnMask) {
+      const r = scaleColsGroupedBackward(dz, st.z!, ffnMask, S);
+      dz.release();
+      dz = r.dx;
+      masks.ffn = r.ds;
+    }
+    const dh1 = c.hiddenAct === "relu" ? reluBackward(dz, st.h!) : geluBackward(dz, st.h!);
+    dz.release();
+    if (grads) accumulate(grads, `l${l}.ffn1.b`, sumRows(dh1));
+    const w1 = linearBackward(dh1, st.u, model.param(`l${l}.ffn1.w`), {
+      dwInto: grads?.get(`l${l}.ffn1.w`),
+    });
+    if (grads && !grads.has(`l${l}.ffn1.w`)) grads.set(`l${l}.ffn1.w`, w1.dw);
+    else if (!grads) w1.dw.release();
+    dh1.release();
+    du = add(dsum2, w1.dx!);
+    w1.dx!.release();
+    dsum2.release();
+  }
+  if (df !== dsum2 && !df.released) df.release();
+  // LN₁
+  const ln1 = layerNormBackward(du, st.sum1, st.mean1, st.rstd1, model.param(`l${l}.ln1.g`));
+  du.release();
+  if (grads) {
+    accumulate(grads, `l${l}.ln1.g`, ln1.dgamma);
+    accumulate(grads, `l${l}.ln1.b`, ln1.dbeta);
+  } else {
+    ln1.dgamma.release();
+    ln1.dbeta.release();
+  }
+  const dsum1 = ln1.dx;
+  const dattn = undrop(dsum1, c.hiddenDropout, o, siteSeed(o, l, 2));
+  if (grads) accumulate(grads, `l${l}.o.b`, sumRows(dattn));
+  let dx = dsum1;
+  if (H > 0) {
+    const wo = linearBackward(dattn, st.merged!, model.param(`l${l}.o.w`), {
+      dwInto: grads?.get(`l${l}.o.w`),
+    });
+    if (grads && !grads.has(`l${l}.o.w`)) grads.set(`l${l}.o.w`, wo.dw);
+    else if (!grads) wo.dw.release();
+    let dctxBase = mergeHeadsBackward(wo.dx!, B, S, H);
+    wo.dx!.release();
+    if (headMask) {
+      const flat = [B * H, S * dh];
+      const r = scaleRowsBackward(dctxBase.view(flat), st.ctx!.view(flat), headMask);
+      dctxBase.release();
+      dctxBase = r.dx;
+      masks.head = r.ds;
+    }
+    const dctx = dctxBase.shape.length === 3 ? dctxBase : dctxBase.view([B * H, S, dh]);
+    const dProbsD = matmul(dctx, st.v!, { transB: true });
+    const dv = matmul(st.probsDropped!, dctx, { transA: true });
+    dctxBase.release();
+    const dProbs = undrop(dProbsD, c.attentionDropout, o, siteSeed(o, l, 1));
+    if (dProbs !== dProbsD) dProbsD.release();
+    const dScores = softmaxBackward(dProbs, st.probs!, 1 / Math.sqrt(dh));
+    dProbs.release();
+    const dq = matmul(dScores, st.k!);
+    const dk = matmul(dScores, st.q!, { transA: true });
+    dScores.release();
+    const dqkv = model.gpu.empty([B * S, 3 * H * dh]);
+    splitHeadsBackward(dq, dqkv, B, S, H, dh, 0);
+    splitHeadsBackward(dk, dqkv, B, S, H, dh, H * dh);
+    splitHeadsBackward(dv, dqkv, B, S, H, dh, 2 * H * dh);
+    dq.release();
+    dk.release();
+    dv.release();
+    if (grads) accumulate(grads, `l${l}.qkv.b`, sumRows(dqkv));
+    const wq = linearBackward(dqkv, st.x, model.param(`l${l}.qkv.w`), {
+      dwInto: grads?.get(`l${l}.qkv.w`),
+    });
+    if (grads && !grads.has(`l${l}.qkv.w`)) grads.set(`l${l}.qkv.w`, wq.dw);
+    else if (!grads) wq.dw.release();
+    dqkv.release();
+    dx = add(dsum1, wq.dx!);
+    wq.dx!.release();
+    dsum1.release();
+  }
+  if (dattn !== dsum1 && !dattn.released) dattn.release();
+  releaseLayerState(st);
+  return { dx, masks };
+}
+
+/**
+ * Releases a layer's saved activations: never its input `x`, `y` only when `withOutput`, and none
+ * of the tensors in `keep`.
+ */
+export function releaseLayerState(st: LayerState, withOutput = false, keep?: Set<Tensor>): void {
+  const ts = [
+    st.q,
+    st.k,
+    st.v,
+    st.probsDropped !== st.probs ? st.probsDropped : undefined,
+    st.probs,
+    st.ctx,
+    st.merged,
+    st.sum1,
+    st.mean1,
+    st.rstd1,
+    st.u,
+    st.h,
+    st.zm !== st.z ? st.zm : undefined,
+    st.z,
+    st.sum2,
+    st.mean2,
+    st.rstd2,
+  ];
+  if (withOutput) ts.push(st.y);
+  for (const t of ts) if (t && !t.released && !keep?.has(t)) t.release();
+}

@@ -1,0 +1,320 @@
+/**
+ * Mask tuning by layer-wise least squares (METHOD.md §6). For each layer, the kept heads' mask
+ * values are fitted so the student's pre-LN₁ sum reconstructs the teacher's, then the kept
+ * neurons' values so the pre-LN₂ sum does. Normal equations are accumulated per batch on the GPU in
+ * f32 (G from Ctxᵀ·Ctx and Wᵀ·W, q from Ctx∘(R·W)), summed in f64 on the host and solved there
+ * (`solveMaskLs`). Teacher and student layer inputs are cached on the GPU per batch.
+ * @module
+ */
+import { InvalidArgumentError } from "../errors.ts";
+import type { Tensor } from "../gpu/tensor.ts";
+import { axpby, mul, scale } from "../ops/elementwise.ts";
+import { mergeHeads } from "../ops/heads.ts";
+import { scaleRows } from "../ops/masks.ts";
+import { matmul } from "../ops/matmul.ts";
+import { sumRows } from "../ops/reduce.ts";
+import { addRowVector } from "../ops/rows.ts";
+import {
+  embeddingsForward,
+  layerForward,
+  type LayerState,
+  releaseLayerState,
+} from "../model/encoder.ts";
+import { type BatchTensors, type ModelInput, uploadBatch } from "../model/inputs.ts";
+import type { Model } from "../model/model.ts";
+import type { OnProgress } from "../util/progress.ts";
+import { requireUniform } from "./fisher.ts";
+import { solveMaskLs } from "./lsq.ts";
+import type { MaskSet } from "./types.ts";
+
+/** Options of `tuneMasks` (defaults are METHOD.md's; `kwonCode` values in brackets). */
+export interface TuneOptions {
+  /** "full" (default): the unpruned model; "ta": the binary mask `taMask` searched at √c. */
+  teacher?: "full" | "ta";
+  /** The teacher's binary mask for `teacher: "ta"`. */
+  taMask?: MaskSet;
+  /** Mask the TA teacher's FFN in the layer being tuned (the code does not). Default false. */
+  taMaskCurrentFfn?: boolean;
+  /** Tune layer 0's MHA too (the code skips it). Default false. */
+  tuneFirstMha?: boolean;
+  /** Fit the last MHA on [CLS] only for classification. Default false. */
+  clsOnlyLastMha?: boolean;
+  /** On a rejected solve: keep the binary mask and continue ("skip", default) or stop ("break"). */
+  onTuneFailure?: "skip" | "break";
+  /** Damping λ (default 1). */
+  lambda?: number;
+  /** Progress callback over sub-layers. */
+  onProgress?: OnProgress;
+}
+
+/** What happened to one sub-layer. */
+export interface SubLayerTuning {
+  /** Layer index. */
+  layer: number;
+  /** Sub-layer kind. */
+  kind: "mha" | "ffn";
+  /** tuned, rejected (binary kept), or skipped (not attempted). */
+  status: "tuned" | "rejected" | "skipped";
+  /** Why it was rejected or skipped. */
+  reason?: string;
+  /** Number of kept units solved for. */
+  units: number;
+  /** Reconstruction error at the binary mask. */
+  e1?: number;
+  /** Reconstruction error at the solution. */
+  ev?: number;
+  /** Smallest solved value. */
+  min?: number;
+  /** Largest solved value. */
+  max?: number;
+}
+
+/** Result of `tuneMasks`. */
+export interface TuneResult {
+  /** Real-valued masks (kept units tuned, pruned units 0). */
+  mask: MaskSet;
+  /** One entry per sub-layer. */
+  layers: SubLayerTuning[];
+}
+
+function uploadLayerMask(model: Model, B: number, values: Float64Array, off: number, n: number, asRows: boolean): Tensor | undefined {
+  if (n === 0) return undefined;
+  const data = new Float32Array(B * n);
+  for (let b = 0; b < B; b++) for (let j = 0; j < n; j++) data[b * n + j] = values[off + j];
+  return model.gpu.upload(data, asRows ? [B * n] : [B, n]);
+}
+
+/** Reads several tensors with one submit, as f64 arrays; optionally releases them. */
+async function readAll(ts: Tensor[], release = false): Promise<Float64Array[]> {
+  const gpu = ts[0].gpu;
+  const total = ts.reduce((s, t) => s + t.size, 0);
+  const packed = gpu.empty([total]);
+  let off = 0;
+  for (const t of ts) {
+    gpu.copy(t, packed, 0, off, t.size);
+    off += t.size;
+  }
+  const host = await packed.read();
+  packed.release();
+  if (release) for (const t of ts) t.release();
+  off = 0;
+  return ts.map((t) => {
+    const a = Float64Array.from(host.subarray(off, off + t.size));
+    off += t.size;
+    return a;
+  });
+}
+
+/**
+ * Tunes the kept units' mask values. `keep` is the binary mask after search and rearrangement;
+ * the returned mask has tuned values on kept units and 0 elsewhere.
+ */
+export async function tuneMasks(
+  model: Model,
+  batches: ModelInput[],
+  keep: MaskSet,
+  o: TuneOptions = {},
+): Promise<TuneResult> {
+  const { L, H, F } = requireUniform(model);
+  if (keep.L !== L || keep.H !== H || keep.F !== F) {
+    throw new InvalidArgumentError(`mask is ${keep.L}×${keep.H}/${keep.F}, model ${L}×${H}/${F}`);
+  }
+  if (batches.length === 0) throw new InvalidArgumentError("mask tuning needs at least one batch");
+  const teacherKind = o.teacher ?? "full";
+  if (teacherKind === "ta" && !o.taMask) throw new InvalidArgumentError('teacher "ta" needs taMask');
+  const c = model.config, gpu = model.gpu;
+  const d = c.hiddenSize, dh = c.headDim;
+  const cur: MaskSet = { head: Float64Array.from(keep.head), ffn: Float64Array.from(keep.ffn), L, H, F };
+  const ones: MaskSet = { head: new Float64Array(L * H).fill(1), ffn: new Float64Array(L * F).fill(1), L, H, F };
+  const teacher = teacherKind === "ta" ? o.taMask! : ones;
+  const report: SubLayerTuning[] = [];
+  const lambda = o.lambda ?? 1;
+  let stopped = false;
+
+  const bt: BatchTensors[] = batches.map((x) => uploadBatch(gpu, c, x));
+  const tokenRows: Tensor[] = bt.map((b) => b.keyMask.view([b.B * b.S]));
+  const clsRows: Tensor[] = bt.map((b) => {
+    const m = new Float32Array(b.B * b.S);
+    for (let i = 0; i < b.B; i++) m[i * b.S] = 1;
+    return gpu.upload(m);
+  });
+  const realTokens = batches.map((x) => x.attentionMask.reduce((s, v) => s + v, 0));
+  // layer inputs, cached per batch
+  let xt: Tensor[] = [], xs: Tensor[] = [];
+  for (const b of bt) {
+    const e = embeddingsForward(model, b, {}); // eval: out is the LayerNorm output
+    xt.push(e.out);
+    xs.push(e.out);
+    for (const t of [e.sum, e.mean, e.rstd]) t.release();
+  }
+  const runLayer = (l: number, x: Tensor, b: number, m: MaskSet, maskFfn = true): LayerState => {
+    const hm = uploadLayerMask(model, bt[b].B, m.head, l * H, H, true);
+    const fm = maskFfn ? uploadLayerMask(model, bt[b].B, m.ffn, l * F, F, false) : undefined;
+    const st = layerForward(model, l, x, bt[b], hm, fm, {});
+    hm?.release();
+    fm?.release();
+    return st;
+  };
+  const total = 2 * L;
+  for (let l = 0; l < L; l++) {
+    // ---- teacher pass for layer l: targets and next input
+    const tSum1: Tensor[] = [], tSum2: Tensor[] = [], tNext: Tensor[] = [];
+    for (let b = 0; b < bt.length; b++) {
+      const st = runLayer(l, xt[b], b, teacher, teacherKind === "full" || !!o.taMaskCurrentFfn);
+      tSum1.push(st.sum1);
+      tSum2.push(st.sum2);
+      if (teacherKind === "ta" && !o.taMaskCurrentFfn) {
+        // the code's quirk: the FFN target is the teacher's unmasked FFN; its output is masked
+        const st2 = runLayer(l, xt[b], b, teacher, true);
+        tNext.push(st2.y);
+        releaseLayerState(st2);
+        releaseLayerState(st, true, new Set([st.sum1, st.sum2]));
+      } else {
+        tNext.push(st.y);
+        releaseLayerState(st, false, new Set([st.sum1, st.sum2]));
+      }
+    }
+    const lastCls = l === L - 1 && c.head !== "qa";
+
+    // ---- MHA
+    const keptHeads = [...Array(H).keys()].filter((h) => keep.head[l * H + h] === 1);
+    if (stopped || keptHeads.length === 0 || (l === 0 && !o.tuneFirstMha)) {
+      report.push({
+        layer: l,
+        kind: "mha",
+        status: "skipped",
+        units: keptHeads.length,
+        reason: stopped ? "tuning stopped earlier" : keptHeads.length === 0 ? "no kept heads" : "first layer (tuneFirstMha off)",
+      });
+    } else {
+      const hd = H * dh;
+      const wo = model.param(`l${l}.o.w`);
+      const negBo = scale(model.param(`l${l}.o.b`), -1);
+      let Gacc = new Float64Array(hd * hd), qAcc = new Float64Array(hd), cAcc = new Float64Array(hd);
+      let rSum = 0, rr = 0, tokens = 0;
+      for (let b = 0; b < bt.length; b++) {
+        const st = runLayer(l, xs[b], b, cur);
+        const rows = o.clsOnlyLastMha && lastCls ? clsRows[b] : tokenRows[b];
+        tokens += o.clsOnlyLastMha && lastCls ? bt[b].B : realTokens[b];
+        const merged = mergeHeads(st.ctx!, bt[b].B, bt[b].S, H);
+        const ctxM = scaleRows(merged, rows);
+        merged.release();
+        const r0 = axpby(tSum1[b], xs[b], 1, -1);
+        const r1 = addRowVector(r0, negBo);
+        const R = scaleRows(r1, rows);
+        r0.release();
+        r1.release();
+        const Ab = matmul(ctxM, ctxM, { transA: true });
+        const RW = matmul(R, wo); // [T, d]·[d, hd]
+        const prod = mul(ctxM, RW);
+        const qv = sumRows(prod);
+        const cs = sumRows(ctxM);
+        const R2 = mul(R, R);
+        const rs = sumRows(R);
+        const rq = sumRows(R2);
+        const [a, q, cc, rsv, rqv] = await readAll([Ab, qv, cs, rs, rq]);
+        for (let i = 0; i < a.length; i++) Gacc[i] += a[i];
+        for (let i = 0; i < hd; i++) {
+          qAcc[i] += q[i];
+          cAcc[i] += cc[i];
+        }
+        for (const v of rsv) rSum += v;
+        for (const v of rqv) rr += v;
+        for (const t of [ctxM, R, Ab, RW, prod, qv, cs, R2, rs, rq]) t.release();
+        releaseLayerState(st, true);
+      }
+      negBo.release();
+      const [W, wcol] = await readAll([matmul(wo, wo, { transA: true }), sumRows(wo)], true);
+      const k = keptHeads.length;
+      const G = new Float64Array(k * k), q = new Float64Array(k), gBeta = new Float64Array(k);
+      keptHeads.forEach((h, a) => {
+        for (let i = h * dh; i < (h + 1) * dh; i++) {
+          q[a] += qAcc[i];
+          gBeta[a] += cAcc[i] * wcol[i];
+        }
+        keptHeads.forEach((g, bIdx) => {
+          let s = 0;
+          for (let i = h * dh; i < (h + 1) * dh; i++) {
+            for (let j = g * dh; j < (g + 1) * dh; j++) s += Gacc[i * hd + j] * W[i * hd + j];
+          }
+          G[a * k + bIdx] = s;
+        });
+      });
+      Gacc = qAcc = cAcc = new Float64Array(0);
+      const res = solveMaskLs(G, q, rr, { lambda, intercept: { gBeta, gBetaBeta: tokens * d, qBeta: rSum } });
+      report.push({ layer: l, kind: "mha", status: res.accepted ? "tuned" : "rejected", reason: res.reason, units: k, e1: res.e1, ev: res.ev, min: res.min, max: res.max });
+      if (res.accepted) keptHeads.forEach((h, a) => (cur.head[l * H + h] = res.x[a]));
+      else if ((o.onTuneFailure ?? "skip") === "break") stopped = true;
+    }
+    o.onProgress?.(2 * l + 1, total);
+
+    // ---- FFN
+    const keptNeurons = [...Array(F).keys()].filter((j) => keep.ffn[l * F + j] === 1);
+    if (stopped || keptNeurons.length === 0) {
+      report.push({ layer: l, kind: "ffn", status: "skipped", units: keptNeurons.length, reason: stopped ? "tuning stopped earlier" : "no kept neurons" });
+    } else {
+      const w2 = model.param(`l${l}.ffn2.w`);
+      const negB2 = scale(model.param(`l${l}.ffn2.b`), -1);
+      const Gacc = new Float64Array(F * F), qAcc = new Float64Array(F);
+      let rr = 0;
+      for (let b = 0; b < bt.length; b++) {
+        const st = runLayer(l, xs[b], b, cur);
+        const rows = lastCls ? clsRows[b] : tokenRows[b];
+        const zM = scaleRows(st.z!, rows);
+        const r0 = axpby(tSum2[b], st.u, 1, -1);
+        const r1 = addRowVector(r0, negB2);
+        const R = scaleRows(r1, rows);
+        r0.release();
+        r1.release();
+        const Ab = matmul(zM, zM, { transA: true });
+        const RW = matmul(R, w2); // [T, d]·[d, F]
+        const prod = mul(zM, RW);
+        const qv = sumRows(prod);
+        const R2 = mul(R, R);
+        const rq = sumRows(R2);
+        const [a, q, rqv] = await readAll([Ab, qv, rq]);
+        for (let i = 0; i < a.length; i++) Gacc[i] += a[i];
+        for (let i = 0; i < F; i++) qAcc[i] += q[i];
+        for (const v of rqv) rr += v;
+        for (const t of [zM, R, Ab, RW, prod, qv, R2, rq]) t.release();
+        releaseLayerState(st, true);
+      }
+      negB2.release();
+      const [W] = await readAll([matmul(w2, w2, { transA: true })], true);
+      const k = keptNeurons.length;
+      const G = new Float64Array(k * k), q = new Float64Array(k);
+      keptNeurons.forEach((i, a) => {
+        q[a] = qAcc[i];
+        keptNeurons.forEach((j, bIdx) => (G[a * k + bIdx] = Gacc[i * F + j] * W[i * F + j]));
+      });
+      const res = solveMaskLs(G, q, rr, { lambda });
+      report.push({ layer: l, kind: "ffn", status: res.accepted ? "tuned" : "rejected", reason: res.reason, units: k, e1: res.e1, ev: res.ev, min: res.min, max: res.max });
+      if (res.accepted) keptNeurons.forEach((j, a) => (cur.ffn[l * F + j] = res.x[a]));
+      else if ((o.onTuneFailure ?? "skip") === "break") stopped = true;
+    }
+    o.onProgress?.(2 * l + 2, total);
+
+    // ---- advance both models to layer l + 1
+    const nextXs: Tensor[] = [];
+    for (let b = 0; b < bt.length; b++) {
+      const st = runLayer(l, xs[b], b, cur);
+      nextXs.push(st.y);
+      releaseLayerState(st);
+    }
+    for (let b = 0; b < bt.length; b++) {
+      if (xs[b] !== xt[b]) xs[b].release();
+      xt[b].release();
+      tSum1[b].release();
+      tSum2[b].release();
+    }
+    xt = tNext;
+    xs = nextXs;
+  }
+  for (const t of [...xt, ...xs]) if (!t.released) t.release();
+  for (const t of clsRows) t.release();
+  for (const b of bt) b.release();
+  // pruned units stay exactly 0
+  for (let i = 0; i < cur.head.length; i++) if (keep.head[i] !== 1) cur.head[i] = 0;
+  for (let i = 0; i < cur.ffn.length; i++) if (keep.ffn[i] !== 1) cur.ffn[i] = 0;
+  return { mask: cur, layers: report };
+}

@@ -1,0 +1,134 @@
+// Parity of the GPU BERT/DistilBERT forward and backward with the float64 PyTorch reference
+// (tests/fixtures/gen_model.py): logits, per-example losses, per-example mask gradients and the
+// gradients of every parameter; plus finite differences of mask gradients on the GPU itself.
+import { assert, assertClose, loadFixture, maxAbs } from "./helpers.ts";
+import { loadCheckpoint, type Model } from "../lib/model/model.ts";
+import { downloadNamed } from "../lib/model/model.ts";
+import { backward, forward, runModel } from "../lib/model/run.ts";
+import { type ModelInput, uploadBatch, uploadMasks } from "../lib/model/inputs.ts";
+import { toHfNames } from "../lib/model/weights.ts";
+import type { Grads } from "../lib/model/encoder.ts";
+
+interface Fixture {
+  model: string;
+  input_ids: number[][];
+  token_type_ids: number[][];
+  attention_mask: number[][];
+  head_mask: number[][];
+  ffn_mask: number[][];
+  labels?: number[];
+  targets?: number[];
+  start_positions?: number[];
+  end_positions?: number[];
+  logits?: number[][];
+  start_logits?: number[][];
+  end_logits?: number[][];
+  per_example_loss: number[];
+  loss: number;
+  head_mask_grad: number[][][];
+  ffn_mask_grad: number[][][];
+  param_grads: Record<string, number[]>;
+}
+
+const CASES = ["bert", "distilbert"].flatMap((a) =>
+  [
+    "classification",
+    "classification_masked",
+    "regression",
+    "regression_masked",
+    "qa",
+    "qa_masked",
+    "pruned",
+  ].map((h) => `${a}_${h}`)
+);
+
+const models = new Map<string, Model>();
+async function model(dir: string): Promise<Model> {
+  let m = models.get(dir);
+  if (!m) {
+    m = await loadCheckpoint(new URL(`./fixtures/${dir}`, import.meta.url).pathname);
+    models.set(dir, m);
+  }
+  return m;
+}
+
+function input(f: Fixture): ModelInput {
+  const B = f.input_ids.length, S = f.input_ids[0].length;
+  return {
+    size: B,
+    seqLen: S,
+    inputIds: Int32Array.from(f.input_ids.flat()),
+    tokenTypeIds: Int32Array.from(f.token_type_ids.flat()),
+    attentionMask: Int32Array.from(f.attention_mask.flat()),
+    labels: f.labels ? Int32Array.from(f.labels) : undefined,
+    targets: f.targets ? Float32Array.from(f.targets) : undefined,
+    startPositions: f.start_positions ? Int32Array.from(f.start_positions) : undefined,
+    endPositions: f.end_positions ? Int32Array.from(f.end_positions) : undefined,
+  };
+}
+
+const flat = (x: number[][] | number[][][]): number[] => (x as number[][]).flat(2 as 1) as number[];
+
+for (const name of CASES) {
+  Deno.test(`model parity with PyTorch: ${name}`, async () => {
+    const f = await loadFixture<Fixture>(`model_${name}.json`);
+    const m = await model(f.model);
+    const r = await runModel(m, input(f), { masks: { head: f.head_mask, ffn: f.ffn_mask } });
+    if (f.logits) {
+      const ref = flat(f.logits);
+      assertClose(flat(r.logits!), ref, 1e-4 * Math.max(1, maxAbs(ref)), 0, "logits");
+    } else {
+      const rs = flat(f.start_logits!), re = flat(f.end_logits!);
+      assertClose(flat(r.startLogits!), rs, 1e-4 * Math.max(1, maxAbs(rs)), 0, "start logits");
+      assertClose(flat(r.endLogits!), re, 1e-4 * Math.max(1, maxAbs(re)), 0, "end logits");
+    }
+    assertClose(r.perExampleLoss!, f.per_example_loss, 1e-4 * Math.max(1, maxAbs(f.per_example_loss)), 0, "loss");
+    const hg = flat(f.head_mask_grad), fg = flat(f.ffn_mask_grad);
+    assertClose(flat(r.headMaskGrad!), hg, 1e-3 * Math.max(1e-3, maxAbs(hg)), 0, "head mask grad");
+    assertClose(flat(r.ffnMaskGrad!), fg, 1e-3 * Math.max(1e-3, maxAbs(fg)), 0, "ffn mask grad");
+    assert(maxAbs(hg) > 0 || name.includes("pruned"), "reference head grads must be non-trivial");
+
+    // Parameter gradients of HF's batch loss (QA's per-side means are not a per-example scale:
+    // classification and regression only).
+    if (m.config.head === "qa") return;
+    const inp = input(f);
+    const batch = uploadBatch(m.gpu, m.config, inp);
+    const masks = uploadMasks(m.gpu, m.config, batch.B, { head: f.head_mask, ffn: f.ffn_mask });
+    const fwd = forward(m, batch, masks, { save: true, withLoss: true });
+    const valid = inp.labels ? inp.labels.filter((y) => y !== -100).length : batch.B;
+    const grads: Grads = new Map();
+    const mg = backward(m, fwd, batch, masks, { lossScale: 1 / valid, grads });
+    const host = toHfNames(m.config, await downloadNamed(grads));
+    for (const [hf, ref] of Object.entries(f.param_grads)) {
+      const got = host.get(hf);
+      assert(got, `no gradient for ${hf}`);
+      assertClose(got.data, ref, 1e-3 * Math.max(1e-4, maxAbs(ref)), 0, `grad ${hf}`);
+    }
+    mg.release();
+    fwd.release();
+    for (const g of grads.values()) g.release();
+    masks.release();
+    batch.release();
+  });
+}
+
+Deno.test("mask gradients agree with central finite differences of the GPU loss", async () => {
+  const f = await loadFixture<Fixture>("model_bert_classification_masked.json");
+  const m = await model(f.model);
+  const inp = input(f);
+  const r = await runModel(m, inp, { masks: { head: f.head_mask, ffn: f.ffn_mask } });
+  const h = 1e-2;
+  const lossAt = async (l: number, unit: number, kind: "head" | "ffn", delta: number) => {
+    const hm = f.head_mask.map((x) => [...x]);
+    const fm = f.ffn_mask.map((x) => [...x]);
+    (kind === "head" ? hm : fm)[l][unit] += delta;
+    const rr = await runModel(m, inp, { masks: { head: hm, ffn: fm }, maskGrads: false });
+    return rr.perExampleLoss!.reduce((a, b) => a + b, 0);
+  };
+  for (const [kind, l, unit] of [["head", 0, 2], ["head", 0, 1], ["ffn", 0, 5], ["ffn", 1, 4]] as const) {
+    const fd = ((await lossAt(l, unit, kind, h)) - (await lossAt(l, unit, kind, -h))) / (2 * h);
+    const grads = kind === "head" ? r.headMaskGrad! : r.ffnMaskGrad!;
+    const an = grads.reduce((s, ex) => s + ex[l][unit], 0);
+    assert(Math.abs(fd - an) <= 2e-2 * Math.max(1e-2, Math.abs(an)), `${kind} ${l}/${unit}: fd ${fd} vs ${an}`);
+  }
+});
