@@ -462,3 +462,36 @@ Deno.test("addRowVector matches PyTorch (also in place), its adjoint is sumRows"
   await assertRejects(() => addRowVector(x, gpu.zeros([2])), ShapeError);
   x.release();
 });
+
+Deno.test("a repeated step of part-B ops creates no new buffers, pipelines or bind groups", async () => {
+  const gpu = await getGpu();
+  const B = 2, S = 5, H = 3, dh = 4, d = H * dh, V = 11;
+  const idsHost = Int32Array.from({ length: B * S }, (_, i) => (i * 3) % V);
+  const ids = gpu.uploadU32(idsHost);
+  const table = gpu.upload(noise(V * d, 1), [V, d]);
+  const bias = gpu.upload(noise(3 * d, 2));
+  const headMask = gpu.upload(noise(B * H, 3));
+  const dtable = gpu.zeros([V, d]);
+  const step = async () => {
+    const emb = embeddingGather(table, ids);
+    const qkvIn = gpu.upload(noise(B * S * 3 * d, 4), [B * S, 3 * d]);
+    const qkv = addRowVector(qkvIn, bias);
+    const k = splitHeads(qkv, B, S, H, dh, d);
+    const masked = scaleRows(k, headMask);
+    const { dx, ds } = scaleRowsBackward(masked, k, headMask);
+    const merged = mergeHeads(dx, B, S, H);
+    const db = sumRows(qkv);
+    embeddingBackward(merged, idsHost, V, dtable);
+    const total = sumAll(emb);
+    const r = await total.read();
+    for (const t of [emb, qkvIn, qkv, k, masked, dx, ds, merged, db, total]) t.release();
+    return r;
+  };
+  await step();
+  const before = { ...gpu.counters };
+  await step();
+  assertEquals(gpu.counters.buffersCreated, before.buffersCreated, "buffers");
+  assertEquals(gpu.counters.pipelinesCreated, before.pipelinesCreated, "pipelines");
+  assertEquals(gpu.counters.bindGroupsCreated, before.bindGroupsCreated, "bind groups");
+  for (const t of [ids, table, bias, headMask, dtable]) t.release();
+});

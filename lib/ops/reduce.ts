@@ -12,36 +12,36 @@ import type { KernelSpec } from "../gpu/context.ts";
 import { expectShape, type Tensor } from "../gpu/tensor.ts";
 import { grid1d } from "./grid.ts";
 
-/** Columns per col_reduce workgroup. */
+/** Columns per col_reduce workgroup (fewer when C is smaller). */
 const CX = 16;
-/** Row lanes per col_reduce workgroup. */
+/** Row lanes per col_reduce workgroup (fewer when a chunk has fewer rows). */
 const RY = 16;
 /** Rows per chunk of the first stage of a column sum over many rows. */
 const COL_CHUNK = 256;
-/** Lanes per row_reduce workgroup. */
+/** Lanes per row_reduce workgroup (fewer for shorter rows). */
 const WG = 256;
 /** Elements per chunk of the first stage of `sumAll`. */
-const FLAT_CHUNK = 16 * WG;
+const FLAT_CHUNK = 64 * WG;
 const MAX_GROUPS = 65535;
 
-const colSpec = (product: boolean): KernelSpec => ({
-  name: "reduce.wgsl",
-  source: src,
-  entry: "col_reduce",
-  bindings: ["read", "read", "rw"],
-  constants: { CX, RY, PRODUCT: product ? 1 : 0 },
-});
-const rowSpec = (product: boolean): KernelSpec => ({
-  name: "reduce.wgsl",
-  source: src,
-  entry: "row_reduce",
-  bindings: ["read", "read", "rw"],
-  constants: { WG, PRODUCT: product ? 1 : 0 },
-});
-const COL_SUM = colSpec(false);
-const COL_DOT = colSpec(true);
-const ROW_SUM = rowSpec(false);
-const ROW_DOT = rowSpec(true);
+/** Smallest power of two ≥ n, capped at `max` (lane counts adapt to short rows and columns). */
+function lanes(n: number, max: number): number {
+  let p = 1;
+  while (p < n && p < max) p *= 2;
+  return p;
+}
+
+const specs = new Map<string, KernelSpec>();
+/** The cached kernel spec of a reduction entry with its lane counts and PRODUCT flag. */
+function reduceSpec(entry: string, constants: Record<string, number>): KernelSpec {
+  const key = `${entry}:${Object.values(constants).join(",")}`;
+  let spec = specs.get(key);
+  if (!spec) {
+    spec = { name: "reduce.wgsl", source: src, entry, bindings: ["read", "read", "rw"], constants };
+    specs.set(key, spec);
+  }
+  return spec;
+}
 
 /**
  * One col_reduce dispatch: out[k, c] (+)= Σ_{r in chunk k} term(r, c) for chunks of `rows` rows of
@@ -59,11 +59,13 @@ function colReduce(
   const nChunks = Math.ceil(R / rows);
   const ny = Math.min(nChunks, MAX_GROUPS);
   const nz = Math.ceil(nChunks / ny);
+  const cx = lanes(C, CX);
+  const ry = lanes(rows, RY);
   a.gpu.dispatch(
-    b ? COL_DOT : COL_SUM,
+    reduceSpec("col_reduce", { CX: cx, RY: ry, PRODUCT: b ? 1 : 0 }),
     [R, C, rows, nChunks, ny, accumulate ? 1 : 0],
     [a, b ?? a, out],
-    [Math.ceil(C / CX), ny, nz],
+    [Math.ceil(C / cx), ny, nz],
   );
 }
 
@@ -92,7 +94,7 @@ function rowReduce(
   const rows = Math.ceil(n / L);
   const [nx, ny] = grid1d(rows, 1);
   a.gpu.dispatch(
-    b ? ROW_DOT : ROW_SUM,
+    reduceSpec("row_reduce", { WG: lanes(L, WG), PRODUCT: b ? 1 : 0 }),
     [n, L, rows, nx, accumulate ? 1 : 0],
     [a, b ?? a, out],
     [nx, ny],
