@@ -182,10 +182,28 @@ export function layerForward(
   ffnMask: Tensor | undefined,
   o: PassOptions = {},
 ): LayerState {
+  const st: Partial<LayerState> = { x, seed: 0 };
+  attentionForward(model, l, x, batch, headMask, st, o);
+  ffnForward(model, l, st.u!, batch, ffnMask, st, o);
+  return st as LayerState;
+}
+
+/**
+ * The MHA sub-layer of layer l: fills q, k, v, probs, ctx, merged, sum1, mean1, rstd1 and u
+ * (= LN₁ output) of `st`. With 0 heads, U = LN₁(X + b_o).
+ */
+export function attentionForward(
+  model: Model,
+  l: number,
+  x: Tensor,
+  batch: BatchTensors,
+  headMask: Tensor | undefined,
+  st: Partial<LayerState>,
+  o: PassOptions = {},
+): void {
   const c = model.config;
   const { B, S } = batch;
-  const H = model.heads(l), F = model.ffn(l), dh = c.headDim, d = c.hiddenSize;
-  const st: Partial<LayerState> = { x, seed: 0 };
+  const H = model.heads(l), dh = c.headDim;
   let attn: Tensor;
   if (H > 0) {
     const qkv = linear(x, model.param(`l${l}.qkv.w`), model.param(`l${l}.qkv.b`));
@@ -205,7 +223,7 @@ export function layerForward(
     if (masked !== ctxRows) masked.release();
     attn = linear(st.merged, model.param(`l${l}.o.w`), model.param(`l${l}.o.b`));
   } else {
-    attn = addRowVector(gpuZeros(x), model.param(`l${l}.o.b`));
+    attn = biasRows(x, model.param(`l${l}.o.b`));
   }
   const attnD = drop(attn, c.hiddenDropout, o, siteSeed(o, l, 2));
   st.sum1 = add(attnD, x);
@@ -215,31 +233,50 @@ export function layerForward(
   st.mean1 = ln1.mean;
   st.rstd1 = ln1.rstd;
   st.u = ln1.y;
+}
+
+/**
+ * The FFN sub-layer of layer l on U: fills h, z, zm, sum2, mean2, rstd2 and y of `st`. With 0
+ * neurons, Y = LN₂(U + b₂).
+ */
+export function ffnForward(
+  model: Model,
+  l: number,
+  u: Tensor,
+  batch: BatchTensors,
+  ffnMask: Tensor | undefined,
+  st: Partial<LayerState>,
+  o: PassOptions = {},
+): void {
+  const c = model.config;
+  const F = model.ffn(l);
   let f: Tensor;
   if (F > 0) {
-    const h = linear(st.u, model.param(`l${l}.ffn1.w`), model.param(`l${l}.ffn1.b`));
+    const h = linear(u, model.param(`l${l}.ffn1.w`), model.param(`l${l}.ffn1.b`));
     const z = c.hiddenAct === "relu" ? relu(h) : gelu(h);
     st.h = h;
     st.z = z;
-    st.zm = ffnMask ? scaleColsGrouped(z, ffnMask, S) : z;
+    st.zm = ffnMask ? scaleColsGrouped(z, ffnMask, batch.S) : z;
     f = linear(st.zm, model.param(`l${l}.ffn2.w`), model.param(`l${l}.ffn2.b`));
   } else {
-    f = addRowVector(gpuZeros(x), model.param(`l${l}.ffn2.b`));
+    f = biasRows(u, model.param(`l${l}.ffn2.b`));
   }
   const fD = drop(f, c.hiddenDropout, o, siteSeed(o, l, 3));
-  st.sum2 = add(fD, st.u);
+  st.sum2 = add(fD, u);
   if (fD !== f) fD.release();
   f.release();
   const ln2 = layerNorm(st.sum2, model.param(`l${l}.ln2.g`), model.param(`l${l}.ln2.b`), c.layerNormEps);
   st.mean2 = ln2.mean;
   st.rstd2 = ln2.rstd;
   st.y = ln2.y;
-  void d;
-  return st as LayerState;
 }
 
-function gpuZeros(like: Tensor): Tensor {
-  return like.gpu.zeros(like.shape);
+/** A tensor shaped like `like` whose every row is `bias` (a zero-width sub-layer's output). */
+function biasRows(like: Tensor, bias: Tensor): Tensor {
+  const zeros = like.gpu.zeros(like.shape);
+  const out = addRowVector(zeros, bias);
+  zeros.release();
+  return out;
 }
 
 /** Per-example mask gradients of one layer: head [B·H_l] and ffn [B, F_l]. */

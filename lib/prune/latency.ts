@@ -1,0 +1,230 @@
+/**
+ * Latency lookup tables measured with our own kernels on the current adapter (METHOD.md §2.2):
+ * lut_mha[h] = one MHA sub-layer (QKV, attention, W_o, residual, LN₁) with h heads, lut_ffn[n] =
+ * one FFN sub-layer with n neurons, at a fixed batch × sequence length. Medians of ≥ 20 timed runs
+ * after warm-up; every h is timed, n at 0, 1, F and each multiple of `step`, linearly interpolated
+ * between. Tables are cached on disk per adapter, shape, model dims and kernel version. Also
+ * `measureModelLatency` for whole-model timings in reports.
+ * @module
+ */
+import { InvalidArgumentError } from "../errors.ts";
+import type { Gpu } from "../gpu/context.ts";
+import { makeConfig } from "../model/config.ts";
+import { attentionForward, ffnForward, type LayerState } from "../model/encoder.ts";
+import { uploadBatch } from "../model/inputs.ts";
+import { createRandomModel, type Model } from "../model/model.ts";
+import { forward } from "../model/run.ts";
+import type { OnProgress } from "../util/progress.ts";
+import type { LatencyTable } from "./search_latency.ts";
+
+/** Bump when kernels change in a way that changes timings (part of the cache key). */
+export const KERNEL_VERSION = 1;
+
+/** Options of `measureLatencyTable`. */
+export interface LatencyOptions {
+  /** Batch size of the timed shape (default 32). */
+  batch?: number;
+  /** Sequence length of the timed shape (default 128). */
+  seqLen?: number;
+  /** Timed runs per entry (default 20). */
+  runs?: number;
+  /** Warm-up runs per entry (default 2). */
+  warmup?: number;
+  /** FFN widths are timed at multiples of this (default 64). */
+  step?: number;
+  /** Cache directory (default $XDG_CACHE_HOME/fastprune or ~/.cache/fastprune); null = no cache. */
+  cacheDir?: string | null;
+  /** Progress callback over timed entries. */
+  onProgress?: OnProgress;
+}
+
+/** A measured table plus how it was measured. */
+export interface MeasuredLatencyTable extends LatencyTable {
+  /** Adapter summary. */
+  adapter: string;
+  /** Batch size. */
+  batch: number;
+  /** Sequence length. */
+  seqLen: number;
+  /** Which FFN widths were timed (others interpolated). */
+  ffnTimed: number[];
+  /** Additivity check: predicted vs measured whole layers. */
+  additivity: { heads: number; neurons: number; predicted: number; measured: number }[];
+  /** Cache file used, if any. */
+  cacheFile?: string;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+async function timeIt(gpu: Gpu, run: () => void, runs: number, warmup: number): Promise<number> {
+  for (let i = 0; i < warmup; i++) {
+    run();
+    await gpu.sync();
+  }
+  const t: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    run();
+    await gpu.sync();
+    t.push((performance.now() - t0) / 1000);
+  }
+  return median(t);
+}
+
+function cacheRoot(): string | null {
+  const xdg = Deno.env.get("XDG_CACHE_HOME");
+  const home = Deno.env.get("HOME");
+  if (xdg) return `${xdg}/fastprune`;
+  return home ? `${home}/.cache/fastprune` : null;
+}
+
+/** Measures (or loads from cache) the per-layer latency table of a model's shape. */
+export async function measureLatencyTable(
+  model: Model,
+  o: LatencyOptions = {},
+): Promise<MeasuredLatencyTable> {
+  const c = model.config;
+  const B = o.batch ?? 32, S = Math.min(o.seqLen ?? 128, c.maxPositions);
+  const runs = o.runs ?? 20, warmup = o.warmup ?? 2, step = o.step ?? 64;
+  if (!(B >= 1 && S >= 1 && runs >= 1)) throw new InvalidArgumentError("latency table needs batch, seqLen and runs ≥ 1");
+  const H = c.numHeads, F = c.intermediateSize, d = c.hiddenSize;
+  const key = [model.gpu.adapter.summary, `B${B}`, `S${S}`, `d${d}`, `H${H}`, `F${F}`, c.arch, c.hiddenAct, `k${KERNEL_VERSION}`, `r${runs}`]
+    .join("|");
+  const dir = o.cacheDir === null ? null : (o.cacheDir ?? cacheRoot());
+  const file = dir ? `${dir}/latency-${hash(key)}.json` : undefined;
+  if (file) {
+    try {
+      const j = JSON.parse(await Deno.readTextFile(file));
+      if (j.key === key) {
+        return { ...j.table, mha: Float64Array.from(j.table.mha), ffn: Float64Array.from(j.table.ffn), cacheFile: file };
+      }
+    } catch { /* not cached */ }
+  }
+  const gpu = model.gpu;
+  const ffnTimed = [...new Set([0, 1, F, ...Array.from({ length: Math.floor(F / step) }, (_, i) => (i + 1) * step)])]
+    .filter((n) => n <= F).sort((a, b) => a - b);
+  const totalEntries = H + 1 + ffnTimed.length + 3;
+  let done = 0;
+  const ids = new Int32Array(B * S).fill(1);
+  const input = { size: B, seqLen: S, inputIds: ids, attentionMask: new Int32Array(B * S).fill(1) };
+  const oneLayer = (h: number, n: number) =>
+    createRandomModel(
+      makeConfig({
+        arch: c.arch,
+        head: c.head,
+        numLabels: c.numLabels,
+        vocabSize: 8,
+        hiddenSize: d,
+        numLayers: 1,
+        numHeads: H,
+        intermediateSize: F,
+        maxPositions: Math.max(S, 8),
+        typeVocabSize: c.arch === "bert" ? 2 : 0,
+        hiddenAct: c.hiddenAct,
+        layerHeads: [Array.from({ length: h }, (_, i) => i)],
+        layerFfn: [n],
+      }),
+      1,
+      gpu,
+    );
+  const x = gpu.upload(Float32Array.from({ length: B * S * d }, (_, i) => Math.sin(i)), [B * S, d]);
+  const mha = new Float64Array(H + 1);
+  for (let h = 0; h <= H; h++) {
+    const m = await oneLayer(h, 0);
+    const batch = uploadBatch(gpu, m.config, input);
+    mha[h] = await timeIt(gpu, () => {
+      const st: Partial<LayerState> = {};
+      attentionForward(m, 0, x, batch, undefined, st, {});
+      release(st);
+    }, runs, warmup);
+    batch.release();
+    m.release();
+    o.onProgress?.(++done, totalEntries);
+  }
+  const ffnAt = new Map<number, number>();
+  for (const n of ffnTimed) {
+    const m = await oneLayer(0, n);
+    const batch = uploadBatch(gpu, m.config, input);
+    ffnAt.set(n, await timeIt(gpu, () => {
+      const st: Partial<LayerState> = {};
+      ffnForward(m, 0, x, batch, undefined, st, {});
+      release(st);
+    }, runs, warmup));
+    batch.release();
+    m.release();
+    o.onProgress?.(++done, totalEntries);
+  }
+  const ffn = new Float64Array(F + 1);
+  for (let i = 0; i + 1 < ffnTimed.length; i++) {
+    const a = ffnTimed[i], b = ffnTimed[i + 1];
+    for (let n = a; n <= b; n++) ffn[n] = ffnAt.get(a)! + ((ffnAt.get(b)! - ffnAt.get(a)!) * (n - a)) / Math.max(1, b - a);
+  }
+  if (ffnTimed.length === 1) ffn[0] = ffnAt.get(0)!;
+  // additivity on three whole layers
+  const additivity: MeasuredLatencyTable["additivity"] = [];
+  for (const [h, n] of [[H, F], [Math.ceil(H / 2), Math.ceil(F / 2)], [1, Math.min(F, step)]]) {
+    const m = await oneLayer(h, n);
+    const batch = uploadBatch(gpu, m.config, input);
+    const measured = await timeIt(gpu, () => {
+      const st: Partial<LayerState> = {};
+      attentionForward(m, 0, x, batch, undefined, st, {});
+      ffnForward(m, 0, st.u!, batch, undefined, st, {});
+      release(st);
+    }, runs, warmup);
+    additivity.push({ heads: h, neurons: n, predicted: mha[h] + ffn[n], measured });
+    batch.release();
+    m.release();
+    o.onProgress?.(++done, totalEntries);
+  }
+  x.release();
+  const table: MeasuredLatencyTable = { mha, ffn, adapter: gpu.adapter.summary, batch: B, seqLen: S, ffnTimed, additivity };
+  if (file && dir) {
+    try {
+      await Deno.mkdir(dir, { recursive: true });
+      const tmp = `${file}.tmp-${Deno.pid}`;
+      await Deno.writeTextFile(tmp, JSON.stringify({ key, table: { ...table, mha: [...mha], ffn: [...ffn] } }));
+      await Deno.rename(tmp, file);
+      table.cacheFile = file;
+    } catch { /* cache is optional */ }
+  }
+  return table;
+}
+
+function release(st: Partial<LayerState>): void {
+  for (const t of Object.values(st)) {
+    if (t && typeof t === "object" && "release" in t && !t.released) {
+      try {
+        t.release();
+      } catch { /* views */ }
+    }
+  }
+}
+
+function hash(s: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
+  return h.toString(16).padStart(8, "0");
+}
+
+/** Median wall time (seconds) of one whole-model forward pass at batch × seqLen. */
+export async function measureModelLatency(
+  model: Model,
+  o: { batch?: number; seqLen?: number; runs?: number; warmup?: number } = {},
+): Promise<number> {
+  const c = model.config;
+  const B = o.batch ?? 32, S = Math.min(o.seqLen ?? 128, c.maxPositions);
+  const input = {
+    size: B,
+    seqLen: S,
+    inputIds: new Int32Array(B * S).fill(1),
+    attentionMask: new Int32Array(B * S).fill(1),
+  };
+  const batch = uploadBatch(model.gpu, c, input);
+  const t = await timeIt(model.gpu, () => forward(model, batch, undefined, {}).release(), o.runs ?? 10, o.warmup ?? 2);
+  batch.release();
+  return t;
+}
