@@ -8,7 +8,8 @@
 //   span_forward    loss[b] = (CE(start[b], s_b) + CE(end[b], e_b)) / 2 with positions clamped
 //                   to [0, S] and a position equal to S ignored (that side adds 0); keys with
 //                   mask 0 are left out of the softmax when has_mask = 1
-//   span_backward   dStart[b, :] = scale/2·(softmax − onehot(s_b)) (0 if ignored), same for end
+//   span_backward   dStart[b, :] = scale/2·(softmax − onehot(s_b)) (0 if ignored), same for end;
+//                   masked keys have softmax share 0
 //   mse_forward     loss[i] = (pred[i] − target[i])²
 //   mse_backward    d[i] = 2·scale·(pred[i] − target[i])
 
