@@ -7,7 +7,7 @@
 import { FileFormatError, InvalidArgumentError } from "../lib/errors.ts";
 import { readCheckpoint, writeCheckpoint } from "../lib/model/checkpoint.ts";
 import { configToJson, makeConfig } from "../lib/model/config.ts";
-import { randomWeights, sinusoidalPositions } from "../lib/model/random.ts";
+import { randomWeights, Rng, sinusoidalPositions } from "../lib/model/random.ts";
 import { parseSafetensors } from "../lib/model/safetensors.ts";
 import {
   expectedShapes,
@@ -336,6 +336,17 @@ Deno.test("random: deterministic HF init (std 0.02, zero biases, LN 1/0, pad row
   assert(Math.abs(std - 0.02) < 0.0004, `std ${std}`);
   const kurt = values.reduce((s, v) => s + ((v - mean) / std) ** 4, 0) / n;
   assert(Math.abs(kurt - 3) < 0.15, `kurtosis ${kurt} (normal: 3)`);
+});
+
+Deno.test("random: fillNormal continues the same stream as normal() (odd lengths)", () => {
+  const a = new Rng(9);
+  const b = new Rng(9);
+  for (const len of [7, 4, 1, 0, 10]) {
+    const x = new Float32Array(len);
+    a.fillNormal(x, 0.5);
+    const y = Float32Array.from({ length: len }, () => 0.5 * b.normal());
+    assertEquals(x, y, `length ${len}`);
+  }
 });
 
 Deno.test("random: DistilBERT sinusoidal positions match HF create_sinusoidal_embeddings", () => {

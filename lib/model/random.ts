@@ -46,6 +46,33 @@ export class Rng {
     return (this.nextU32() + 1) / 4294967296;
   }
 
+  /** Fills `out` with normal(0, std) values: the same stream as repeated `std·normal()` calls. */
+  fillNormal(out: Float32Array, std: number): void {
+    let i = 0;
+    if (out.length > 0 && this.spare !== null) out[i++] = std * this.normal();
+    const pairs = (out.length - i) >> 1;
+    // xoshiro128** inlined on local state (same sequence as nextU32)
+    const st = this.s;
+    let s0 = st[0] | 0, s1 = st[1] | 0, s2 = st[2] | 0, s3 = st[3] | 0;
+    const tau = 2 * Math.PI;
+    for (let p = 0; p < pairs; p++, i += 2) {
+      let r1 = Math.imul(s1, 5);
+      r1 = Math.imul((r1 << 7) | (r1 >>> 25), 9) >>> 0;
+      let t = s1 << 9;
+      s2 ^= s0, s3 ^= s1, s1 ^= s2, s0 ^= s3, s2 ^= t, s3 = (s3 << 11) | (s3 >>> 21);
+      let r2 = Math.imul(s1, 5);
+      r2 = Math.imul((r2 << 7) | (r2 >>> 25), 9) >>> 0;
+      t = s1 << 9;
+      s2 ^= s0, s3 ^= s1, s1 ^= s2, s0 ^= s3, s2 ^= t, s3 = (s3 << 11) | (s3 >>> 21);
+      const r = Math.sqrt(-2 * Math.log((r1 + 1) / 4294967296));
+      const a = tau * ((r2 + 1) / 4294967296);
+      out[i] = std * (r * Math.cos(a));
+      out[i + 1] = std * (r * Math.sin(a));
+    }
+    st[0] = s0, st[1] = s1, st[2] = s2, st[3] = s3;
+    if (i < out.length) out[i] = std * this.normal();
+  }
+
   /** Standard normal (Box-Muller; the second value of each pair is kept for the next call). */
   normal(): number {
     if (this.spare !== null) {
@@ -94,7 +121,7 @@ export function randomWeights(c: EncoderConfig, seed: number): Weights {
     else if (name === "emb.pos" && c.sinusoidalPos) {
       data.set(sinusoidalPositions(shape[0], shape[1]));
     } else if (name.endsWith(".w") || name.startsWith("emb.") && !name.startsWith("emb.ln")) {
-      for (let i = 0; i < data.length; i++) data[i] = INIT_STD * rng.normal();
+      rng.fillNormal(data, INIT_STD);
       if (name === "emb.word") data.fill(0, c.padTokenId * shape[1], (c.padTokenId + 1) * shape[1]);
     }
     w.set(name, { shape: [...shape], data });
