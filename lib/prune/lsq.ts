@@ -288,12 +288,20 @@ function lsmr(
   damp: number,
   o: { atol: number; btol: number; conlim: number; maxIter: number },
 ): { x: Float64Array; istop: number; iterations: number } {
+  const n4 = n - (n % 4);
   const matvec = (src: Float64Array, dst: Float64Array) => {
     for (let i = 0; i < n; i++) {
-      let s = 0;
+      let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
       const row = i * n;
-      for (let j = 0; j < n; j++) s += A[row + j] * src[j];
-      dst[i] = s;
+      let j = 0;
+      for (; j < n4; j += 4) {
+        s0 += A[row + j] * src[j];
+        s1 += A[row + j + 1] * src[j + 1];
+        s2 += A[row + j + 2] * src[j + 2];
+        s3 += A[row + j + 3] * src[j + 3];
+      }
+      for (; j < n; j++) s0 += A[row + j] * src[j];
+      dst[i] = (s0 + s1) + (s2 + s3);
     }
   };
   const nrm = (a: Float64Array) => {

@@ -28,8 +28,19 @@ function checkGram(M: ArrayLike<number>, u: number): void {
   if (M.length !== u * u) {
     throw new ShapeError(`Gram matrix has ${M.length} entries, expected ${u}×${u}`);
   }
-  for (let i = 0; i < M.length; i++) {
-    if (!Number.isFinite(M[i])) throw new InvalidArgumentError(`Gram matrix entry ${i} is ${M[i]}`);
+  for (let i = 0; i < u; i++) {
+    for (let j = 0; j <= i; j++) {
+      const a = M[i * u + j];
+      const b = M[j * u + i];
+      if (!Number.isFinite(a) || !Number.isFinite(b)) {
+        throw new InvalidArgumentError(`Gram matrix entry (${i}, ${j}) is not finite`);
+      }
+      if (Math.abs(a - b) > 1e-9 * (Math.abs(a) + Math.abs(b))) {
+        throw new InvalidArgumentError(
+          `Gram matrix is not symmetric at (${i}, ${j}): ${a} vs ${b}`,
+        );
+      }
+    }
   }
 }
 
@@ -37,7 +48,8 @@ function checkGram(M: ArrayLike<number>, u: number): void {
 function quadForm(M: ArrayLike<number>, u: number, S: ArrayLike<number>): number {
   let q = 0;
   for (let a = 0; a < S.length; a++) {
-    for (let b = 0; b < S.length; b++) q += M[S[a] * u + S[b]];
+    const o = S[a] * u;
+    for (let b = 0; b < S.length; b++) q += M[o + S[b]];
   }
   return q;
 }
@@ -98,12 +110,12 @@ function greedyPass(M: ArrayLike<number>, u: number, start: number[]): number[] 
   const all = Array.from({ length: u }, (_, i) => i);
   const S = ascendingByDiag(M, u, start);
   const rest = ascendingByDiag(M, u, all.filter((i) => !inS[i]));
-  // d_i = Σ_{r∈S} M_ir for every unit i.
+  // d_i = Σ_{r∈S} M_ir for every unit i (M is symmetric: read row r, contiguous).
   const d = new Float64Array(u);
-  for (const r of S) for (let i = 0; i < u; i++) d[i] += M[i * u + r];
+  for (const r of S) for (let i = 0, o = r * u; i < u; i++) d[i] += M[o + i];
   for (const j of rest) {
     S.push(j);
-    for (let i = 0; i < u; i++) d[i] += M[i * u + j];
+    for (let i = 0, o = j * u; i < u; i++) d[i] += M[o + i];
     // Q(S∖{i}) − Q(S) = −2·d_i + M_ii; Q(S) is common to all candidates.
     let bestPos = 0;
     let bestVal = Infinity;
@@ -117,7 +129,7 @@ function greedyPass(M: ArrayLike<number>, u: number, start: number[]): number[] 
     }
     const r = S[bestPos];
     S.splice(bestPos, 1);
-    for (let i = 0; i < u; i++) d[i] -= M[i * u + r];
+    for (let i = 0, o = r * u; i < u; i++) d[i] -= M[o + i];
   }
   return S;
 }

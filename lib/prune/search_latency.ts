@@ -372,6 +372,15 @@ function piecewiseSearch(
   function piecewiseOnce(B: number): { heads: Int32Array; neurons: Int32Array } | null {
     let best = -Infinity;
     let bestRes: { heads: Int32Array; neurons: Int32Array } | null = null;
+    // Extra neurons of the kept FFN sub-layers and their prefix sums, per FFN drop count.
+    const ffnExtras = Array.from({ length: L + 1 }, (_, df) => {
+      const keptF = new Uint8Array(L).fill(1);
+      for (let i = 0; i < df; i++) keptF[dropF[i]] = 0;
+      const ef = extraF.filter((e) => keptF[e.l]);
+      const pf = new Float64Array(ef.length + 1);
+      for (let i = 0; i < ef.length; i++) pf[i + 1] = pf[i] + ef[i].imp;
+      return { keptF, ef, pf };
+    });
     for (let dh = 0; dh < L; dh++) {
       const keptH = new Uint8Array(L).fill(1);
       for (let i = 0; i < dh; i++) keptH[dropH[i]] = 0;
@@ -379,8 +388,7 @@ function piecewiseSearch(
       const ph = new Float64Array(eh.length + 1);
       for (let i = 0; i < eh.length; i++) ph[i + 1] = ph[i] + eh[i].imp;
       for (let df = 0; df <= L; df++) {
-        const keptF = new Uint8Array(L).fill(1);
-        for (let i = 0; i < df; i++) keptF[dropF[i]] = 0;
+        const { keptF, ef, pf } = ffnExtras[df];
         let rem = B;
         let baseScore = 0;
         for (let l = 0; l < L; l++) {
@@ -394,9 +402,6 @@ function piecewiseSearch(
           }
         }
         if (rem < 0) continue;
-        const ef = extraF.filter((e) => keptF[e.l]);
-        const pf = new Float64Array(ef.length + 1);
-        for (let i = 0; i < ef.length; i++) pf[i + 1] = pf[i] + ef[i].imp;
         const kMax = fh.alpha > 0 ? Math.min(eh.length, Math.floor(rem / fh.alpha)) : eh.length;
         let bestK = -1, bestN = 0, cfgBest = -Infinity;
         for (let k = 0; k <= kMax; k++) {
