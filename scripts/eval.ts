@@ -1,0 +1,65 @@
+/**
+ * `deno task eval --model DIR|URL --task NAME [--data DIR|FILE] [--split dev] [--batch N]
+ * [--limit N] [--out metrics.json]`: tokenizes a split, runs the model on the GPU, prints a metrics
+ * table and writes metrics.json (next to the model unless --out says otherwise).
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { checkTask, DEFAULT_DATA_DIR, loadTask } from "../lib/data/tasks.ts";
+import { InvalidArgumentError } from "../lib/errors.ts";
+import { evaluate } from "../lib/eval/evaluate.ts";
+import { getGpu } from "../lib/gpu/context.ts";
+import { loadCheckpoint } from "../lib/model/model.ts";
+import { loadTokenizer } from "../lib/text/wordpiece.ts";
+import { Progress } from "../lib/util/progress.ts";
+import { runCli } from "./cli.ts";
+
+const USAGE =
+  "usage: deno task eval --model DIR|URL --task NAME [--data DIR|FILE] [--split dev] [--batch 32] [--limit N] [--out FILE]";
+
+if (import.meta.main) {
+  await runCli(async () => {
+    const { values } = parseArgs({
+      args: Deno.args,
+      options: {
+        model: { type: "string" },
+        task: { type: "string" },
+        data: { type: "string" },
+        split: { type: "string" },
+        batch: { type: "string", default: "32" },
+        limit: { type: "string" },
+        out: { type: "string" },
+        "max-length": { type: "string" },
+      },
+    });
+    if (!values.model || !values.task) throw new InvalidArgumentError(USAGE);
+    checkTask(values.task);
+    const batch = Number(values.batch);
+    if (!Number.isInteger(batch) || batch < 1) throw new InvalidArgumentError(`--batch must be a positive integer`);
+    const squad = values.task.startsWith("squad");
+    const split = values.split ?? (squad && !values.data ? "heldout" : values.task === "mnli" ? "dev_matched" : "dev");
+    if (!values.data) console.error(`no --data given: reading ${DEFAULT_DATA_DIR}`);
+    const gpu = await getGpu();
+    console.error(`adapter: ${gpu.adapter.summary}`);
+    const model = await loadCheckpoint(values.model, gpu);
+    const tok = await loadTokenizer(values.model);
+    const data = await loadTask(tok, values.task, split, {
+      data: values.data,
+      limit: values.limit ? Number(values.limit) : undefined,
+      maxLength: values["max-length"] ? Number(values["max-length"]) : undefined,
+    });
+    const bar = new Progress(`eval ${values.task}/${split}`, data.items.length, "ex");
+    const r = await evaluate(model, data, { batchSize: batch, onProgress: (d) => bar.set(d) });
+    bar.done();
+    console.log(`| metric | ${values.task} ${split} |\n|---|---|`);
+    for (const [k, v] of Object.entries(r.metrics)) console.log(`| ${k} | ${v.toFixed(4)} |`);
+    const out = values.out ?? (values.model.includes("://") ? "metrics.json" : `${values.model}/metrics.json`);
+    const tmp = `${out}.tmp-${Deno.pid}`;
+    await Deno.writeTextFile(
+      tmp,
+      JSON.stringify({ task: values.task, split, source: data.source, examples: r.examples, adapter: gpu.adapter.summary, metrics: r.metrics }, null, 1),
+    );
+    await Deno.rename(tmp, out);
+    console.error(`wrote ${out}`);
+  });
+}
