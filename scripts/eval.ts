@@ -35,9 +35,12 @@ if (import.meta.main) {
     if (!values.model || !values.task) throw new InvalidArgumentError(USAGE);
     checkTask(values.task);
     const batch = Number(values.batch);
-    if (!Number.isInteger(batch) || batch < 1) throw new InvalidArgumentError(`--batch must be a positive integer`);
+    if (!Number.isInteger(batch) || batch < 1) {
+      throw new InvalidArgumentError(`--batch must be a positive integer`);
+    }
     const squad = values.task.startsWith("squad");
-    const split = values.split ?? (squad && !values.data ? "heldout" : values.task === "mnli" ? "dev_matched" : "dev");
+    const split = values.split ??
+      (squad && !values.data ? "heldout" : values.task === "mnli" ? "dev_matched" : "dev");
     if (!values.data) console.error(`no --data given: reading ${DEFAULT_DATA_DIR}`);
     const gpu = await getGpu();
     console.error(`adapter: ${gpu.adapter.summary}`);
@@ -53,11 +56,23 @@ if (import.meta.main) {
     bar.done();
     console.log(`| metric | ${values.task} ${split} |\n|---|---|`);
     for (const [k, v] of Object.entries(r.metrics)) console.log(`| ${k} | ${v.toFixed(4)} |`);
-    const out = values.out ?? (values.model.includes("://") ? "metrics.json" : `${values.model}/metrics.json`);
+    const out = values.out ??
+      (values.model.includes("://") ? "metrics.json" : `${values.model}/metrics.json`);
     const tmp = `${out}.tmp-${Deno.pid}`;
     await Deno.writeTextFile(
       tmp,
-      JSON.stringify({ task: values.task, split, source: data.source, examples: r.examples, adapter: gpu.adapter.summary, metrics: r.metrics }, null, 1),
+      JSON.stringify(
+        {
+          task: values.task,
+          split,
+          source: data.source,
+          examples: r.examples,
+          adapter: gpu.adapter.summary,
+          metrics: r.metrics,
+        },
+        null,
+        1,
+      ),
     );
     await Deno.rename(tmp, out);
     console.error(`wrote ${out}`);

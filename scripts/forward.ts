@@ -23,11 +23,15 @@ function matrix(name: string, v: unknown, B: number, S: number, integer = true):
   const out: number[] = [];
   v.forEach((row, b) => {
     if (!Array.isArray(row) || row.length !== S) {
-      throw new InvalidArgumentError(`${name}[${b}] must have ${S} values (ragged arrays are not allowed)`);
+      throw new InvalidArgumentError(
+        `${name}[${b}] must have ${S} values (ragged arrays are not allowed)`,
+      );
     }
     for (const x of row) {
       if (typeof x !== "number" || !Number.isFinite(x) || (integer && !Number.isInteger(x))) {
-        throw new InvalidArgumentError(`${name}[${b}] holds a non-${integer ? "integer" : "number"} value ${x}`);
+        throw new InvalidArgumentError(
+          `${name}[${b}] holds a non-${integer ? "integer" : "number"} value ${x}`,
+        );
       }
       out.push(x);
     }
@@ -36,7 +40,9 @@ function matrix(name: string, v: unknown, B: number, S: number, integer = true):
 }
 
 function vector(name: string, v: unknown, B: number, integer: boolean): number[] {
-  if (!Array.isArray(v) || v.length !== B) throw new InvalidArgumentError(`${name} must have ${B} values`);
+  if (!Array.isArray(v) || v.length !== B) {
+    throw new InvalidArgumentError(`${name} must have ${B} values`);
+  }
   for (const x of v) {
     if (typeof x !== "number" || !Number.isFinite(x) || (integer && !Number.isInteger(x))) {
       throw new InvalidArgumentError(`${name} holds an invalid value ${x}`);
@@ -46,8 +52,13 @@ function vector(name: string, v: unknown, B: number, integer: boolean): number[]
 }
 
 /** Parses and validates the JSON input against the model config. */
-export function parseForwardInput(json: unknown, c: EncoderConfig): { input: ModelInput; masks: MaskValues } {
-  if (typeof json !== "object" || json === null) throw new InvalidArgumentError("input must be a JSON object");
+export function parseForwardInput(
+  json: unknown,
+  c: EncoderConfig,
+): { input: ModelInput; masks: MaskValues } {
+  if (typeof json !== "object" || json === null) {
+    throw new InvalidArgumentError("input must be a JSON object");
+  }
   const j = json as Record<string, unknown>;
   const ids = j.input_ids;
   if (!Array.isArray(ids) || ids.length === 0 || !Array.isArray(ids[0])) {
@@ -77,8 +88,9 @@ export function parseForwardInput(json: unknown, c: EncoderConfig): { input: Mod
       }
     }
   } else if (j.labels !== undefined) {
-    if (c.head === "regression") input.targets = Float32Array.from(vector("labels", j.labels, B, false));
-    else input.labels = Int32Array.from(vector("labels", j.labels, B, true));
+    if (c.head === "regression") {
+      input.targets = Float32Array.from(vector("labels", j.labels, B, false));
+    } else input.labels = Int32Array.from(vector("labels", j.labels, B, true));
   }
   const masks: MaskValues = {};
   for (const kind of ["head", "ffn"] as const) {
@@ -87,10 +99,14 @@ export function parseForwardInput(json: unknown, c: EncoderConfig): { input: Mod
     if (!Array.isArray(v)) throw new InvalidArgumentError(`${kind}_mask must be an array`);
     const perExample = v.length > 0 && Array.isArray(v[0]) && Array.isArray((v[0] as unknown[])[0]);
     if (perExample) {
-      if (v.length !== B) throw new InvalidArgumentError(`${kind}_mask given per example must have ${B} entries`);
+      if (v.length !== B) {
+        throw new InvalidArgumentError(`${kind}_mask given per example must have ${B} entries`);
+      }
       masks.perExample = true;
     } else if (masks.perExample) {
-      throw new InvalidArgumentError("head_mask and ffn_mask must both be shared or both per example");
+      throw new InvalidArgumentError(
+        "head_mask and ffn_mask must both be shared or both per example",
+      );
     }
     masks[kind] = v as number[][];
   }
@@ -104,7 +120,11 @@ export function parseForwardInput(json: unknown, c: EncoderConfig): { input: Mod
 }
 
 /** HF's batch loss from logits, in float64 on the host. */
-function hfLoss(c: EncoderConfig, input: ModelInput, r: Awaited<ReturnType<typeof runModel>>): number {
+function hfLoss(
+  c: EncoderConfig,
+  input: ModelInput,
+  r: Awaited<ReturnType<typeof runModel>>,
+): number {
   const logSoftmaxAt = (row: number[], k: number) => {
     const m = Math.max(...row);
     const lse = m + Math.log(row.reduce((s, x) => s + Math.exp(x - m), 0));
@@ -122,7 +142,8 @@ function hfLoss(c: EncoderConfig, input: ModelInput, r: Awaited<ReturnType<typeo
       });
       return n > 0 ? sum / n : 0;
     };
-    return (side(r.startLogits!, input.startPositions!) + side(r.endLogits!, input.endPositions!)) / 2;
+    return (side(r.startLogits!, input.startPositions!) + side(r.endLogits!, input.endPositions!)) /
+      2;
   }
   if (c.head === "regression") {
     return r.logits!.reduce((s, row, b) => s + (row[0] - input.targets![b]) ** 2, 0) / input.size;

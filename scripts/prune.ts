@@ -12,7 +12,7 @@ import { parseArgs } from "node:util";
 import { makeBatches } from "../lib/data/batch.ts";
 import { checkTask, DEFAULT_DATA_DIR, loadTask } from "../lib/data/tasks.ts";
 import { FastpruneError, InvalidArgumentError } from "../lib/errors.ts";
-import { evaluate, type EvalResult } from "../lib/eval/evaluate.ts";
+import { type EvalResult, evaluate } from "../lib/eval/evaluate.ts";
 import { getGpu } from "../lib/gpu/context.ts";
 import { writeCheckpoint } from "../lib/model/checkpoint.ts";
 import type { MaskValues, ModelInput } from "../lib/model/inputs.ts";
@@ -27,14 +27,25 @@ import { sampleIndices, sampleWithReplacement } from "../lib/util/pcg32.ts";
 import { Progress } from "../lib/util/progress.ts";
 import { runCli } from "./cli.ts";
 
-const USAGE = "usage: deno task prune --model DIR|URL --task NAME [--data DIR] (--flops C | --latency C) " +
+const USAGE =
+  "usage: deno task prune --model DIR|URL --task NAME [--data DIR] (--flops C | --latency C) " +
   "[--samples 2048] [--seed 0] [--no-rearrange] [--no-tune] [--label-free] [--preset kwonCode] --out DIR [--force]";
 
-const DEMO = { model: "demo/model", task: "sst2", data: "demo/data", flops: "0.6", out: "out/demo-prune", samples: "256" };
+const DEMO = {
+  model: "demo/model",
+  task: "sst2",
+  data: "demo/data",
+  flops: "0.6",
+  out: "out/demo-prune",
+  samples: "256",
+};
 
 /** Splits a flat mask into per-layer rows. */
 function perLayer(m: Float64Array | ArrayLike<number>, L: number, n: number): number[][] {
-  return Array.from({ length: L }, (_, l) => Array.from((m as Float64Array).slice(l * n, (l + 1) * n)));
+  return Array.from(
+    { length: L },
+    (_, l) => Array.from((m as Float64Array).slice(l * n, (l + 1) * n)),
+  );
 }
 
 function maskValues(m: MaskSet): MaskValues {
@@ -93,15 +104,21 @@ if (import.meta.main) {
     if (demo) {
       Object.assign(values, DEMO);
       values.force = true;
-      console.error(`no arguments: pruning the embedded demo model (${DEMO.model}, SST-2) to 60% of its FLOPs`);
+      console.error(
+        `no arguments: pruning the embedded demo model (${DEMO.model}, SST-2) to 60% of its FLOPs`,
+      );
     }
     if (!values.model || !values.task || !values.out) throw new InvalidArgumentError(USAGE);
     checkTask(values.task);
     if ((values.flops === undefined) === (values.latency === undefined)) {
-      throw new InvalidArgumentError("give exactly one budget: --flops C or --latency C (fraction kept, in (0, 1])");
+      throw new InvalidArgumentError(
+        "give exactly one budget: --flops C or --latency C (fraction kept, in (0, 1])",
+      );
     }
     const c = num(values.flops ? "flops" : "latency", values.flops ?? values.latency)!;
-    if (!(c > 0 && c <= 1)) throw new InvalidArgumentError(`the budget must be in (0, 1] (fraction kept), got ${c}`);
+    if (!(c > 0 && c <= 1)) {
+      throw new InvalidArgumentError(`the budget must be in (0, 1] (fraction kept), got ${c}`);
+    }
     const budget: Budget = values.flops ? { flops: c } : { latency: c };
     if (values.preset && values.preset !== "kwonCode" && values.preset !== "ours") {
       throw new InvalidArgumentError(`--preset must be kwonCode or ours`);
@@ -109,11 +126,17 @@ if (import.meta.main) {
     const kwon = values.preset === "kwonCode";
     const squad = values.task.startsWith("squad");
     const samples = num("samples", values.samples, 2048)!;
-    if (!Number.isInteger(samples) || samples < 1) throw new InvalidArgumentError("--samples must be a positive integer");
+    if (!Number.isInteger(samples) || samples < 1) {
+      throw new InvalidArgumentError("--samples must be a positive integer");
+    }
     const seed = num("seed", values.seed, 0)!;
     const out = values.out.replace(/\/$/, "");
     if (await exists(out)) {
-      if (!values.force) throw new InvalidArgumentError(`${out} exists: choose another --out or pass --force to replace it`);
+      if (!values.force) {
+        throw new InvalidArgumentError(
+          `${out} exists: choose another --out or pass --force to replace it`,
+        );
+      }
     }
     const gpu = await getGpu();
     console.error(`adapter: ${gpu.adapter.summary}`);
@@ -121,23 +144,37 @@ if (import.meta.main) {
     const tok = await loadTokenizer(values.model);
     if (!values.data) console.error(`no --data given: reading ${DEFAULT_DATA_DIR}`);
     const trainSplit = "train";
-    const devSplit = squad && !values.data ? "heldout" : values.task === "mnli" ? "dev_matched" : "dev";
+    const devSplit = squad && !values.data
+      ? "heldout"
+      : values.task === "mnli"
+      ? "dev_matched"
+      : "dev";
     const train = await loadTask(tok, values.task, trainSplit, { data: values.data });
     const pick = kwon
       ? { indices: sampleWithReplacement(train.items.length, samples, seed), exhausted: false }
       : sampleIndices(train.items.length, samples, seed);
     const indices = Array.from((pick as { indices: ArrayLike<number> }).indices);
     if (indices.length < samples) {
-      console.error(`warning: the train split has ${train.items.length} examples, fewer than --samples ${samples}: using all of them`);
+      console.error(
+        `warning: the train split has ${train.items.length} examples, fewer than --samples ${samples}: using all of them`,
+      );
     }
     const batchSize = num("batch", values.batch, squad ? 12 : 32)!;
-    const sampleBatches: ModelInput[] = makeBatches(train.items, batchSize, { order: indices, padId: tok.padId });
+    const sampleBatches: ModelInput[] = makeBatches(train.items, batchSize, {
+      order: indices,
+      padId: tok.padId,
+    });
     const dev = values["no-eval"] ? undefined : await loadTask(tok, values.task, devSplit, {
       data: values.data,
       limit: values["dev-limit"] ? Number(values["dev-limit"]) : undefined,
     });
-    const seqLen = num("seq-len", values["seq-len"]) ?? TASK_SEQ_LEN[values.task] ?? (dev ?? train).meanLength;
-    const seqSource = values["seq-len"] ? "--seq-len" : TASK_SEQ_LEN[values.task] ? "task constant (METHOD §2.1)" : "mean tokenized length";
+    const seqLen = num("seq-len", values["seq-len"]) ?? TASK_SEQ_LEN[values.task] ??
+      (dev ?? train).meanLength;
+    const seqSource = values["seq-len"]
+      ? "--seq-len"
+      : TASK_SEQ_LEN[values.task]
+      ? "task constant (METHOD §2.1)"
+      : "mean tokenized length";
 
     const evals: Record<string, EvalResult> = {};
     const runEval = async (label: string, m: Model, masks?: MaskValues) => {
@@ -175,7 +212,8 @@ if (import.meta.main) {
     if (!values["no-tune"]) await runEval("tune", model, maskValues(masks.tuned));
     await runEval("compact", result.compact!);
 
-    const latB = num("latency-batch", values["latency-batch"])!, latS = num("latency-seq", values["latency-seq"])!;
+    const latB = num("latency-batch", values["latency-batch"])!,
+      latS = num("latency-seq", values["latency-seq"])!;
     console.error(`measuring latency at batch ${latB} × ${latS}`);
     const latBefore = await measureModelLatency(model, { batch: latB, seqLen: latS });
     const latAfter = await measureModelLatency(result.compact!, { batch: latB, seqLen: latS });
@@ -201,7 +239,12 @@ if (import.meta.main) {
         ffn_mask_rearranged: perLayer(masks.rearranged.ffn, L, F),
         head_mask_tuned: perLayer(masks.tuned.head, L, H),
         ffn_mask_tuned: perLayer(masks.tuned.ffn, L, F),
-        ...(masks.teacher ? { head_mask_teacher: perLayer(masks.teacher.head, L, H), ffn_mask_teacher: perLayer(masks.teacher.ffn, L, F) } : {}),
+        ...(masks.teacher
+          ? {
+            head_mask_teacher: perLayer(masks.teacher.head, L, H),
+            ffn_mask_teacher: perLayer(masks.teacher.ffn, L, F),
+          }
+          : {}),
       };
       await Deno.writeTextFile(`${tmp}/masks.json`, JSON.stringify(masksJson));
       const reportJson = {
@@ -212,7 +255,11 @@ if (import.meta.main) {
         adapter: gpu.adapter.summary,
         seq_len: { value: seqLen, source: seqSource },
         budget,
-        flops: { full: 2 * report.macs.full, pruned: 2 * report.macs.pruned, ratio: report.macs.ratio },
+        flops: {
+          full: 2 * report.macs.full,
+          pruned: 2 * report.macs.pruned,
+          ratio: report.macs.ratio,
+        },
         params: report.params,
         kept: report.kept,
         metrics: Object.fromEntries(Object.entries(evals).map(([k, v]) => [k, v.metrics])),
@@ -239,22 +286,40 @@ if (import.meta.main) {
           Array.from({ length: L }, (_, l) => `L${l}`),
           [
             { label: `heads kept (of ${H})`, values: report.kept.heads.map((h) => (h / H) * 100) },
-            { label: `neurons kept (of ${F})`, values: report.kept.neurons.map((n) => (n / F) * 100) },
+            {
+              label: `neurons kept (of ${F})`,
+              values: report.kept.neurons.map((n) => (n / F) * 100),
+            },
           ],
-          { title: `Kept units per layer (${values.task}, ${"flops" in budget ? "FLOPs" : "latency"} ${c})`, xLabel: "layer", yLabel: "kept (%)", max: 100 },
+          {
+            title: `Kept units per layer (${values.task}, ${
+              "flops" in budget ? "FLOPs" : "latency"
+            } ${c})`,
+            xLabel: "layer",
+            yLabel: "kept (%)",
+            max: 100,
+          },
         ),
       );
       if (await exists(out)) await Deno.remove(out, { recursive: true });
       await Deno.rename(tmp, out);
     } catch (e) {
       await Deno.remove(tmp, { recursive: true }).catch(() => {});
-      throw e instanceof FastpruneError ? e : new FastpruneError(`could not write ${out}: ${(e as Error).message}`);
+      throw e instanceof FastpruneError
+        ? e
+        : new FastpruneError(`could not write ${out}: ${(e as Error).message}`);
     }
     const main = dev ? evals.unpruned.mainMetric : "";
     console.log(
-      `pruned ${values.task}: FLOPs kept ${(report.macs.ratio * 100).toFixed(1)}% (s̄ = ${seqLen.toFixed(2)}), ` +
-        (dev ? `${main} ${evals.unpruned.main.toFixed(4)} → ${evals.compact.main.toFixed(4)}, ` : "") +
-        `latency ×${(latBefore / latAfter).toFixed(2)} at ${latB}×${latS}, pruning time ${report.seconds.pruning.toFixed(1)} s`,
+      `pruned ${values.task}: FLOPs kept ${(report.macs.ratio * 100).toFixed(1)}% (s̄ = ${
+        seqLen.toFixed(2)
+      }), ` +
+        (dev
+          ? `${main} ${evals.unpruned.main.toFixed(4)} → ${evals.compact.main.toFixed(4)}, `
+          : "") +
+        `latency ×${(latBefore / latAfter).toFixed(2)} at ${latB}×${latS}, pruning time ${
+          report.seconds.pruning.toFixed(1)
+        } s`,
     );
     console.log(`report: ${out}/report.md`);
   });
@@ -266,29 +331,74 @@ function reportMarkdown(r: any, evals: Record<string, EvalResult>): string {
   const lines: string[] = [];
   lines.push(`# fastprune report: ${r.task}`, "");
   lines.push(`Command: \`${r.command}\``, "");
-  lines.push(`Model: \`${r.model}\` · adapter: ${r.adapter} · samples: ${r.data.samples} (seed ${r.data.seed}) from ${r.data.train}`, "");
+  lines.push(
+    `Model: \`${r.model}\` · adapter: ${r.adapter} · samples: ${r.data.samples} (seed ${r.data.seed}) from ${r.data.train}`,
+    "",
+  );
   lines.push("## Budget and size", "", "| | before | after | ratio |", "|---|---|---|---|");
-  lines.push(`| FLOPs (prunable parts, s̄ = ${r.seq_len.value.toFixed(2)}, ${r.seq_len.source}) | ${(r.flops.full / 1e9).toFixed(3)} G | ${(r.flops.pruned / 1e9).toFixed(3)} G | ${pct(r.flops.ratio)} |`);
-  lines.push(`| parameters (whole model) | ${r.params.full.toLocaleString("en")} | ${r.params.pruned.toLocaleString("en")} | ${pct(r.params.pruned / r.params.full)} |`);
-  lines.push(`| latency (batch ${r.latency.batch} × ${r.latency.seq_len}, median) | ${(r.latency.before_s * 1000).toFixed(1)} ms | ${(r.latency.after_s * 1000).toFixed(1)} ms | speedup ×${r.latency.speedup.toFixed(2)} |`);
-  if (r.latency.search) lines.push(`| latency budget: LUT-predicted encoder latency | ${(r.latency.search.full * 1000).toFixed(1)} ms | ${(r.latency.search.predicted * 1000).toFixed(1)} ms | ${pct(r.latency.search.ratio)} |`);
+  lines.push(
+    `| FLOPs (prunable parts, s̄ = ${r.seq_len.value.toFixed(2)}, ${r.seq_len.source}) | ${
+      (r.flops.full / 1e9).toFixed(3)
+    } G | ${(r.flops.pruned / 1e9).toFixed(3)} G | ${pct(r.flops.ratio)} |`,
+  );
+  lines.push(
+    `| parameters (whole model) | ${r.params.full.toLocaleString("en")} | ${
+      r.params.pruned.toLocaleString("en")
+    } | ${pct(r.params.pruned / r.params.full)} |`,
+  );
+  lines.push(
+    `| latency (batch ${r.latency.batch} × ${r.latency.seq_len}, median) | ${
+      (r.latency.before_s * 1000).toFixed(1)
+    } ms | ${(r.latency.after_s * 1000).toFixed(1)} ms | speedup ×${
+      r.latency.speedup.toFixed(2)
+    } |`,
+  );
+  if (r.latency.search) {
+    lines.push(
+      `| latency budget: LUT-predicted encoder latency | ${
+        (r.latency.search.full * 1000).toFixed(1)
+      } ms | ${(r.latency.search.predicted * 1000).toFixed(1)} ms | ${
+        pct(r.latency.search.ratio)
+      } |`,
+    );
+  }
   lines.push("");
   if (Object.keys(evals).length) {
-    lines.push("## Dev metric after each stage", "", "| stage | " + Object.keys(evals.unpruned.metrics).join(" | ") + " |", "|---|" + Object.keys(evals.unpruned.metrics).map(() => "---|").join(""));
-    for (const [k, v] of Object.entries(evals)) lines.push(`| ${k} | ${Object.values(v.metrics).map((x) => x.toFixed(4)).join(" | ")} |`);
+    lines.push(
+      "## Dev metric after each stage",
+      "",
+      "| stage | " + Object.keys(evals.unpruned.metrics).join(" | ") + " |",
+      "|---|" + Object.keys(evals.unpruned.metrics).map(() => "---|").join(""),
+    );
+    for (const [k, v] of Object.entries(evals)) {
+      lines.push(`| ${k} | ${Object.values(v.metrics).map((x) => x.toFixed(4)).join(" | ")} |`);
+    }
     lines.push("");
   }
   lines.push("## Kept units per layer", "", "| layer | heads | neurons |", "|---|---|---|");
-  r.kept.heads.forEach((h: number, l: number) => lines.push(`| ${l} | ${h} | ${r.kept.neurons[l]} |`));
+  r.kept.heads.forEach((h: number, l: number) =>
+    lines.push(`| ${l} | ${h} | ${r.kept.neurons[l]} |`)
+  );
   lines.push("", "![kept units per layer](layers.svg)", "");
   lines.push("## Time per stage", "", "| stage | seconds |", "|---|---|");
-  for (const [k, v] of Object.entries(r.seconds)) lines.push(`| ${k} | ${(v as number).toFixed(2)} |`);
+  for (const [k, v] of Object.entries(r.seconds)) {
+    lines.push(`| ${k} | ${(v as number).toFixed(2)} |`);
+  }
   lines.push("", "Pruning time = Fisher + search + rearrangement + tuning (METHOD.md §1).", "");
   if (r.tuning.length) {
-    lines.push("## Mask tuning", "", "| layer | sub-layer | status | units | E(1) | E(x) | min x | max x | note |", "|---|---|---|---|---|---|---|---|---|");
+    lines.push(
+      "## Mask tuning",
+      "",
+      "| layer | sub-layer | status | units | E(1) | E(x) | min x | max x | note |",
+      "|---|---|---|---|---|---|---|---|---|",
+    );
     for (const t of r.tuning) {
       const f = (x?: number) => (x === undefined || !Number.isFinite(x) ? "" : x.toPrecision(4));
-      lines.push(`| ${t.layer} | ${t.kind} | ${t.status} | ${t.units} | ${f(t.e1)} | ${f(t.ev)} | ${f(t.min)} | ${f(t.max)} | ${t.reason ?? ""} |`);
+      lines.push(
+        `| ${t.layer} | ${t.kind} | ${t.status} | ${t.units} | ${f(t.e1)} | ${f(t.ev)} | ${
+          f(t.min)
+        } | ${f(t.max)} | ${t.reason ?? ""} |`,
+      );
     }
     lines.push("");
   }

@@ -89,7 +89,11 @@ export async function loadTask(
           }
         } catch { /* next */ }
       }
-      if (!file) throw new FileFormatError(`no ${wanted.join(" or ")} in ${base}: pass --data with a SQuAD JSON file`);
+      if (!file) {
+        throw new FileFormatError(
+          `no ${wanted.join(" or ")} in ${base}: pass --data with a SQuAD JSON file`,
+        );
+      }
       bySplit = !file.includes("train-") && (split === "train" || split === "heldout");
     } else bySplit = split === "train" || split === "heldout";
     json = await readSquad(file);
@@ -97,7 +101,9 @@ export async function loadTask(
     let examples = squadExamples(json);
     if (o.limit) examples = examples.slice(0, o.limit);
     const features = prepareSquadFeatures(tok, examples, { maxLength });
-    if (features.length === 0) throw new InvalidArgumentError(`SQuAD ${split} split of ${file} is empty`);
+    if (features.length === 0) {
+      throw new InvalidArgumentError(`SQuAD ${split} split of ${file} is empty`);
+    }
     return {
       task,
       kind: "squad",
@@ -112,7 +118,14 @@ export async function loadTask(
   let examples = await readGlue(task, data, split as GlueSplit);
   if (o.limit) examples = examples.slice(0, o.limit);
   const items = encodeGlue(tok, task, examples, maxLength);
-  return { task, kind: "glue", split, items, meanLength: mean(items.map((e) => e.inputIds.length)), source: data };
+  return {
+    task,
+    kind: "glue",
+    split,
+    items,
+    meanLength: mean(items.map((e) => e.inputIds.length)),
+    source: data,
+  };
 }
 
 function mean(xs: number[]): number {

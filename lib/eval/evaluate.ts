@@ -51,7 +51,13 @@ export async function evaluate(
   const starts: Float32Array[] = [], ends: Float32Array[] = [];
   let done = 0;
   for (const b of batches) {
-    const bt = uploadBatch(gpu, c, { ...b, labels: undefined, targets: undefined, startPositions: undefined, endPositions: undefined });
+    const bt = uploadBatch(gpu, c, {
+      ...b,
+      labels: undefined,
+      targets: undefined,
+      startPositions: undefined,
+      endPositions: undefined,
+    });
     const masks = o.masks ? uploadMasks(gpu, c, b.size, o.masks) : undefined;
     const fwd = forward(model, bt, masks, {});
     if (fwd.logits) {
@@ -60,7 +66,9 @@ export async function evaluate(
         if (c.head === "regression") preds.push(lg[i]);
         else {
           let best = 0;
-          for (let k = 1; k < c.numLabels; k++) if (lg[i * c.numLabels + k] > lg[i * c.numLabels + best]) best = k;
+          for (let k = 1; k < c.numLabels; k++) {
+            if (lg[i * c.numLabels + k] > lg[i * c.numLabels + best]) best = k;
+          }
           preds.push(best);
         }
       }

@@ -166,7 +166,9 @@ export function embeddingsBackward(
 
 /** Releases the embedding activations. */
 export function releaseEmbeddingState(st: EmbeddingState): void {
-  for (const t of new Set([st.sum, st.mean, st.rstd, st.out, st.normed])) if (!t.released) t.release();
+  for (const t of new Set([st.sum, st.mean, st.rstd, st.out, st.normed])) {
+    if (!t.released) t.release();
+  }
 }
 
 /**
@@ -229,7 +231,12 @@ export function attentionForward(
   st.sum1 = add(attnD, x);
   if (attnD !== attn) attnD.release();
   attn.release();
-  const ln1 = layerNorm(st.sum1, model.param(`l${l}.ln1.g`), model.param(`l${l}.ln1.b`), c.layerNormEps);
+  const ln1 = layerNorm(
+    st.sum1,
+    model.param(`l${l}.ln1.g`),
+    model.param(`l${l}.ln1.b`),
+    c.layerNormEps,
+  );
   st.mean1 = ln1.mean;
   st.rstd1 = ln1.rstd;
   st.u = ln1.y;
@@ -265,7 +272,12 @@ export function ffnForward(
   st.sum2 = add(fD, u);
   if (fD !== f) fD.release();
   f.release();
-  const ln2 = layerNorm(st.sum2, model.param(`l${l}.ln2.g`), model.param(`l${l}.ln2.b`), c.layerNormEps);
+  const ln2 = layerNorm(
+    st.sum2,
+    model.param(`l${l}.ln2.g`),
+    model.param(`l${l}.ln2.b`),
+    c.layerNormEps,
+  );
   st.mean2 = ln2.mean;
   st.rstd2 = ln2.rstd;
   st.y = ln2.y;

@@ -58,7 +58,11 @@ export function headForward(
   }
   const cls = selectRows(y, batch.clsRows);
   const bert = c.arch === "bert";
-  const pre = linear(cls, model.param(bert ? "pool.w" : "pre.w"), model.param(bert ? "pool.b" : "pre.b"));
+  const pre = linear(
+    cls,
+    model.param(bert ? "pool.w" : "pre.w"),
+    model.param(bert ? "pool.b" : "pre.b"),
+  );
   const act = bert ? tanh(pre) : relu(pre);
   const actDropped = p > 0 ? dropout(act, p, siteSeed(o, 1000, 1)) : act;
   const logits = linear(actDropped, model.param("cls.w"), model.param("cls.b"));
@@ -114,7 +118,9 @@ export function headBackward(
   dAct.release();
   const pw = bert ? "pool" : "pre";
   keep(`${pw}.b`, sumRows(dPre));
-  const rp = linearBackward(dPre, st.cls!, model.param(`${pw}.w`), { dwInto: grads?.get(`${pw}.w`) });
+  const rp = linearBackward(dPre, st.cls!, model.param(`${pw}.w`), {
+    dwInto: grads?.get(`${pw}.w`),
+  });
   if (grads && !grads.has(`${pw}.w`)) grads.set(`${pw}.w`, rp.dw);
   else if (!grads) rp.dw.release();
   dPre.release();

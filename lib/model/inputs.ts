@@ -76,7 +76,9 @@ export function uploadBatch(gpu: Gpu, c: EncoderConfig, x: ModelInput): BatchTen
   }
   const n = B * S;
   const check = (name: string, a: ArrayLike<number> | undefined, len: number) => {
-    if (a && a.length !== len) throw new ShapeError(`${name} has ${a.length} values, expected ${len}`);
+    if (a && a.length !== len) {
+      throw new ShapeError(`${name} has ${a.length} values, expected ${len}`);
+    }
   };
   check("input_ids", x.inputIds, n);
   check("attention_mask", x.attentionMask, n);
@@ -89,22 +91,30 @@ export function uploadBatch(gpu: Gpu, c: EncoderConfig, x: ModelInput): BatchTen
     const id = x.inputIds[i];
     if (!(id >= 0 && id < c.vocabSize)) {
       throw new InvalidArgumentError(
-        `input_ids[${Math.floor(i / S)}][${i % S}] = ${id} is outside the vocabulary (size ${c.vocabSize})`,
+        `input_ids[${Math.floor(i / S)}][${
+          i % S
+        }] = ${id} is outside the vocabulary (size ${c.vocabSize})`,
       );
     }
     const m = x.attentionMask[i];
-    if (m !== 0 && m !== 1) throw new InvalidArgumentError(`attention_mask values must be 0 or 1, got ${m}`);
+    if (m !== 0 && m !== 1) {
+      throw new InvalidArgumentError(`attention_mask values must be 0 or 1, got ${m}`);
+    }
     if (c.arch === "bert" && x.tokenTypeIds) {
       const t = x.tokenTypeIds[i];
       if (!(t >= 0 && t < Math.max(1, c.typeVocabSize))) {
-        throw new InvalidArgumentError(`token_type_ids value ${t} is outside 0…${c.typeVocabSize - 1}`);
+        throw new InvalidArgumentError(
+          `token_type_ids value ${t} is outside 0…${c.typeVocabSize - 1}`,
+        );
       }
     }
   }
   if (x.labels && c.head === "classification") {
     for (const y of x.labels) {
       if (y !== -100 && !(y >= 0 && y < c.numLabels)) {
-        throw new InvalidArgumentError(`label ${y} is outside 0…${c.numLabels - 1} (−100 = ignore)`);
+        throw new InvalidArgumentError(
+          `label ${y} is outside 0…${c.numLabels - 1} (−100 = ignore)`,
+        );
       }
     }
   }
@@ -163,7 +173,12 @@ export interface MaskTensors {
 }
 
 /** Validates masks against the config and uploads them broadcast to the batch. */
-export function uploadMasks(gpu: Gpu, c: EncoderConfig, B: number, m: MaskValues = {}): MaskTensors {
+export function uploadMasks(
+  gpu: Gpu,
+  c: EncoderConfig,
+  B: number,
+  m: MaskValues = {},
+): MaskTensors {
   const L = c.numLayers;
   const build = (kind: "head" | "ffn", width: (l: number) => number) => {
     const src = m[kind];
@@ -182,13 +197,17 @@ export function uploadMasks(gpu: Gpu, c: EncoderConfig, B: number, m: MaskValues
           if (!row) throw new ShapeError(`${kind}_mask has no entry for layer ${l}`);
           if (row.length !== w) {
             throw new ShapeError(
-              `${kind}_mask of layer ${l} has ${row.length} values; the layer has ${w} ${kind === "head" ? "heads" : "neurons"}`,
+              `${kind}_mask of layer ${l} has ${row.length} values; the layer has ${w} ${
+                kind === "head" ? "heads" : "neurons"
+              }`,
             );
           }
         }
         for (let j = 0; j < w; j++) {
           const v = row ? row[j] : 1;
-          if (!Number.isFinite(v)) throw new InvalidArgumentError(`${kind}_mask values must be finite`);
+          if (!Number.isFinite(v)) {
+            throw new InvalidArgumentError(`${kind}_mask values must be finite`);
+          }
           data[b * w + j] = v;
         }
       }

@@ -8,11 +8,7 @@
 import { InvalidArgumentError, ShapeError } from "../errors.ts";
 import { getGpu, type Gpu } from "../gpu/context.ts";
 import type { Tensor } from "../gpu/tensor.ts";
-import {
-  type HostCheckpoint,
-  readCheckpoint,
-  writeCheckpoint,
-} from "./checkpoint.ts";
+import { type HostCheckpoint, readCheckpoint, writeCheckpoint } from "./checkpoint.ts";
 import type { EncoderConfig } from "./config.ts";
 import { randomWeights } from "./random.ts";
 import { expectedShapes, type HostTensor, type Weights } from "./weights.ts";
@@ -89,7 +85,9 @@ export async function uploadModel(host: HostCheckpoint, gpu?: Gpu): Promise<Mode
       data = need(host.weights, name).data;
     }
     if (data.length !== shape.reduce((a, b) => a * b, 1)) {
-      throw new ShapeError(`parameter ${name}: ${data.length} values for shape [${shape.join(", ")}]`);
+      throw new ShapeError(
+        `parameter ${name}: ${data.length} values for shape [${shape.join(", ")}]`,
+      );
     }
     params.set(name, g.upload(data, shape));
   }

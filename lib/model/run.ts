@@ -11,9 +11,9 @@ import {
   embeddingsForward,
   type EmbeddingState,
   type Grads,
-  type LayerMaskGrads,
   layerBackward,
   layerForward,
+  type LayerMaskGrads,
   type LayerState,
   type PassOptions,
   releaseEmbeddingState,
@@ -195,7 +195,8 @@ export async function runModel(
   const c = model.config;
   const batch = uploadBatch(model.gpu, c, input);
   const masks = uploadMasks(model.gpu, c, batch.B, o.masks);
-  const hasLabels = !!(input.labels || input.targets || (input.startPositions && input.endPositions));
+  const hasLabels =
+    !!(input.labels || input.targets || (input.startPositions && input.endPositions));
   const wantGrads = hasLabels && (o.maskGrads ?? true);
   const fwd = forward(model, batch, masks, { withLoss: hasLabels, save: wantGrads, ...o.loss });
   const out: RunResult = {};

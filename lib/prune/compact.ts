@@ -29,7 +29,9 @@ function colsOf(t: HostTensor, cols: number[], scale: number[]): HostTensor {
   const [n, m] = t.shape;
   const out = new Float32Array(n * cols.length);
   for (let i = 0; i < n; i++) {
-    for (let k = 0; k < cols.length; k++) out[i * cols.length + k] = t.data[i * m + cols[k]] * scale[k];
+    for (let k = 0; k < cols.length; k++) {
+      out[i * cols.length + k] = t.data[i * m + cols[k]] * scale[k];
+    }
   }
   return { shape: [n, cols.length], data: out };
 }
@@ -41,7 +43,9 @@ export function compactWeights(
   plan: CompactionPlan,
 ): { config: EncoderConfig; weights: Weights } {
   const { keep, values } = plan;
-  if (keep.L !== c.numLayers) throw new InvalidArgumentError(`masks have ${keep.L} layers, the model ${c.numLayers}`);
+  if (keep.L !== c.numLayers) {
+    throw new InvalidArgumentError(`masks have ${keep.L} layers, the model ${c.numLayers}`);
+  }
   const dh = c.headDim;
   const out: Weights = new Map(w);
   const layerHeads: number[][] = [];
@@ -96,7 +100,8 @@ export async function compactModel(model: Model, plan: CompactionPlan): Promise<
 /** The parameter count of a config (all tensors, embeddings included). */
 export function parameterCount(c: EncoderConfig): number {
   const d = c.hiddenSize, dh = c.headDim;
-  let n = c.vocabSize * d + c.maxPositions * d + (c.arch === "bert" ? c.typeVocabSize * d : 0) + 2 * d;
+  let n = c.vocabSize * d + c.maxPositions * d + (c.arch === "bert" ? c.typeVocabSize * d : 0) +
+    2 * d;
   for (let l = 0; l < c.numLayers; l++) {
     const hd = c.layerHeads[l].length * dh, f = c.layerFfn[l];
     n += 3 * (hd * d + hd) + d * hd + d + 2 * d + f * d + f + d * f + d + 2 * d;

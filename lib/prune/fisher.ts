@@ -74,7 +74,15 @@ async function perExampleGrads(
   model: Model,
   input: ModelInput,
   qaMaskPads: boolean,
-): Promise<{ head: Float32Array[]; ffn: Float32Array[]; logits?: Float32Array; start?: Float32Array; end?: Float32Array }> {
+): Promise<
+  {
+    head: Float32Array[];
+    ffn: Float32Array[];
+    logits?: Float32Array;
+    start?: Float32Array;
+    end?: Float32Array;
+  }
+> {
   const c = model.config;
   const gpu = model.gpu;
   const batch = uploadBatch(gpu, c, input);
@@ -136,7 +144,9 @@ export async function collectFisher(
     throw new InvalidArgumentError("groupSize > 1 (batch-mean Fisher) needs the labelled loss");
   }
   const total = batches.reduce((s, b) => s + b.size, 0);
-  if (total === 0) throw new InvalidArgumentError("the sample set is empty: give at least one example");
+  if (total === 0) {
+    throw new InvalidArgumentError("the sample set is empty: give at least one example");
+  }
   const keepRows = o.keepRows ?? true;
   const headI = new Float64Array(L * H), ffnI = new Float64Array(L * F);
   const headRows: number[][] = Array.from({ length: L }, () => []);
@@ -147,17 +157,29 @@ export async function collectFisher(
   let gHead = Array.from({ length: L }, () => new Float64Array(H));
   let gFfn = Array.from({ length: L }, () => new Float64Array(F));
   let inGroup = 0;
-  const emit = (hRow: (l: number) => ArrayLike<number>, fRow: (l: number) => ArrayLike<number>, weight = 1) => {
+  const emit = (
+    hRow: (l: number) => ArrayLike<number>,
+    fRow: (l: number) => ArrayLike<number>,
+    weight = 1,
+  ) => {
     const sw = Math.sqrt(weight);
     for (let l = 0; l < L; l++) {
       const h = hRow(l), f = fRow(l);
       for (let j = 0; j < H; j++) {
-        if (!Number.isFinite(h[j])) throw new NonFiniteGradientError(`head gradient of layer ${l} is not finite: check the checkpoint and inputs`);
+        if (!Number.isFinite(h[j])) {
+          throw new NonFiniteGradientError(
+            `head gradient of layer ${l} is not finite: check the checkpoint and inputs`,
+          );
+        }
         headI[l * H + j] += weight * h[j] * h[j];
         if (keepRows) headRows[l].push(sw * h[j]);
       }
       for (let j = 0; j < F; j++) {
-        if (!Number.isFinite(f[j])) throw new NonFiniteGradientError(`FFN gradient of layer ${l} is not finite: check the checkpoint and inputs`);
+        if (!Number.isFinite(f[j])) {
+          throw new NonFiniteGradientError(
+            `FFN gradient of layer ${l} is not finite: check the checkpoint and inputs`,
+          );
+        }
         ffnI[l * F + j] += weight * f[j] * f[j];
         if (keepRows) ffnRows[l].push(sw * f[j]);
       }
@@ -166,7 +188,11 @@ export async function collectFisher(
   };
   const addExample = (g: { head: Float32Array[]; ffn: Float32Array[] }, b: number, weight = 1) => {
     if (group === 1) {
-      emit((l) => g.head[l].subarray(b * H, (b + 1) * H), (l) => g.ffn[l].subarray(b * F, (b + 1) * F), weight);
+      emit(
+        (l) => g.head[l].subarray(b * H, (b + 1) * H),
+        (l) => g.ffn[l].subarray(b * F, (b + 1) * F),
+        weight,
+      );
       return;
     }
     // official code: gradient of the group's mean loss
@@ -187,9 +213,21 @@ export async function collectFisher(
   const qaMaskPads = o.qaMaskPads ?? true;
   for (const input of batches) {
     if (!o.labelFree) {
-      if (c.head === "classification" && !input.labels) throw new InvalidArgumentError("the labelled Fisher needs labels: give labelled data or use labelFree");
-      if (c.head === "regression" && !input.targets) throw new InvalidArgumentError("the labelled Fisher needs regression targets: give labelled data or use labelFree");
-      if (c.head === "qa" && !(input.startPositions && input.endPositions)) throw new InvalidArgumentError("the labelled Fisher needs answer positions: give labelled data or use labelFree");
+      if (c.head === "classification" && !input.labels) {
+        throw new InvalidArgumentError(
+          "the labelled Fisher needs labels: give labelled data or use labelFree",
+        );
+      }
+      if (c.head === "regression" && !input.targets) {
+        throw new InvalidArgumentError(
+          "the labelled Fisher needs regression targets: give labelled data or use labelFree",
+        );
+      }
+      if (c.head === "qa" && !(input.startPositions && input.endPositions)) {
+        throw new InvalidArgumentError(
+          "the labelled Fisher needs answer positions: give labelled data or use labelFree",
+        );
+      }
       const g = await perExampleGrads(model, input, qaMaskPads);
       for (let b = 0; b < input.size; b++) addExample(g, b);
     } else {
@@ -218,7 +256,11 @@ async function labelFreeBatch(
   input: ModelInput,
   qaMaskPads: boolean,
   rng: Pcg32,
-  addExample: (g: { head: Float32Array[]; ffn: Float32Array[] }, b: number, weight?: number) => void,
+  addExample: (
+    g: { head: Float32Array[]; ffn: Float32Array[] },
+    b: number,
+    weight?: number,
+  ) => void,
 ): Promise<void> {
   const c = model.config;
   const B = input.size, S = input.seqLen;
@@ -243,7 +285,10 @@ async function labelFreeBatch(
     const sp = new Int32Array(B), ep = new Int32Array(B);
     for (let b = 0; b < B; b++) {
       const draw = (logits: Float32Array) => {
-        const row = Array.from(logits.subarray(b * S, (b + 1) * S), (v, s) => input.attentionMask[b * S + s] ? v : -Infinity);
+        const row = Array.from(
+          logits.subarray(b * S, (b + 1) * S),
+          (v, s) => input.attentionMask[b * S + s] ? v : -Infinity,
+        );
         const p = softmax(row);
         let u = rng.nextU32() / 2 ** 32, s = 0;
         for (; s < S - 1; s++) {
@@ -255,7 +300,11 @@ async function labelFreeBatch(
       sp[b] = draw(probe.start!);
       ep[b] = draw(probe.end!);
     }
-    const g = await perExampleGrads(model, { ...input, startPositions: sp, endPositions: ep }, qaMaskPads);
+    const g = await perExampleGrads(
+      model,
+      { ...input, startPositions: sp, endPositions: ep },
+      qaMaskPads,
+    );
     for (let b = 0; b < B; b++) addExample(g, b);
   }
 }
@@ -264,10 +313,18 @@ async function perExampleGradsNoLabels(
   model: Model,
   input: ModelInput,
 ): Promise<{ logits?: Float32Array; start?: Float32Array; end?: Float32Array }> {
-  const batch = uploadBatch(model.gpu, model.config, { ...input, labels: undefined, targets: undefined });
+  const batch = uploadBatch(model.gpu, model.config, {
+    ...input,
+    labels: undefined,
+    targets: undefined,
+  });
   const fwd = forward(model, batch, undefined, {});
   const read = async (t?: Tensor) => (t ? await t.read() : undefined);
-  const r = { logits: await read(fwd.logits), start: await read(fwd.start), end: await read(fwd.end) };
+  const r = {
+    logits: await read(fwd.logits),
+    start: await read(fwd.start),
+    end: await read(fwd.end),
+  };
   fwd.release();
   batch.release();
   return r;

@@ -90,9 +90,22 @@ export async function measureLatencyTable(
   const c = model.config;
   const B = o.batch ?? 32, S = Math.min(o.seqLen ?? 128, c.maxPositions);
   const runs = o.runs ?? 20, warmup = o.warmup ?? 2, step = o.step ?? 64;
-  if (!(B >= 1 && S >= 1 && runs >= 1)) throw new InvalidArgumentError("latency table needs batch, seqLen and runs ≥ 1");
+  if (!(B >= 1 && S >= 1 && runs >= 1)) {
+    throw new InvalidArgumentError("latency table needs batch, seqLen and runs ≥ 1");
+  }
   const H = c.numHeads, F = c.intermediateSize, d = c.hiddenSize;
-  const key = [model.gpu.adapter.summary, `B${B}`, `S${S}`, `d${d}`, `H${H}`, `F${F}`, c.arch, c.hiddenAct, `k${KERNEL_VERSION}`, `r${runs}`]
+  const key = [
+    model.gpu.adapter.summary,
+    `B${B}`,
+    `S${S}`,
+    `d${d}`,
+    `H${H}`,
+    `F${F}`,
+    c.arch,
+    c.hiddenAct,
+    `k${KERNEL_VERSION}`,
+    `r${runs}`,
+  ]
     .join("|");
   const dir = o.cacheDir === null ? null : (o.cacheDir ?? cacheRoot());
   const file = dir ? `${dir}/latency-${hash(key)}.json` : undefined;
@@ -100,12 +113,24 @@ export async function measureLatencyTable(
     try {
       const j = JSON.parse(await Deno.readTextFile(file));
       if (j.key === key) {
-        return { ...j.table, mha: Float64Array.from(j.table.mha), ffn: Float64Array.from(j.table.ffn), cacheFile: file };
+        return {
+          ...j.table,
+          mha: Float64Array.from(j.table.mha),
+          ffn: Float64Array.from(j.table.ffn),
+          cacheFile: file,
+        };
       }
     } catch { /* not cached */ }
   }
   const gpu = model.gpu;
-  const ffnTimed = [...new Set([0, 1, F, ...Array.from({ length: Math.floor(F / step) }, (_, i) => (i + 1) * step)])]
+  const ffnTimed = [
+    ...new Set([
+      0,
+      1,
+      F,
+      ...Array.from({ length: Math.floor(F / step) }, (_, i) => (i + 1) * step),
+    ]),
+  ]
     .filter((n) => n <= F).sort((a, b) => a - b);
   const totalEntries = H + 1 + ffnTimed.length + 3;
   let done = 0;
@@ -136,11 +161,16 @@ export async function measureLatencyTable(
   for (let h = 0; h <= H; h++) {
     const m = await oneLayer(h, 0);
     const batch = uploadBatch(gpu, m.config, input);
-    mha[h] = await timeIt(gpu, () => {
-      const st: Partial<LayerState> = {};
-      attentionForward(m, 0, x, batch, undefined, st, {});
-      release(st);
-    }, runs, warmup);
+    mha[h] = await timeIt(
+      gpu,
+      () => {
+        const st: Partial<LayerState> = {};
+        attentionForward(m, 0, x, batch, undefined, st, {});
+        release(st);
+      },
+      runs,
+      warmup,
+    );
     batch.release();
     m.release();
     o.onProgress?.(++done, totalEntries);
@@ -149,11 +179,19 @@ export async function measureLatencyTable(
   for (const n of ffnTimed) {
     const m = await oneLayer(0, n);
     const batch = uploadBatch(gpu, m.config, input);
-    ffnAt.set(n, await timeIt(gpu, () => {
-      const st: Partial<LayerState> = {};
-      ffnForward(m, 0, x, batch, undefined, st, {});
-      release(st);
-    }, runs, warmup));
+    ffnAt.set(
+      n,
+      await timeIt(
+        gpu,
+        () => {
+          const st: Partial<LayerState> = {};
+          ffnForward(m, 0, x, batch, undefined, st, {});
+          release(st);
+        },
+        runs,
+        warmup,
+      ),
+    );
     batch.release();
     m.release();
     o.onProgress?.(++done, totalEntries);
@@ -161,7 +199,9 @@ export async function measureLatencyTable(
   const ffn = new Float64Array(F + 1);
   for (let i = 0; i + 1 < ffnTimed.length; i++) {
     const a = ffnTimed[i], b = ffnTimed[i + 1];
-    for (let n = a; n <= b; n++) ffn[n] = ffnAt.get(a)! + ((ffnAt.get(b)! - ffnAt.get(a)!) * (n - a)) / Math.max(1, b - a);
+    for (let n = a; n <= b; n++) {
+      ffn[n] = ffnAt.get(a)! + ((ffnAt.get(b)! - ffnAt.get(a)!) * (n - a)) / Math.max(1, b - a);
+    }
   }
   if (ffnTimed.length === 1) ffn[0] = ffnAt.get(0)!;
   // additivity on three whole layers
@@ -169,24 +209,40 @@ export async function measureLatencyTable(
   for (const [h, n] of [[H, F], [Math.ceil(H / 2), Math.ceil(F / 2)], [1, Math.min(F, step)]]) {
     const m = await oneLayer(h, n);
     const batch = uploadBatch(gpu, m.config, input);
-    const measured = await timeIt(gpu, () => {
-      const st: Partial<LayerState> = {};
-      attentionForward(m, 0, x, batch, undefined, st, {});
-      ffnForward(m, 0, st.u!, batch, undefined, st, {});
-      release(st);
-    }, runs, warmup);
+    const measured = await timeIt(
+      gpu,
+      () => {
+        const st: Partial<LayerState> = {};
+        attentionForward(m, 0, x, batch, undefined, st, {});
+        ffnForward(m, 0, st.u!, batch, undefined, st, {});
+        release(st);
+      },
+      runs,
+      warmup,
+    );
     additivity.push({ heads: h, neurons: n, predicted: mha[h] + ffn[n], measured });
     batch.release();
     m.release();
     o.onProgress?.(++done, totalEntries);
   }
   x.release();
-  const table: MeasuredLatencyTable = { mha, ffn, adapter: gpu.adapter.summary, batch: B, seqLen: S, ffnTimed, additivity };
+  const table: MeasuredLatencyTable = {
+    mha,
+    ffn,
+    adapter: gpu.adapter.summary,
+    batch: B,
+    seqLen: S,
+    ffnTimed,
+    additivity,
+  };
   if (file && dir) {
     try {
       await Deno.mkdir(dir, { recursive: true });
       const tmp = `${file}.tmp-${Deno.pid}`;
-      await Deno.writeTextFile(tmp, JSON.stringify({ key, table: { ...table, mha: [...mha], ffn: [...ffn] } }));
+      await Deno.writeTextFile(
+        tmp,
+        JSON.stringify({ key, table: { ...table, mha: [...mha], ffn: [...ffn] } }),
+      );
       await Deno.rename(tmp, file);
       table.cacheFile = file;
     } catch { /* cache is optional */ }
@@ -224,7 +280,12 @@ export async function measureModelLatency(
     attentionMask: new Int32Array(B * S).fill(1),
   };
   const batch = uploadBatch(model.gpu, c, input);
-  const t = await timeIt(model.gpu, () => forward(model, batch, undefined, {}).release(), o.runs ?? 10, o.warmup ?? 2);
+  const t = await timeIt(
+    model.gpu,
+    () => forward(model, batch, undefined, {}).release(),
+    o.runs ?? 10,
+    o.warmup ?? 2,
+  );
   batch.release();
   return t;
 }

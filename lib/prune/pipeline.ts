@@ -11,7 +11,7 @@ import { matmul } from "../ops/matmul.ts";
 import { compactModel, parameterCount } from "./compact.ts";
 import { collectFisher, type FisherResult, requireUniform } from "./fisher.ts";
 import { countMacs } from "./flops.ts";
-import { measureLatencyTable, type LatencyOptions, type MeasuredLatencyTable } from "./latency.ts";
+import { type LatencyOptions, type MeasuredLatencyTable, measureLatencyTable } from "./latency.ts";
 import { rearrangeLayer } from "./rearrange.ts";
 import { searchFlops } from "./search_flops.ts";
 import { type LatencyTable, searchLatency } from "./search_latency.ts";
@@ -96,7 +96,14 @@ export interface PruneReport {
   /** Options in force after the preset. */
   options: Record<string, unknown>;
   /** Seconds per stage, and their total ("pruning time" = fisher … tune). */
-  seconds: { fisher: number; search: number; rearrange: number; tune: number; compact: number; pruning: number };
+  seconds: {
+    fisher: number;
+    search: number;
+    rearrange: number;
+    tune: number;
+    compact: number;
+    pruning: number;
+  };
   /** MACs of the prunable parts at s̄: full, pruned, ratio. */
   macs: { full: number; pruned: number; ratio: number };
   /** Parameters: full and pruned (whole model). */
@@ -104,11 +111,22 @@ export interface PruneReport {
   /** Kept heads and neurons per layer. */
   kept: { heads: number[]; neurons: number[] };
   /** Rearrangement objective per sub-layer. */
-  rearrange: { layer: number; kind: "head" | "ffn"; before: number; after: number; changed: number }[];
+  rearrange: {
+    layer: number;
+    kind: "head" | "ffn";
+    before: number;
+    after: number;
+    changed: number;
+  }[];
   /** Tuning outcome per sub-layer. */
   tuning: SubLayerTuning[];
   /** Latency-search details (latency budgets only). */
-  latency?: { predicted: number; full: number; ratio: number; table: Omit<MeasuredLatencyTable, "mha" | "ffn"> | null };
+  latency?: {
+    predicted: number;
+    full: number;
+    ratio: number;
+    table: Omit<MeasuredLatencyTable, "mha" | "ffn"> | null;
+  };
   /** Samples used. */
   samples: number;
 }
@@ -132,7 +150,11 @@ export function modelDims(model: Model): ModelDims {
 }
 
 /** Gram matrix Σ_x g(x)g(x)ᵀ of gradient rows [n × u], computed on the GPU, returned in f64. */
-export async function gramMatrix(model: Model, rows: Float32Array, u: number): Promise<Float64Array> {
+export async function gramMatrix(
+  model: Model,
+  rows: Float32Array,
+  u: number,
+): Promise<Float64Array> {
   const n = rows.length / u;
   const t = model.gpu.upload(rows, [n, u]);
   const M = matmul(t, t, { transA: true });
@@ -152,7 +174,11 @@ export async function rearrangeMasks(
   if (!fisher.headRows || !fisher.ffnRows) {
     throw new InvalidArgumentError("rearrangement needs the Fisher gradient rows (keepRows)");
   }
-  const out: MaskSet = { ...mask, head: Float64Array.from(mask.head), ffn: Float64Array.from(mask.ffn) };
+  const out: MaskSet = {
+    ...mask,
+    head: Float64Array.from(mask.head),
+    ffn: Float64Array.from(mask.ffn),
+  };
   const log: PruneReport["rearrange"] = [];
   for (let l = 0; l < mask.L; l++) {
     for (const kind of ["head", "ffn"] as const) {
@@ -174,12 +200,20 @@ export async function rearrangeMasks(
 }
 
 /** Runs the whole pipeline on `samples` (batched, with labels unless label-free). */
-export async function prune(model: Model, samples: ModelInput[], opts: PruneOptions): Promise<PruneResult> {
-  const o: PruneOptions = opts.preset === "kwonCode" ? { ...kwonCodeOptions(model.config.head), ...opts } : opts;
+export async function prune(
+  model: Model,
+  samples: ModelInput[],
+  opts: PruneOptions,
+): Promise<PruneResult> {
+  const o: PruneOptions = opts.preset === "kwonCode"
+    ? { ...kwonCodeOptions(model.config.head), ...opts }
+    : opts;
   const dims = modelDims(model);
   const budgetValue = "flops" in o.budget ? o.budget.flops : o.budget.latency;
   if (!(budgetValue > 0 && budgetValue <= 1)) {
-    throw new InvalidArgumentError(`budget ${budgetValue} must be in (0, 1]: it is the fraction kept`);
+    throw new InvalidArgumentError(
+      `budget ${budgetValue} must be in (0, 1]: it is the fraction kept`,
+    );
   }
   if (samples.length === 0) throw new InvalidArgumentError("the sample set is empty");
   const progress = (stage: string) => (d: number, t: number) => o.onProgress?.(stage, d, t);
@@ -194,7 +228,11 @@ export async function prune(model: Model, samples: ModelInput[], opts: PruneOpti
   let latency: PruneReport["latency"];
   const search = async (c: number): Promise<MaskSet> => {
     if ("flops" in o.budget) return searchFlops(fisher.head, fisher.ffn, dims, o.seqLen, c);
-    table ??= o.latencyTable ?? await measureLatencyTable(model, { ...o.latencyOptions, onProgress: progress("latency table") });
+    table ??= o.latencyTable ??
+      await measureLatencyTable(model, {
+        ...o.latencyOptions,
+        onProgress: progress("latency table"),
+      });
     const r = searchLatency(fisher.head, fisher.ffn, dims, table, c, { method: o.latencySearch });
     return r;
   };
@@ -202,10 +240,14 @@ export async function prune(model: Model, samples: ModelInput[], opts: PruneOpti
   const searched = await search(budgetValue);
   if ("latency" in o.budget) {
     const r = searched as MaskSet & { predicted: number; full: number };
-    const meta = "adapter" in table! ? (({ mha: _m, ffn: _f, ...rest }) => rest)(table as MeasuredLatencyTable) : null;
+    const meta = "adapter" in table!
+      ? (({ mha: _m, ffn: _f, ...rest }) => rest)(table as MeasuredLatencyTable)
+      : null;
     latency = { predicted: r.predicted, full: r.full, ratio: r.predicted / r.full, table: meta };
   }
-  const teacherMask = (o.teacher ?? "full") === "ta" && (o.tune ?? true) ? await search(Math.sqrt(budgetValue)) : undefined;
+  const teacherMask = (o.teacher ?? "full") === "ta" && (o.tune ?? true)
+    ? await search(Math.sqrt(budgetValue))
+    : undefined;
   const t2 = performance.now();
   const searchSeconds = (t2 - tSearch0) / 1000;
   let rearranged = searched;
@@ -232,7 +274,9 @@ export async function prune(model: Model, samples: ModelInput[], opts: PruneOpti
     tuning = r.layers;
   }
   const t4 = performance.now();
-  const compact = (o.compact ?? true) ? await compactModel(model, { keep: rearranged, values: tuned }) : undefined;
+  const compact = (o.compact ?? true)
+    ? await compactModel(model, { keep: rearranged, values: tuned })
+    : undefined;
   const t5 = performance.now();
   const kept = keptCounts(rearranged);
   const full = countMacs(dims, o.seqLen, Array(dims.L).fill(dims.H), Array(dims.L).fill(dims.F));
@@ -255,7 +299,10 @@ export async function prune(model: Model, samples: ModelInput[], opts: PruneOpti
         pruning: (t4 - t0) / 1000,
       },
       macs: { full, pruned, ratio: pruned / full },
-      params: { full: parameterCount(model.config), pruned: compact ? parameterCount(compact.config) : NaN },
+      params: {
+        full: parameterCount(model.config),
+        pruned: compact ? parameterCount(compact.config) : NaN,
+      },
       kept,
       rearrange: rlog,
       tuning,

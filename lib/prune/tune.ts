@@ -77,7 +77,14 @@ export interface TuneResult {
   layers: SubLayerTuning[];
 }
 
-function uploadLayerMask(model: Model, B: number, values: Float64Array, off: number, n: number, asRows: boolean): Tensor | undefined {
+function uploadLayerMask(
+  model: Model,
+  B: number,
+  values: Float64Array,
+  off: number,
+  n: number,
+  asRows: boolean,
+): Tensor | undefined {
   if (n === 0) return undefined;
   const data = new Float32Array(B * n);
   for (let b = 0; b < B; b++) for (let j = 0; j < n; j++) data[b * n + j] = values[off + j];
@@ -96,7 +103,7 @@ async function readAll(ts: Tensor[], release = false): Promise<Float64Array[]> {
   }
   const host = await packed.read();
   packed.release();
-  if (release) for (const t of ts) t.release();
+  if (release) { for (const t of ts) t.release(); }
   off = 0;
   return ts.map((t) => {
     const a = Float64Array.from(host.subarray(off, off + t.size));
@@ -121,11 +128,25 @@ export async function tuneMasks(
   }
   if (batches.length === 0) throw new InvalidArgumentError("mask tuning needs at least one batch");
   const teacherKind = o.teacher ?? "full";
-  if (teacherKind === "ta" && !o.taMask) throw new InvalidArgumentError('teacher "ta" needs taMask');
+  if (teacherKind === "ta" && !o.taMask) {
+    throw new InvalidArgumentError('teacher "ta" needs taMask');
+  }
   const c = model.config, gpu = model.gpu;
   const d = c.hiddenSize, dh = c.headDim;
-  const cur: MaskSet = { head: Float64Array.from(keep.head), ffn: Float64Array.from(keep.ffn), L, H, F };
-  const ones: MaskSet = { head: new Float64Array(L * H).fill(1), ffn: new Float64Array(L * F).fill(1), L, H, F };
+  const cur: MaskSet = {
+    head: Float64Array.from(keep.head),
+    ffn: Float64Array.from(keep.ffn),
+    L,
+    H,
+    F,
+  };
+  const ones: MaskSet = {
+    head: new Float64Array(L * H).fill(1),
+    ffn: new Float64Array(L * F).fill(1),
+    L,
+    H,
+    F,
+  };
   const teacher = teacherKind === "ta" ? o.taMask! : ones;
   const report: SubLayerTuning[] = [];
   const lambda = o.lambda ?? 1;
@@ -184,13 +205,19 @@ export async function tuneMasks(
         kind: "mha",
         status: "skipped",
         units: keptHeads.length,
-        reason: stopped ? "tuning stopped earlier" : keptHeads.length === 0 ? "no kept heads" : "first layer (tuneFirstMha off)",
+        reason: stopped
+          ? "tuning stopped earlier"
+          : keptHeads.length === 0
+          ? "no kept heads"
+          : "first layer (tuneFirstMha off)",
       });
     } else {
       const hd = H * dh;
       const wo = model.param(`l${l}.o.w`);
       const negBo = scale(model.param(`l${l}.o.b`), -1);
-      let Gacc = new Float64Array(hd * hd), qAcc = new Float64Array(hd), cAcc = new Float64Array(hd);
+      let Gacc = new Float64Array(hd * hd),
+        qAcc = new Float64Array(hd),
+        cAcc = new Float64Array(hd);
       let rSum = 0, rr = 0, tokens = 0;
       for (let b = 0; b < bt.length; b++) {
         const st = runLayer(l, xs[b], b, cur);
@@ -241,8 +268,21 @@ export async function tuneMasks(
         });
       });
       Gacc = qAcc = cAcc = new Float64Array(0);
-      const res = solveMaskLs(G, q, rr, { lambda, intercept: { gBeta, gBetaBeta: tokens * d, qBeta: rSum } });
-      report.push({ layer: l, kind: "mha", status: res.accepted ? "tuned" : "rejected", reason: res.reason, units: k, e1: res.e1, ev: res.ev, min: res.min, max: res.max });
+      const res = solveMaskLs(G, q, rr, {
+        lambda,
+        intercept: { gBeta, gBetaBeta: tokens * d, qBeta: rSum },
+      });
+      report.push({
+        layer: l,
+        kind: "mha",
+        status: res.accepted ? "tuned" : "rejected",
+        reason: res.reason,
+        units: k,
+        e1: res.e1,
+        ev: res.ev,
+        min: res.min,
+        max: res.max,
+      });
       if (res.accepted) keptHeads.forEach((h, a) => (cur.head[l * H + h] = res.x[a]));
       else if ((o.onTuneFailure ?? "skip") === "break") stopped = true;
     }
@@ -251,7 +291,13 @@ export async function tuneMasks(
     // ---- FFN
     const keptNeurons = [...Array(F).keys()].filter((j) => keep.ffn[l * F + j] === 1);
     if (stopped || keptNeurons.length === 0) {
-      report.push({ layer: l, kind: "ffn", status: "skipped", units: keptNeurons.length, reason: stopped ? "tuning stopped earlier" : "no kept neurons" });
+      report.push({
+        layer: l,
+        kind: "ffn",
+        status: "skipped",
+        units: keptNeurons.length,
+        reason: stopped ? "tuning stopped earlier" : "no kept neurons",
+      });
     } else {
       const w2 = model.param(`l${l}.ffn2.w`);
       const negB2 = scale(model.param(`l${l}.ffn2.b`), -1);
@@ -288,7 +334,17 @@ export async function tuneMasks(
         keptNeurons.forEach((j, bIdx) => (G[a * k + bIdx] = Gacc[i * F + j] * W[i * F + j]));
       });
       const res = solveMaskLs(G, q, rr, { lambda });
-      report.push({ layer: l, kind: "ffn", status: res.accepted ? "tuned" : "rejected", reason: res.reason, units: k, e1: res.e1, ev: res.ev, min: res.min, max: res.max });
+      report.push({
+        layer: l,
+        kind: "ffn",
+        status: res.accepted ? "tuned" : "rejected",
+        reason: res.reason,
+        units: k,
+        e1: res.e1,
+        ev: res.ev,
+        min: res.min,
+        max: res.max,
+      });
       if (res.accepted) keptNeurons.forEach((j, a) => (cur.ffn[l * F + j] = res.x[a]));
       else if ((o.onTuneFailure ?? "skip") === "break") stopped = true;
     }

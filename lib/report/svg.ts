@@ -17,7 +17,9 @@ function niceTicks(lo: number, hi: number, n = 5): number[] {
   const mag = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? raw;
   const ticks: number[] = [];
-  for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-9 * step; v += step) ticks.push(+v.toFixed(10));
+  for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-9 * step; v += step) {
+    ticks.push(+v.toFixed(10));
+  }
   return ticks;
 }
 
@@ -57,7 +59,10 @@ export function lineChart(series: LineSeries[], o: LineChartOptions): string {
   const m = { l: 70, r: 20, t: 40, b: 60 };
   const pts = series.flatMap((s) => s.points);
   const xs = pts.map((p) => p.x);
-  const ys = [...pts.flatMap((p) => [p.y - (p.err ?? 0), p.y + (p.err ?? 0)]), ...(o.baselines ?? []).map((b) => b.y)];
+  const ys = [
+    ...pts.flatMap((p) => [p.y - (p.err ?? 0), p.y + (p.err ?? 0)]),
+    ...(o.baselines ?? []).map((b) => b.y),
+  ];
   const xlo = Math.min(...xs), xhi = Math.max(...xs);
   let ylo = Math.min(...ys), yhi = Math.max(...ys);
   const pad = (yhi - ylo) * 0.08 || 1;
@@ -66,7 +71,9 @@ export function lineChart(series: LineSeries[], o: LineChartOptions): string {
   const X = (x: number) => m.l + ((x - xlo) / (xhi - xlo || 1)) * (W - m.l - m.r);
   const Y = (y: number) => Hh - m.b - ((y - ylo) / (yhi - ylo || 1)) * (Hh - m.t - m.b);
   const out: string[] = [];
-  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${Hh}" viewBox="0 0 ${W} ${Hh}" font-family="sans-serif" font-size="12">`);
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${Hh}" viewBox="0 0 ${W} ${Hh}" font-family="sans-serif" font-size="12">`,
+  );
   out.push(`<rect width="100%" height="100%" fill="white"/>`);
   out.push(`<text x="${W / 2}" y="22" text-anchor="middle" font-size="15">${esc(o.title)}</text>`);
   for (const t of niceTicks(ylo, yhi)) {
@@ -74,29 +81,58 @@ export function lineChart(series: LineSeries[], o: LineChartOptions): string {
     out.push(`<text x="${m.l - 6}" y="${Y(t) + 4}" text-anchor="end">${fmt(t)}</text>`);
   }
   for (const t of niceTicks(xlo, xhi)) {
-    out.push(`<line x1="${X(t)}" x2="${X(t)}" y1="${Hh - m.b}" y2="${Hh - m.b + 5}" stroke="black"/>`);
+    out.push(
+      `<line x1="${X(t)}" x2="${X(t)}" y1="${Hh - m.b}" y2="${Hh - m.b + 5}" stroke="black"/>`,
+    );
     out.push(`<text x="${X(t)}" y="${Hh - m.b + 18}" text-anchor="middle">${fmt(t)}</text>`);
   }
   out.push(`<line x1="${m.l}" x2="${W - m.r}" y1="${Hh - m.b}" y2="${Hh - m.b}" stroke="black"/>`);
   out.push(`<line x1="${m.l}" x2="${m.l}" y1="${m.t}" y2="${Hh - m.b}" stroke="black"/>`);
-  out.push(`<text x="${(m.l + W - m.r) / 2}" y="${Hh - 18}" text-anchor="middle">${esc(o.xLabel)}</text>`);
-  out.push(`<text transform="translate(18 ${(m.t + Hh - m.b) / 2}) rotate(-90)" text-anchor="middle">${esc(o.yLabel)}</text>`);
+  out.push(
+    `<text x="${(m.l + W - m.r) / 2}" y="${Hh - 18}" text-anchor="middle">${esc(o.xLabel)}</text>`,
+  );
+  out.push(
+    `<text transform="translate(18 ${(m.t + Hh - m.b) / 2}) rotate(-90)" text-anchor="middle">${
+      esc(o.yLabel)
+    }</text>`,
+  );
   (o.baselines ?? []).forEach((b) => {
-    out.push(`<line x1="${m.l}" x2="${W - m.r}" y1="${Y(b.y)}" y2="${Y(b.y)}" stroke="#555" stroke-dasharray="6 4"/>`);
-    out.push(`<text x="${W - m.r - 4}" y="${Y(b.y) - 4}" text-anchor="end" fill="#555">${esc(b.label)}</text>`);
+    out.push(
+      `<line x1="${m.l}" x2="${W - m.r}" y1="${Y(b.y)}" y2="${
+        Y(b.y)
+      }" stroke="#555" stroke-dasharray="6 4"/>`,
+    );
+    out.push(
+      `<text x="${W - m.r - 4}" y="${Y(b.y) - 4}" text-anchor="end" fill="#555">${
+        esc(b.label)
+      }</text>`,
+    );
   });
   series.forEach((s, i) => {
     const col = COLORS[i % COLORS.length];
-    const d = s.points.map((p, k) => `${k ? "L" : "M"}${X(p.x).toFixed(1)},${Y(p.y).toFixed(1)}`).join("");
-    out.push(`<path d="${d}" fill="none" stroke="${col}" stroke-width="2"${s.dashed ? ' stroke-dasharray="5 3"' : ""}/>`);
+    const d = s.points.map((p, k) => `${k ? "L" : "M"}${X(p.x).toFixed(1)},${Y(p.y).toFixed(1)}`)
+      .join("");
+    out.push(
+      `<path d="${d}" fill="none" stroke="${col}" stroke-width="2"${
+        s.dashed ? ' stroke-dasharray="5 3"' : ""
+      }/>`,
+    );
     for (const p of s.points) {
       if (p.err) {
-        out.push(`<line x1="${X(p.x)}" x2="${X(p.x)}" y1="${Y(p.y - p.err)}" y2="${Y(p.y + p.err)}" stroke="${col}"/>`);
+        out.push(
+          `<line x1="${X(p.x)}" x2="${X(p.x)}" y1="${Y(p.y - p.err)}" y2="${
+            Y(p.y + p.err)
+          }" stroke="${col}"/>`,
+        );
       }
       out.push(`<circle cx="${X(p.x)}" cy="${Y(p.y)}" r="3" fill="${col}"/>`);
     }
     const ly = m.t + 8 + i * 18;
-    out.push(`<line x1="${m.l + 12}" x2="${m.l + 36}" y1="${ly}" y2="${ly}" stroke="${col}" stroke-width="2"/>`);
+    out.push(
+      `<line x1="${m.l + 12}" x2="${
+        m.l + 36
+      }" y1="${ly}" y2="${ly}" stroke="${col}" stroke-width="2"/>`,
+    );
     out.push(`<text x="${m.l + 42}" y="${ly + 4}">${esc(s.label)}</text>`);
   });
   out.push("</svg>");
@@ -132,7 +168,9 @@ export function barChart(
   const gw = (W - m.l - m.r) / categories.length;
   const bw = (gw * 0.8) / series.length;
   const out: string[] = [];
-  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${Hh}" viewBox="0 0 ${W} ${Hh}" font-family="sans-serif" font-size="12">`);
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${Hh}" viewBox="0 0 ${W} ${Hh}" font-family="sans-serif" font-size="12">`,
+  );
   out.push(`<rect width="100%" height="100%" fill="white"/>`);
   out.push(`<text x="${W / 2}" y="22" text-anchor="middle" font-size="15">${esc(o.title)}</text>`);
   for (const t of niceTicks(0, vmax)) {
@@ -140,23 +178,45 @@ export function barChart(
     out.push(`<text x="${m.l - 6}" y="${Y(t) + 4}" text-anchor="end">${fmt(t)}</text>`);
   }
   if (o.max) {
-    out.push(`<line x1="${m.l}" x2="${W - m.r}" y1="${Y(o.max)}" y2="${Y(o.max)}" stroke="#555" stroke-dasharray="6 4"/>`);
+    out.push(
+      `<line x1="${m.l}" x2="${W - m.r}" y1="${Y(o.max)}" y2="${
+        Y(o.max)
+      }" stroke="#555" stroke-dasharray="6 4"/>`,
+    );
   }
   categories.forEach((c, i) => {
     series.forEach((s, k) => {
       const x = m.l + i * gw + gw * 0.1 + k * bw;
       const v = s.values[i];
-      out.push(`<rect x="${x.toFixed(1)}" y="${Y(v).toFixed(1)}" width="${(bw - 1).toFixed(1)}" height="${(Y(0) - Y(v)).toFixed(1)}" fill="${COLORS[k % COLORS.length]}"><title>${esc(`${s.label} ${c}: ${v}`)}</title></rect>`);
+      out.push(
+        `<rect x="${x.toFixed(1)}" y="${Y(v).toFixed(1)}" width="${(bw - 1).toFixed(1)}" height="${
+          (Y(0) - Y(v)).toFixed(1)
+        }" fill="${COLORS[k % COLORS.length]}"><title>${
+          esc(`${s.label} ${c}: ${v}`)
+        }</title></rect>`,
+      );
     });
-    out.push(`<text x="${m.l + i * gw + gw / 2}" y="${Hh - m.b + 16}" text-anchor="middle">${esc(c)}</text>`);
+    out.push(
+      `<text x="${m.l + i * gw + gw / 2}" y="${Hh - m.b + 16}" text-anchor="middle">${
+        esc(c)
+      }</text>`,
+    );
   });
   out.push(`<line x1="${m.l}" x2="${W - m.r}" y1="${Hh - m.b}" y2="${Hh - m.b}" stroke="black"/>`);
   out.push(`<line x1="${m.l}" x2="${m.l}" y1="${m.t}" y2="${Hh - m.b}" stroke="black"/>`);
-  out.push(`<text x="${(m.l + W - m.r) / 2}" y="${Hh - 12}" text-anchor="middle">${esc(o.xLabel)}</text>`);
-  out.push(`<text transform="translate(16 ${(m.t + Hh - m.b) / 2}) rotate(-90)" text-anchor="middle">${esc(o.yLabel)}</text>`);
+  out.push(
+    `<text x="${(m.l + W - m.r) / 2}" y="${Hh - 12}" text-anchor="middle">${esc(o.xLabel)}</text>`,
+  );
+  out.push(
+    `<text transform="translate(16 ${(m.t + Hh - m.b) / 2}) rotate(-90)" text-anchor="middle">${
+      esc(o.yLabel)
+    }</text>`,
+  );
   series.forEach((s, k) => {
     const lx = W - m.r - 150, ly = m.t + 4 + k * 16;
-    out.push(`<rect x="${lx}" y="${ly - 9}" width="12" height="12" fill="${COLORS[k % COLORS.length]}"/>`);
+    out.push(
+      `<rect x="${lx}" y="${ly - 9}" width="12" height="12" fill="${COLORS[k % COLORS.length]}"/>`,
+    );
     out.push(`<text x="${lx + 18}" y="${ly + 1}">${esc(s.label)}</text>`);
   });
   out.push("</svg>");

@@ -40,11 +40,11 @@ export class Progress {
     const eta = this.total > 0 && rate > 0 ? (this.total - this.#done) / rate : 0;
     const frac = this.total > 0 ? this.#done / this.total : 0;
     const w = 24;
-    const bar = this.total > 0
-      ? "[" + "#".repeat(Math.round(frac * w)).padEnd(w, ".") + "] "
-      : "";
+    const bar = this.total > 0 ? "[" + "#".repeat(Math.round(frac * w)).padEnd(w, ".") + "] " : "";
     const line = `${this.label} ${bar}${this.#done}${this.total > 0 ? "/" + this.total : ""} ` +
-      `${rate.toFixed(1)} ${this.unit}/s ${final ? `${secs.toFixed(1)}s` : `ETA ${eta.toFixed(0)}s`}` +
+      `${rate.toFixed(1)} ${this.unit}/s ${
+        final ? `${secs.toFixed(1)}s` : `ETA ${eta.toFixed(0)}s`
+      }` +
       (status ? ` ${status}` : "");
     if (this.#tty) Deno.stderr.writeSync(this.#enc.encode(`\r\x1b[2K${line}${final ? "\n" : ""}`));
     else Deno.stderr.writeSync(this.#enc.encode(line + "\n"));
