@@ -113,7 +113,7 @@ export const GLUE_TASKS: Record<GlueTaskName, GlueTaskInfo> = {
     },
     header: true,
     columns: [8, 9, -1],
-    minColumns: 11,
+    minColumns: 12,
   },
   qnli: {
     dir: "QNLI",
