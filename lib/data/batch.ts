@@ -33,11 +33,17 @@ export interface Batch {
 
 /** One encoded example or feature, unpadded. */
 export interface Encoded {
+  /** Token ids including special tokens. */
   inputIds: number[];
+  /** Segment ids. */
   tokenTypeIds: number[];
+  /** Class index (classification). */
   label?: number;
+  /** Regression target. */
   target?: number;
+  /** QA answer start token. */
   startPosition?: number;
+  /** QA answer end token. */
   endPosition?: number;
 }
 

@@ -154,7 +154,9 @@ export const GLUE_MAX_LENGTH = 128;
 export interface GlueExample {
   /** 1-based line number in the TSV (for messages). */
   line: number;
+  /** First sentence. */
   textA: string;
+  /** Second sentence (null for single-sentence tasks). */
   textB: string | null;
   /** Class index into `GLUE_TASKS[task].labels`. */
   label?: number;

@@ -15,7 +15,9 @@ import type { Encoded } from "./batch.ts";
 
 /** The SQuAD JSON file as published (`{version, data: [{title, paragraphs: [...]}]}`). */
 export interface SquadJson {
+  /** Dataset version string ("1.1", "v2.0"). */
   version?: string;
+  /** Articles in file order. */
   data: {
     title: string;
     paragraphs: {
@@ -32,11 +34,17 @@ export interface SquadJson {
 
 /** One question with its context, gold answers (UTF-16 starts) and article index (file order). */
 export interface SquadExample {
+  /** SQuAD question id. */
   id: string;
+  /** Article title. */
   title: string;
+  /** 0-based article index in file order. */
   articleIndex: number;
+  /** The paragraph text. */
   context: string;
+  /** The question as in the file (not stripped). */
   question: string;
+  /** Gold answers; empty for unanswerable (v2) questions. */
   answers: { text: string; answerStart: number }[];
 }
 
@@ -50,15 +58,19 @@ export interface SquadFeature extends Encoded {
   offsets: ([number, number] | null)[];
   /** Token index of the first and one-past-last context token. */
   contextStart: number;
+  /** One past the last context token. */
   contextEnd: number;
   /** Answer start/end token (0 = [CLS] when impossible or outside this window). */
   startPosition: number;
+  /** Answer end token (0 = [CLS]). */
   endPosition: number;
 }
 
 /** Feature options (run_qa defaults). */
 export interface SquadFeatureOptions {
+  /** Maximum feature length (default 384). */
   maxLength?: number;
+  /** Overlap in tokens between windows (default 128). */
   docStride?: number;
 }
 
@@ -219,7 +231,9 @@ export function prepareSquadFeatures(
 export interface QaPostprocessOptions {
   /** SQuAD v2: allow the null answer (default false). */
   versionTwo?: boolean;
+  /** Candidates per start/end and kept spans (default 20). */
   nBestSize?: number;
+  /** Longest answer in tokens (default 30). */
   maxAnswerLength?: number;
   /** v2: predict "" when null score − best non-null score > this (default 0). */
   nullScoreDiffThreshold?: number;
@@ -227,7 +241,9 @@ export interface QaPostprocessOptions {
 
 /** Predicted answer text per example id, and for v2 the null-score difference per id. */
 export interface QaPredictions {
+  /** Answer text per example id. */
   predictions: Record<string, string>;
+  /** v2: null score − best non-null score per id (empty for v1). */
   scoreDiffs: Record<string, number>;
 }
 

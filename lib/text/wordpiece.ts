@@ -46,16 +46,23 @@ export interface EncodeOptions {
 
 /** Result of `tokenize`: WordPiece tokens, their ids and [start, end) source offsets. */
 export interface Tokenized {
+  /** WordPiece tokens. */
   tokens: string[];
+  /** Vocab ids of the tokens. */
   ids: number[];
+  /** [start, end) UTF-16 source offsets per token. */
   offsets: [number, number][];
 }
 
 /** Result of `encode`: model inputs for one sequence or pair plus offsets ([0,0] for specials). */
 export interface EncodedText {
+  /** Token ids with [CLS]/[SEP] (and [PAD]). */
   inputIds: number[];
+  /** Segment ids: 0 for the first text, 1 for the second. */
   tokenTypeIds: number[];
+  /** 1 for real tokens, 0 for padding. */
   attentionMask: number[];
+  /** Source offsets per position ([0, 0] for special and pad tokens). */
   offsets: [number, number][];
 }
 

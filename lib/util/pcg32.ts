@@ -55,6 +55,7 @@ export class Pcg32 {
 
 /** Result of `sampleIndices`: the chosen indices and whether the whole population was taken. */
 export interface Sample {
+  /** Chosen indices, in sampling order. */
   indices: number[];
   /** True when count ≥ populationSize, so all indices were returned (callers should warn). */
   tookAll: boolean;
