@@ -1,0 +1,59 @@
+/**
+ * Matmul tile presets per adapter class. A preset fixes the override constants of
+ * `kernels/matmul.wgsl`: workgroup lanes (WGX × WGY) and the register tile each lane computes
+ * (TM rows × TN columns). The CPU numbers come from `deno task bench` sweeps recorded in
+ * bench/README.md; they can be replaced at run time with `setMatmulPreset` (used by the bench's
+ * sweep and by tests that want a small, quick-to-compile tile).
+ * @module
+ */
+import { InvalidArgumentError } from "../errors.ts";
+
+/** Override constants of the matmul kernel. */
+export interface MatmulPreset {
+  /** Lanes per workgroup along N (columns). */
+  wgx: number;
+  /** Lanes per workgroup along M (rows). */
+  wgy: number;
+  /** Output rows per lane (1…32). */
+  tm: number;
+  /** Output columns per lane (1…16). */
+  tn: number;
+}
+
+/**
+ * Built-in presets. `cpu` (Mesa llvmpipe/lavapipe) was chosen by measurement on a 2-core AMD EPYC
+ * with Mesa 22.3.6 / LLVM 15 (bench/README.md): every storage load runs lane by lane there, so
+ * the biggest register tile that still compiles in a few seconds wins. `gpu` is the conventional
+ * 16×16-lane, 4×4-per-lane layout and has NOT been measured yet (no GPU machine was available).
+ */
+export const MATMUL_PRESETS: Readonly<Record<"cpu" | "gpu", Readonly<MatmulPreset>>> = {
+  cpu: { wgx: 8, wgy: 1, tm: 16, tn: 8 },
+  gpu: { wgx: 16, wgy: 16, tm: 4, tn: 4 },
+};
+
+const overrides: Partial<Record<"cpu" | "gpu", MatmulPreset>> = {};
+
+/** The preset in force for an adapter class (an override from `setMatmulPreset`, else built-in). */
+export function matmulPreset(kind: "cpu" | "gpu"): Readonly<MatmulPreset> {
+  return overrides[kind] ?? MATMUL_PRESETS[kind];
+}
+
+/**
+ * Replaces the preset of an adapter class for the rest of the process (`undefined` restores the
+ * built-in one). Raises `InvalidArgumentError` for tiles the kernel cannot hold.
+ */
+export function setMatmulPreset(kind: "cpu" | "gpu", preset: MatmulPreset | undefined): void {
+  if (preset) {
+    const { wgx, wgy, tm, tn } = preset;
+    const ok = [wgx, wgy, tm, tn].every((v) => Number.isInteger(v) && v >= 1) && tm <= 32 &&
+      tn <= 16 && wgx * wgy <= 256;
+    if (!ok) {
+      throw new InvalidArgumentError(
+        `matmul preset ${
+          JSON.stringify(preset)
+        }: need integers ≥ 1 with tm ≤ 32, tn ≤ 16 and wgx·wgy ≤ 256`,
+      );
+    }
+    overrides[kind] = { ...preset };
+  } else delete overrides[kind];
+}

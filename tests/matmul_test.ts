@@ -1,0 +1,188 @@
+import {
+  assert,
+  assertClose,
+  assertEquals,
+  assertRejects,
+  loadFixture,
+  maxAbs,
+} from "./helpers.ts";
+import { getGpu } from "../lib/gpu/context.ts";
+import { type Activation, linear, linearBackward, matmul } from "../lib/ops/matmul.ts";
+import { matmulPreset, setMatmulPreset } from "../lib/ops/matmul_presets.ts";
+import { InvalidArgumentError, ShapeError } from "../lib/errors.ts";
+
+interface Arr {
+  shape: number[];
+  data: number[];
+}
+interface Case {
+  name: string;
+  a: Arr;
+  b: Arr;
+  bias?: Arr;
+  out0?: Arr;
+  transA: boolean;
+  transB: boolean;
+  act: Activation;
+  alpha: number;
+  expected: Arr;
+}
+interface Fixture {
+  cases: Case[];
+  linearBackward: Record<"x" | "w" | "dy" | "dx" | "dw", Arr>;
+}
+
+const fixture = await loadFixture<Fixture>("matmul.json");
+
+/** Runs every PyTorch case; max |err| ≤ 1e-4 · max(1, max |expected|). */
+async function runCases(label: string) {
+  const gpu = await getGpu();
+  for (const c of fixture.cases) {
+    const a = gpu.upload(c.a.data, c.a.shape);
+    const b = gpu.upload(c.b.data, c.b.shape);
+    const bias = c.bias ? gpu.upload(c.bias.data, c.bias.shape) : undefined;
+    const out = c.out0 ? gpu.upload(c.out0.data, c.out0.shape) : undefined;
+    const y = matmul(a, b, {
+      transA: c.transA,
+      transB: c.transB,
+      bias,
+      act: c.act,
+      alpha: c.alpha,
+      out,
+      accumulate: out !== undefined,
+    });
+    assertEquals([...y.shape], c.expected.shape, `${label} ${c.name}: shape`);
+    const got = await y.read();
+    const scale = Math.max(1, maxAbs(c.expected.data));
+    assertClose(got, c.expected.data, 1e-4 * scale, 0, `${label} ${c.name}`);
+    for (const t of [a, b, bias, y]) t?.release();
+  }
+}
+
+Deno.test("matmul matches PyTorch float64 for all layouts, batches and epilogues (built-in preset)", async () => {
+  await runCases(`preset ${JSON.stringify(matmulPreset((await getGpu()).adapter.kind))}`);
+});
+
+Deno.test("matmul edge tiles: a 2-D workgroup with small tiles is also exact", async () => {
+  // Rows spread over y lanes and several row/column tiles per grid: every ragged edge is hit.
+  const kind = (await getGpu()).adapter.kind;
+  setMatmulPreset(kind, { wgx: 4, wgy: 2, tm: 3, tn: 2 });
+  try {
+    await runCases("preset 4x2 lanes, 3x2 tile");
+  } finally {
+    setMatmulPreset(kind, undefined);
+  }
+});
+
+Deno.test("linear and linearBackward match PyTorch autograd", async () => {
+  const gpu = await getGpu();
+  const f = fixture.linearBackward;
+  const x = gpu.upload(f.x.data, f.x.shape);
+  const w = gpu.upload(f.w.data, f.w.shape);
+  const dy = gpu.upload(f.dy.data, f.dy.shape);
+  const { dx, dw } = linearBackward(dy, x, w);
+  assert(dx, "dx requested by default");
+  assertClose(await dx.read(), f.dx.data, 1e-4 * Math.max(1, maxAbs(f.dx.data)), 0, "dx");
+  assertClose(await dw.read(), f.dw.data, 1e-4 * Math.max(1, maxAbs(f.dw.data)), 0, "dw");
+  // dwInto accumulates: D0 + dw; needDx false returns no dx.
+  const d0 = Float32Array.from(f.dw.data, (_, i) => Math.sin(i));
+  const into = gpu.upload(d0, f.dw.shape);
+  const r = linearBackward(dy, x, w, { needDx: false, dwInto: into });
+  assert(r.dx === undefined, "needDx: false must skip dx");
+  assert(r.dw === into, "dwInto is returned as dw");
+  const want = f.dw.data.map((v, i) => v + d0[i]);
+  assertClose(await into.read(), want, 1e-4 * Math.max(1, maxAbs(want)), 0, "dwInto");
+  for (const t of [x, w, dy, dx, dw, into]) t.release();
+});
+
+/** Deterministic pseudo-random values in [-1, 1). */
+function rand(n: number, seed: number): Float32Array {
+  let s = seed >>> 0;
+  return Float32Array.from({ length: n }, () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 31 - 1;
+  });
+}
+
+function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
+  return s;
+}
+
+Deno.test("linearBackward: central differences of <dy, linear(x, w)> along random directions", async () => {
+  // f(x, w) = <dy, x·wᵀ + b> (3-D x: [2, 5, 6], w: [7, 6]). The derivative along a direction v is
+  // (f(x + h·v) − f(x − h·v)) / 2h, evaluated with the forward kernel and float64 dot products.
+  const gpu = await getGpu();
+  const [B, S, I, O] = [2, 5, 6, 7];
+  const xs = rand(B * S * I, 1), ws = rand(O * I, 2), dys = rand(B * S * O, 3), bs = rand(O, 4);
+  const vx = rand(B * S * I, 5), vw = rand(O * I, 6);
+  const h = 0.5; // f is bilinear: central differences are exact up to rounding for any h
+  const bias = gpu.upload(bs);
+  const f = async (x: Float32Array, w: Float32Array) => {
+    const tx = gpu.upload(x, [B, S, I]), tw = gpu.upload(w, [O, I]);
+    const y = linear(tx, tw, bias);
+    assertEquals([...y.shape], [B, S, O]);
+    const r = dot(dys, await y.read());
+    for (const t of [tx, tw, y]) t.release();
+    return r;
+  };
+  const shift = (x: Float32Array, v: Float32Array, s: number) => x.map((xi, i) => xi + s * v[i]);
+  const fdX = (await f(shift(xs, vx, h), ws) - await f(shift(xs, vx, -h), ws)) / (2 * h);
+  const fdW = (await f(xs, shift(ws, vw, h)) - await f(xs, shift(ws, vw, -h))) / (2 * h);
+  const x = gpu.upload(xs, [B, S, I]), w = gpu.upload(ws, [O, I]), dy = gpu.upload(dys, [B, S, O]);
+  const { dx, dw } = linearBackward(dy, x, w);
+  assert(dx);
+  assertEquals([...dx.shape], [B, S, I]);
+  const gx = dot(await dx.read(), vx), gw = dot(await dw.read(), vw);
+  assert(Math.abs(gx - fdX) <= 1e-3 * Math.abs(fdX), `<dx, v> ${gx} vs central difference ${fdX}`);
+  assert(Math.abs(gw - fdW) <= 1e-3 * Math.abs(fdW), `<dw, V> ${gw} vs central difference ${fdW}`);
+  for (const t of [x, w, dy, dx, dw, bias]) t.release();
+});
+
+Deno.test("matmul steady state: a second identical call creates no buffers, pipelines or bind groups", async () => {
+  const gpu = await getGpu();
+  const a = gpu.upload(rand(24 * 20, 7), [24, 20]);
+  const w = gpu.upload(rand(30 * 20, 8), [30, 20]);
+  const bias = gpu.upload(rand(30, 9));
+  const step = async () => {
+    const y = linear(a, w, bias, "gelu");
+    const { dx, dw } = linearBackward(y, a, w);
+    await dw.read();
+    for (const t of [y, dx!, dw]) t.release();
+  };
+  await step();
+  const before = { ...gpu.counters };
+  await step();
+  assertEquals(gpu.counters.buffersCreated, before.buffersCreated, "buffers");
+  assertEquals(gpu.counters.pipelinesCreated, before.pipelinesCreated, "pipelines");
+  assertEquals(gpu.counters.bindGroupsCreated, before.bindGroupsCreated, "bind groups");
+  assertEquals(gpu.counters.submits, before.submits + 1, "one submit per step");
+  for (const t of [a, w, bias]) t.release();
+});
+
+Deno.test("matmul rejects bad shapes and options with typed errors", async () => {
+  const gpu = await getGpu();
+  const a = gpu.upload(rand(6, 1), [2, 3]);
+  const b = gpu.upload(rand(8, 2), [4, 2]);
+  const b3 = gpu.upload(rand(6, 3), [3, 2]);
+  await assertRejects(() => matmul(a, b), ShapeError, "[2, 3]");
+  await assertRejects(() => matmul(a, b3, { bias: a }), ShapeError, "bias");
+  await assertRejects(() => matmul(a, b3, { accumulate: true }), InvalidArgumentError, "out");
+  await assertRejects(() => matmul(a, b3, { out: a }), ShapeError, "out");
+  const sq = gpu.upload(rand(9, 4), [3, 3]);
+  await assertRejects(() => matmul(sq, sq, { out: sq }), InvalidArgumentError, "storage");
+  await assertRejects(
+    () => matmul(a, b3, { act: "tanh" as Activation }),
+    InvalidArgumentError,
+    "activation",
+  );
+  const a3 = gpu.upload(rand(12, 5), [2, 2, 3]);
+  const bBad = gpu.upload(rand(18, 6), [3, 3, 2]);
+  await assertRejects(() => matmul(a3, bBad), ShapeError, "batch");
+  await assertRejects(
+    () => setMatmulPreset("cpu", { wgx: 8, wgy: 1, tm: 64, tn: 8 }),
+    InvalidArgumentError,
+  );
+  for (const t of [a, b, b3, sq, a3, bBad]) t.release();
+});
