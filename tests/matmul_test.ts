@@ -186,3 +186,22 @@ Deno.test("matmul rejects bad shapes and options with typed errors", async () =>
   );
   for (const t of [a, b, b3, sq, a3, bBad]) t.release();
 });
+
+Deno.test("GELU epilogue: exact-erf GELU within 5e-7 over [-8, 8] (erf error ≤ 1e-7)", async () => {
+  // The "gelu range" fixture is out = gelu(x) (K = 1, b = 1). With erf accurate to ~1e-7, GELU
+  // is off by at most 0.5·|x|·1e-7 plus fp32 rounding of the result; 5e-7 absolute catches a
+  // tanh approximation (error ~1e-3) and a perturbed erf coefficient.
+  const gpu = await getGpu();
+  const c = fixture.cases.find((c) => c.name === "gelu range")!;
+  const x = gpu.upload(c.a.data, c.a.shape);
+  const one = gpu.upload([1], [1, 1]);
+  const zero = gpu.upload([0], [1]);
+  const y = matmul(x, one, { bias: zero, act: "gelu" });
+  const got = await y.read();
+  let worst = 0;
+  for (let i = 0; i < got.length; i++) {
+    worst = Math.max(worst, Math.abs(got[i] - c.expected.data[i]));
+  }
+  assert(worst <= 5e-7, `max |gelu error| ${worst}`);
+  for (const t of [x, one, zero, y]) t.release();
+});
