@@ -12,13 +12,20 @@ const TYPES: Record<string, string> = {
 
 Deno.test("mod.ts imported by URL prunes a model with no file access", async () => {
   const ac = new AbortController();
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, signal: ac.signal, onListen: () => {} }, async (req) => {
+  const server = Deno.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    signal: ac.signal,
+    onListen: () => {},
+  }, async (req) => {
     const path = decodeURIComponent(new URL(req.url).pathname);
     if (path.includes("..")) return new Response("no", { status: 400 });
     try {
       const body = await Deno.readFile(ROOT + path.slice(1));
       const ext = path.split(".").pop() ?? "";
-      return new Response(body, { headers: { "content-type": TYPES[ext] ?? "application/octet-stream" } });
+      return new Response(body, {
+        headers: { "content-type": TYPES[ext] ?? "application/octet-stream" },
+      });
     } catch {
       return new Response("not found", { status: 404 });
     }

@@ -1,0 +1,135 @@
+// The CLIs as a user runs them: `deno task forward` against the PyTorch fixture, and one-line
+// errors with a non-zero exit for bad input to forward and prune.
+import { assert, assertClose, loadFixture, maxAbs } from "./helpers.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+
+async function run(
+  script: string,
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const res = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${ROOT}scripts/${script}`, ...args],
+    cwd: ROOT,
+    env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp", NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: res.code, stdout: dec.decode(res.stdout), stderr: dec.decode(res.stderr) };
+}
+
+Deno.test("deno task forward reproduces the PyTorch reference, including Fisher", async () => {
+  const f = await loadFixture<{
+    model: string;
+    input_ids: number[][];
+    token_type_ids: number[][];
+    attention_mask: number[][];
+    labels: number[];
+    head_mask: number[][];
+    ffn_mask: number[][];
+    logits: number[][];
+    loss: number;
+    head_mask_grad: number[][][];
+  }>("model_bert_classification_masked.json");
+  const dir = await Deno.makeTempDir();
+  const input = {
+    input_ids: f.input_ids,
+    token_type_ids: f.token_type_ids,
+    attention_mask: f.attention_mask,
+    labels: f.labels,
+    head_mask: f.head_mask,
+    ffn_mask: f.ffn_mask,
+  };
+  await Deno.writeTextFile(`${dir}/in.json`, JSON.stringify(input));
+  const r = await run("forward.ts", [
+    "--model",
+    `${ROOT}tests/fixtures/${f.model}`,
+    "--input",
+    `${dir}/in.json`,
+    "--out",
+    `${dir}/out.json`,
+  ]);
+  assert(r.code === 0, r.stderr);
+  const out = JSON.parse(await Deno.readTextFile(`${dir}/out.json`));
+  assertClose(
+    out.logits.flat(),
+    f.logits.flat(),
+    1e-4 * Math.max(1, maxAbs(f.logits.flat())),
+    0,
+    "logits",
+  );
+  assert(
+    Math.abs(out.loss - f.loss) <= 1e-4 * Math.max(1, Math.abs(f.loss)),
+    `loss ${out.loss} vs ${f.loss}`,
+  );
+  const fisher = f.head_mask_grad[0].map((layer, l) =>
+    layer.map((_, h) => f.head_mask_grad.reduce((s, ex) => s + ex[l][h] ** 2, 0))
+  );
+  assertClose(
+    out.head_fisher.flat(),
+    fisher.flat(),
+    2e-3 * maxAbs(fisher.flat()),
+    0,
+    "head fisher",
+  );
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("bad input gives a one-line error and a non-zero exit", async () => {
+  const f = await loadFixture<{ model: string }>("model_bert_classification.json");
+  const dir = await Deno.makeTempDir();
+  const model = `${ROOT}tests/fixtures/${f.model}`;
+  const cases: [string, unknown, string][] = [
+    ["ragged", { input_ids: [[1, 2, 3], [1, 2]] }, "ragged"],
+    ["out of vocab", { input_ids: [[1, 2, 999]] }, "outside the vocabulary"],
+    ["too long", { input_ids: [Array(40).fill(1)] }, "max_position_embeddings"],
+    ["bad label", { input_ids: [[1, 2, 3]], labels: [7] }, "label 7"],
+    ["mask size", { input_ids: [[1, 2, 3]], head_mask: [[1, 1], [1, 1]] }, "head_mask of layer 0"],
+  ];
+  for (const [name, json, message] of cases) {
+    await Deno.writeTextFile(`${dir}/in.json`, JSON.stringify(json));
+    const r = await run("forward.ts", ["--model", model, "--input", `${dir}/in.json`]);
+    assert(r.code !== 0, `${name}: exit code ${r.code}`);
+    const lines = r.stderr.trim().split("\n");
+    assert(
+      lines.length === 1 && lines[0].startsWith("error:") && lines[0].includes(message),
+      `${name}: ${r.stderr}`,
+    );
+  }
+  const p1 = await run("prune.ts", [
+    "--model",
+    model,
+    "--task",
+    "sst2",
+    "--flops",
+    "1.5",
+    "--out",
+    `${dir}/x`,
+  ]);
+  assert(p1.code === 1 && p1.stderr.includes("(0, 1]"), p1.stderr);
+  await Deno.mkdir(`${dir}/exists`);
+  const p2 = await run("prune.ts", [
+    "--model",
+    model,
+    "--task",
+    "sst2",
+    "--flops",
+    "0.5",
+    "--out",
+    `${dir}/exists`,
+  ]);
+  assert(p2.code === 1 && p2.stderr.includes("--force"), p2.stderr);
+  const p3 = await run("prune.ts", [
+    "--model",
+    model,
+    "--task",
+    "nope",
+    "--flops",
+    "0.5",
+    "--out",
+    `${dir}/y`,
+  ]);
+  assert(p3.code === 1 && p3.stderr.includes("unknown task"), p3.stderr);
+  await Deno.remove(dir, { recursive: true });
+});
