@@ -1,0 +1,750 @@
+/**
+ * `deno task experiment <name> [--models DIR] [--tasks a,b] [--out DIR] [--samples N]
+ * [--seeds 0,1,2] [--dev-limit N]` — the paper's tables and figures re-made on our zoo (or any
+ * directory of checkpoints). Names: accuracy-vs-flops, ablation, latency, cost, label-free, all.
+ * Each writes Markdown + CSV + SVG into --out (default results/<name>/) atomically, with the exact
+ * command, the adapter and the commit in the Markdown header. Cells are cached by their inputs
+ * under <out>/cells/, so reruns are incremental and an interrupted run resumes. `all` also
+ * regenerates the results section of README.md.
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { InvalidArgumentError } from "../lib/errors.ts";
+import { evaluate } from "../lib/eval/evaluate.ts";
+import { getGpu } from "../lib/gpu/context.ts";
+import type { MaskValues } from "../lib/model/inputs.ts";
+import { collectFisher, type FisherResult } from "../lib/prune/fisher.ts";
+import { TASK_SEQ_LEN } from "../lib/prune/flops.ts";
+import { measureLatencyTable, measureModelLatency } from "../lib/prune/latency.ts";
+import { prune, type PruneOptions } from "../lib/prune/pipeline.ts";
+import type { MaskSet } from "../lib/prune/types.ts";
+import { lineChart } from "../lib/report/svg.ts";
+import { trainRun } from "../lib/train/run.ts";
+import {
+  Cells,
+  csv,
+  discoverModels,
+  type ExperimentSettings,
+  header,
+  mdTable,
+  meanStd,
+  modelStamp,
+  prepare,
+  type Prepared,
+  sampleBatches,
+  writeAtomic,
+  type ZooModel,
+} from "./experiment/common.ts";
+import { runCli } from "./cli.ts";
+
+const NAMES = ["accuracy-vs-flops", "ablation", "latency", "cost", "label-free"];
+const FLOPS_GRID = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
+const ABLATION_GRID = [0.2, 0.3, 0.4, 0.5, 0.6];
+const LATENCY_GRID = [0.5, 0.6, 0.7, 0.8, 0.9];
+
+function maskValues(m: MaskSet): MaskValues {
+  return {
+    head: Array.from({ length: m.L }, (_, l) => Array.from(m.head.slice(l * m.H, (l + 1) * m.H))),
+    ffn: Array.from({ length: m.L }, (_, l) => Array.from(m.ffn.slice(l * m.F, (l + 1) * m.F))),
+  };
+}
+
+function seqLenOf(p: Prepared): number {
+  return TASK_SEQ_LEN[p.dev.task] ?? p.dev.meanLength;
+}
+
+/** Per-model context shared by experiments: data, unpruned metric, lazily computed Fisher. */
+class ModelRun {
+  #prepared?: Prepared;
+  #fisher = new Map<string, FisherResult>();
+  constructor(readonly m: ZooModel, readonly s: ExperimentSettings, readonly stamp: string) {}
+  async p(): Promise<Prepared> {
+    return this.#prepared ??= await prepare(this.m, this.s);
+  }
+  async fisher(
+    seed: number,
+    o: { labelFree?: boolean; groupSize?: number; withReplacement?: boolean; samples?: number } =
+      {},
+  ): Promise<FisherResult> {
+    const key = JSON.stringify({ seed, ...o });
+    let f = this.#fisher.get(key);
+    if (!f) {
+      const p = await this.p();
+      f = await collectFisher(
+        p.model,
+        sampleBatches(p, o.samples ?? this.s.samples, seed, o.withReplacement),
+        {
+          labelFree: o.labelFree,
+          groupSize: o.groupSize,
+        },
+      );
+      this.#fisher.set(key, f);
+    }
+    return f;
+  }
+  release(): void {
+    this.#prepared?.model.release();
+    this.#fisher.clear();
+  }
+}
+
+/** Runs one pruning cell and evaluates the requested stages. */
+async function pruneCell(
+  run: ModelRun,
+  seed: number,
+  opts: Partial<PruneOptions> & { budget: PruneOptions["budget"] },
+  stages: ("search" | "rearrange" | "tune")[],
+  fisherOpts: Parameters<ModelRun["fisher"]>[1] = {},
+): Promise<
+  {
+    macsRatio: number;
+    metrics: Record<string, number>;
+    seconds: Record<string, number>;
+    kept: { heads: number[]; neurons: number[] };
+  }
+> {
+  const p = await run.p();
+  const batches = sampleBatches(
+    p,
+    fisherOpts.samples ?? run.s.samples,
+    seed,
+    fisherOpts.withReplacement,
+  );
+  const fisher = await run.fisher(seed, fisherOpts);
+  const r = await prune(p.model, batches, {
+    seqLen: seqLenOf(p),
+    fisher,
+    compact: stages.includes("tune"),
+    ...opts,
+  });
+  const metrics: Record<string, number> = {};
+  for (const st of stages) {
+    if (st === "tune") {
+      metrics.tune = (await evaluate(r.compact!, p.dev)).main;
+    } else {
+      const m = st === "search" ? r.masks.search : r.masks.rearranged;
+      metrics[st] = (await evaluate(p.model, p.dev, { masks: maskValues(m) })).main;
+    }
+  }
+  r.compact?.release();
+  return {
+    macsRatio: r.report.macs.ratio,
+    metrics,
+    seconds: r.report.seconds,
+    kept: r.report.kept,
+  };
+}
+
+async function unprunedMetric(run: ModelRun, cells: Cells): Promise<number> {
+  return await cells.get({
+    kind: "unpruned",
+    model: run.m.dir,
+    stamp: run.stamp,
+    dev: run.s.devLimit,
+  }, async () => {
+    const p = await run.p();
+    return (await evaluate(p.model, p.dev)).main;
+  });
+}
+
+// ---------------------------------------------------------------- experiments
+
+async function accuracyVsFlops(
+  runs: ModelRun[],
+  s: ExperimentSettings,
+  cells: Cells,
+  adapter: string,
+  labelFree = false,
+): Promise<string> {
+  const name = labelFree ? "label-free" : "accuracy-vs-flops";
+  const out = `${s.out}/${name}`;
+  const rows: (string | number)[][] = [];
+  const byTask = new Map<
+    string,
+    {
+      arch: string;
+      points: { c: number; mean: number; std: number; macs: number }[];
+      base: number;
+      labelled?: { c: number; mean: number }[];
+    }[]
+  >();
+  for (const run of runs) {
+    const base = await unprunedMetric(run, cells);
+    const points: { c: number; mean: number; std: number; macs: number }[] = [];
+    const labelled: { c: number; mean: number }[] = [];
+    for (const c of FLOPS_GRID) {
+      const values: number[] = [];
+      let macs = 0;
+      const variants = labelFree ? [true, false] : [false];
+      for (const lf of variants) {
+        const vals: number[] = [];
+        for (const seed of labelFree ? [s.seeds[0]] : s.seeds) {
+          const cell = await cells.get(
+            {
+              kind: "flops",
+              model: run.m.dir,
+              stamp: run.stamp,
+              c,
+              seed,
+              samples: s.samples,
+              dev: s.devLimit,
+              labelFree: lf,
+            },
+            () =>
+              pruneCell(run, seed, { budget: { flops: c }, labelFree: lf }, ["tune"], {
+                labelFree: lf,
+              }),
+          );
+          vals.push(cell.metrics.tune);
+          macs = cell.macsRatio;
+          rows.push([
+            run.m.task,
+            run.m.arch,
+            run.m.name,
+            lf ? "label-free" : "labelled",
+            c,
+            seed,
+            cell.macsRatio,
+            cell.metrics.tune,
+          ]);
+          console.error(
+            `${name} ${run.m.name} c=${c} seed=${seed}${lf ? " label-free" : ""}: ${
+              cell.metrics.tune.toFixed(4)
+            }`,
+          );
+        }
+        if (lf || !labelFree) values.push(...vals);
+        else labelled.push({ c, mean: meanStd(vals).mean });
+      }
+      const ms = meanStd(values);
+      points.push({ c, mean: ms.mean, std: ms.std, macs });
+    }
+    const list = byTask.get(run.m.task) ?? [];
+    list.push({
+      arch: `${run.m.arch} (${run.m.name})`,
+      points,
+      base,
+      labelled: labelFree ? labelled : undefined,
+    });
+    byTask.set(run.m.task, list);
+  }
+  await Deno.mkdir(out, { recursive: true });
+  await writeAtomic(
+    `${out}/${name}.csv`,
+    csv(
+      ["task", "arch", "model", "importance", "flops_kept", "seed", "macs_ratio", "metric"],
+      rows,
+    ),
+  );
+  const md: string[] = [
+    await header(
+      name,
+      adapter,
+      s,
+      labelFree
+        ? "- label-free (expected) Fisher vs the labelled Fisher, seed " + s.seeds[0]
+        : "- dev metric after search + rearrangement + tuning (compact model), mean ± std over the seeds",
+    ),
+  ];
+  for (const [task, list] of byTask) {
+    md.push(`## ${task}`, "");
+    const hdr = [
+      "FLOPs kept",
+      ...list.flatMap((x) => labelFree ? [`${x.arch} label-free`, `${x.arch} labelled`] : [x.arch]),
+    ];
+    const tableRows = FLOPS_GRID.map((c, i) => [
+      `${Math.round(c * 100)}%`,
+      ...list.flatMap((x) =>
+        labelFree
+          ? [x.points[i].mean.toFixed(4), x.labelled![i].mean.toFixed(4)]
+          : [`${x.points[i].mean.toFixed(4)} ± ${x.points[i].std.toFixed(4)}`]
+      ),
+    ]);
+    tableRows.push([
+      "unpruned",
+      ...list.flatMap((x) =>
+        labelFree ? [x.base.toFixed(4), x.base.toFixed(4)] : [x.base.toFixed(4)]
+      ),
+    ]);
+    md.push(mdTable(hdr, tableRows), "", `![${task}](${task}.svg)`, "");
+    const series = list.flatMap((x) => [
+      {
+        label: labelFree ? `${x.arch} label-free` : x.arch,
+        points: x.points.map((p) => ({ x: p.c * 100, y: p.mean, err: p.std })),
+      },
+      ...(labelFree
+        ? [{
+          label: `${x.arch} labelled`,
+          dashed: true,
+          points: x.labelled!.map((p) => ({ x: p.c * 100, y: p.mean })),
+        }]
+        : []),
+    ]);
+    await writeAtomic(
+      `${out}/${task}.svg`,
+      lineChart(series, {
+        title: `${task}: dev metric vs FLOPs kept${labelFree ? " (label-free vs labelled)" : ""}`,
+        xLabel: "FLOPs kept (%)",
+        yLabel: "dev metric",
+        baselines: list.map((x) => ({ label: `unpruned ${x.arch}`, y: x.base })),
+      }),
+    );
+  }
+  await writeAtomic(`${out}/README.md`, md.join("\n"));
+  return md.join("\n");
+}
+
+async function ablation(
+  runs: ModelRun[],
+  s: ExperimentSettings,
+  cells: Cells,
+  adapter: string,
+): Promise<string> {
+  const out = `${s.out}/ablation`;
+  const rows: (string | number)[][] = [];
+  const md: string[] = [
+    await header(
+      "ablation",
+      adapter,
+      s,
+      `- stages at FLOPs kept ${ABLATION_GRID.join(", ")}, seed ${s.seeds[0]}; presets at 0.4`,
+    ),
+  ];
+  const seed = s.seeds[0];
+  for (const run of runs) {
+    const base = await unprunedMetric(run, cells);
+    const t: (string | number)[][] = [];
+    for (const c of ABLATION_GRID) {
+      const cell = await cells.get(
+        {
+          kind: "ablation",
+          model: run.m.dir,
+          stamp: run.stamp,
+          c,
+          seed,
+          samples: s.samples,
+          dev: s.devLimit,
+        },
+        () => pruneCell(run, seed, { budget: { flops: c } }, ["search", "rearrange", "tune"]),
+      );
+      t.push([
+        `${Math.round(c * 100)}%`,
+        cell.metrics.search,
+        cell.metrics.rearrange,
+        cell.metrics.tune,
+      ]);
+      rows.push([
+        run.m.name,
+        run.m.task,
+        "stages",
+        c,
+        cell.metrics.search,
+        cell.metrics.rearrange,
+        cell.metrics.tune,
+      ]);
+      console.error(`ablation ${run.m.name} c=${c}: ${JSON.stringify(cell.metrics)}`);
+    }
+    md.push(
+      `## ${run.m.name} (${run.m.task}, unpruned ${base.toFixed(4)})`,
+      "",
+      mdTable(["FLOPs kept", "search", "+ rearrange", "+ tune"], t),
+      "",
+    );
+    // METHOD.md deviations, one at a time, and the whole kwonCode preset, at c = 0.4
+    const variants: [string, Partial<PruneOptions>, Parameters<ModelRun["fisher"]>[1]][] = [
+      ["ours (defaults)", {}, {}],
+      ["batch-mean Fisher (groups of 32/12)", {
+        fisherGroupSize: run.m.task.startsWith("squad") ? 12 : 32,
+      }, { groupSize: run.m.task.startsWith("squad") ? 12 : 32 }],
+      ["teacher = TA mask at √c", { teacher: "ta" }, {}],
+      ["sampling with replacement", {}, { withReplacement: true }],
+      ["stop tuning on failure", { onTuneFailure: "break" }, {}],
+      ["kwonCode preset (all of the above)", {
+        preset: "kwonCode",
+        fisherGroupSize: run.m.task.startsWith("squad") ? 12 : 32,
+      }, { groupSize: run.m.task.startsWith("squad") ? 12 : 32, withReplacement: true }],
+    ];
+    const vt: (string | number)[][] = [];
+    for (const [label, opts, fo] of variants) {
+      const cell = await cells.get(
+        {
+          kind: "preset",
+          model: run.m.dir,
+          stamp: run.stamp,
+          c: 0.4,
+          seed,
+          samples: s.samples,
+          dev: s.devLimit,
+          label,
+        },
+        () => pruneCell(run, seed, { budget: { flops: 0.4 }, ...opts }, ["tune"], fo),
+      );
+      vt.push([label, cell.metrics.tune]);
+      rows.push([run.m.name, run.m.task, label, 0.4, "", "", cell.metrics.tune]);
+    }
+    md.push(`METHOD.md deviations at 40% FLOPs:`, "", mdTable(["variant", "dev metric"], vt), "");
+  }
+  await Deno.mkdir(out, { recursive: true });
+  await writeAtomic(
+    `${out}/ablation.csv`,
+    csv(["model", "task", "variant", "flops_kept", "search", "rearrange", "tune"], rows),
+  );
+  await writeAtomic(`${out}/README.md`, md.join("\n"));
+  return md.join("\n");
+}
+
+async function latency(
+  runs: ModelRun[],
+  s: ExperimentSettings,
+  cells: Cells,
+  adapter: string,
+): Promise<string> {
+  const out = `${s.out}/latency`;
+  const rows: (string | number)[][] = [];
+  const md: string[] = [
+    await header(
+      "latency",
+      adapter,
+      s,
+      `- latency-constrained pruning (DP search on a LUT measured with our kernels), seed ${
+        s.seeds[0]
+      }`,
+    ),
+  ];
+  const seed = s.seeds[0];
+  for (const run of runs) {
+    const p = await run.p();
+    const base = await unprunedMetric(run, cells);
+    for (const [B, S] of [[32, 128], [1, 128]]) {
+      const t: (string | number)[][] = [];
+      const full = await cells.get({
+        kind: "latency-full",
+        model: run.m.dir,
+        stamp: run.stamp,
+        B,
+        S,
+        adapter,
+      }, () => measureModelLatency(p.model, { batch: B, seqLen: S }));
+      for (const c of LATENCY_GRID) {
+        const cell = await cells.get(
+          {
+            kind: "latency",
+            model: run.m.dir,
+            stamp: run.stamp,
+            c,
+            seed,
+            B,
+            S,
+            samples: s.samples,
+            dev: s.devLimit,
+            adapter,
+          },
+          async () => {
+            const table = await measureLatencyTable(p.model, { batch: B, seqLen: S });
+            const fisher = await run.fisher(seed);
+            const r = await prune(p.model, sampleBatches(p, s.samples, seed), {
+              budget: { latency: c },
+              seqLen: seqLenOf(p),
+              fisher,
+              latencyTable: table,
+            });
+            const measured = await measureModelLatency(r.compact!, { batch: B, seqLen: S });
+            const metric = (await evaluate(r.compact!, p.dev)).main;
+            const predictedFull = r.report.latency!.full;
+            r.compact!.release();
+            return {
+              predicted: r.report.latency!.predicted,
+              predictedFull,
+              measured,
+              metric,
+              macs: r.report.macs.ratio,
+            };
+          },
+        );
+        t.push([
+          `${Math.round(c * 100)}%`,
+          cell.predicted * 1000,
+          cell.measured * 1000,
+          full / cell.measured,
+          cell.macs,
+          cell.metric,
+        ]);
+        rows.push([
+          run.m.name,
+          run.m.task,
+          B,
+          S,
+          c,
+          cell.predicted,
+          cell.predictedFull,
+          full,
+          cell.measured,
+          full / cell.measured,
+          cell.macs,
+          cell.metric,
+        ]);
+        console.error(
+          `latency ${run.m.name} ${B}x${S} c=${c}: ×${(full / cell.measured).toFixed(2)} ${
+            cell.metric.toFixed(4)
+          }`,
+        );
+      }
+      md.push(
+        `## ${run.m.name}, batch ${B} × ${S} (unpruned: ${(full * 1000).toFixed(1)} ms, metric ${
+          base.toFixed(4)
+        })`,
+        "",
+      );
+      md.push(
+        mdTable([
+          "target (of measured)",
+          "LUT-predicted encoder (ms)",
+          "measured model (ms)",
+          "speedup",
+          "MACs kept",
+          "dev metric",
+        ], t),
+        "",
+      );
+    }
+  }
+  await Deno.mkdir(out, { recursive: true });
+  await writeAtomic(
+    `${out}/latency.csv`,
+    csv([
+      "model",
+      "task",
+      "batch",
+      "seq",
+      "target",
+      "lut_predicted_s",
+      "lut_full_s",
+      "measured_full_s",
+      "measured_s",
+      "speedup",
+      "macs_ratio",
+      "metric",
+    ], rows),
+  );
+  await writeAtomic(`${out}/README.md`, md.join("\n"));
+  return md.join("\n");
+}
+
+async function cost(
+  runs: ModelRun[],
+  s: ExperimentSettings,
+  cells: Cells,
+  adapter: string,
+): Promise<string> {
+  const out = `${s.out}/cost`;
+  const rows: (string | number)[][] = [];
+  const md: string[] = [
+    await header(
+      "cost",
+      adapter,
+      s,
+      "- pruning time per stage (seconds) at 50% FLOPs; retraining alternative = one measured epoch of fine-tuning the same model",
+    ),
+  ];
+  const seed = s.seeds[0];
+  const first = runs[0];
+  const sizes = [256, 512, 1024, 2048, 4096];
+  const t: (string | number)[][] = [];
+  for (const n of sizes) {
+    const cell = await cells.get({
+      kind: "cost",
+      model: first.m.dir,
+      stamp: first.stamp,
+      n,
+      seed,
+      adapter,
+    }, async () => {
+      const p = await first.p();
+      const r = await prune(p.model, sampleBatches(p, n, seed), {
+        budget: { flops: 0.5 },
+        seqLen: seqLenOf(p),
+      });
+      r.compact?.release();
+      return { ...r.report.seconds, samples: r.report.samples };
+    });
+    t.push([cell.samples, cell.fisher, cell.search, cell.rearrange, cell.tune, cell.pruning]);
+    rows.push([
+      first.m.name,
+      cell.samples,
+      cell.fisher,
+      cell.search,
+      cell.rearrange,
+      cell.tune,
+      cell.pruning,
+    ]);
+  }
+  md.push(
+    `## Stage times vs sample count (${first.m.name})`,
+    "",
+    mdTable(["samples", "Fisher", "search", "rearrange", "tune", "total"], t),
+    "",
+  );
+  const mt: (string | number)[][] = [];
+  for (const run of runs) {
+    const cell = await cells.get({
+      kind: "cost-model",
+      model: run.m.dir,
+      stamp: run.stamp,
+      samples: s.samples,
+      seed,
+      adapter,
+    }, async () => {
+      const p = await run.p();
+      const r = await prune(p.model, sampleBatches(p, s.samples, seed), {
+        budget: { flops: 0.5 },
+        seqLen: seqLenOf(p),
+      });
+      r.compact?.release();
+      const tmp = await Deno.makeTempDir();
+      const tr = await trainRun({
+        task: run.m.task,
+        data: s.data,
+        out: `${tmp}/m`,
+        init: run.m.dir,
+        epochs: 1,
+        evalEvery: 1e9,
+        mlmSteps: 0,
+        force: true,
+        log: () => {},
+      });
+      await Deno.remove(tmp, { recursive: true });
+      return {
+        pruning: r.report.seconds.pruning,
+        epoch: tr.seconds,
+        trainItems: tr.trainItems,
+        params: r.report.params.full,
+      };
+    });
+    mt.push([run.m.name, cell.params, cell.pruning, cell.epoch, cell.epoch / cell.pruning]);
+    rows.push([run.m.name, s.samples, "", "", "", "", cell.pruning, cell.epoch]);
+  }
+  md.push(
+    "## Pruning vs one epoch of retraining",
+    "",
+    mdTable([
+      "model",
+      "parameters",
+      `pruning (s, ${s.samples} samples)`,
+      "one fine-tuning epoch (s)",
+      "ratio",
+    ], mt),
+    "",
+  );
+  md.push(
+    "Retraining-based pruning methods fine-tune for several epochs; the ratio above is a lower bound of their cost over ours.",
+    "",
+  );
+  await Deno.mkdir(out, { recursive: true });
+  await writeAtomic(
+    `${out}/cost.csv`,
+    csv([
+      "model",
+      "samples",
+      "fisher_s",
+      "search_s",
+      "rearrange_s",
+      "tune_s",
+      "pruning_s",
+      "epoch_s",
+    ], rows),
+  );
+  await writeAtomic(`${out}/README.md`, md.join("\n"));
+  return md.join("\n");
+}
+
+if (import.meta.main) {
+  await runCli(async () => {
+    const { values, positionals } = parseArgs({
+      args: Deno.args,
+      allowPositionals: true,
+      options: {
+        models: { type: "string", default: "zoo" },
+        tasks: { type: "string" },
+        out: { type: "string", default: "results" },
+        samples: { type: "string", default: "512" },
+        seeds: { type: "string", default: "0,1,2" },
+        "dev-limit": { type: "string", default: "0" },
+        data: { type: "string" },
+        margin: { type: "string", default: "0.02" },
+      },
+    });
+    const name = positionals[0];
+    if (!name || (name !== "all" && !NAMES.includes(name))) {
+      throw new InvalidArgumentError(
+        `usage: deno task experiment <${
+          [...NAMES, "all"].join("|")
+        }> [--models DIR] [--tasks a,b] [--out DIR]`,
+      );
+    }
+    const s: ExperimentSettings = {
+      models: values.models!,
+      out: values.out!,
+      tasks: values.tasks ? values.tasks.split(",") : [],
+      samples: Number(values.samples),
+      seeds: values.seeds!.split(",").map(Number),
+      devLimit: Number(values["dev-limit"]),
+      data: values.data,
+      margin: Number(values.margin),
+    };
+    const gpu = await getGpu();
+    const adapter = gpu.adapter.summary;
+    const models = await discoverModels(s);
+    const runs = await Promise.all(
+      models.map(async (m) => new ModelRun(m, s, await modelStamp(m.dir))),
+    );
+    const cells = new Cells(`${s.out}/cells`);
+    const todo = name === "all" ? NAMES : [name];
+    const sections: string[] = [];
+    for (const n of todo) {
+      console.error(`experiment ${n}: ${runs.map((r) => r.m.name).join(", ")}`);
+      if (n === "accuracy-vs-flops") sections.push(await accuracyVsFlops(runs, s, cells, adapter));
+      if (n === "label-free") sections.push(await accuracyVsFlops(runs, s, cells, adapter, true));
+      if (n === "ablation") sections.push(await ablation(runs, s, cells, adapter));
+      if (n === "latency") sections.push(await latency(runs, s, cells, adapter));
+      if (n === "cost") sections.push(await cost(runs, s, cells, adapter));
+    }
+    for (const r of runs) r.release();
+    if (name === "all") await updateReadme(s, todo);
+    console.log(`results in ${s.out}/`);
+  });
+}
+
+/** Replaces the README's results section with links and the headline tables. */
+async function updateReadme(s: ExperimentSettings, names: string[]): Promise<void> {
+  const start = "<!-- results:start -->", end = "<!-- results:end -->";
+  let readme: string;
+  try {
+    readme = await Deno.readTextFile("README.md");
+  } catch {
+    return;
+  }
+  const body: string[] = [
+    start,
+    "",
+    `Regenerated by \`deno task experiment all\` (files under \`${s.out}/\`).`,
+    "",
+  ];
+  for (const n of names) {
+    try {
+      const md = await Deno.readTextFile(`${s.out}/${n}/README.md`);
+      body.push(
+        md.replace(/^# Experiment: /m, "### ").replace(
+          /\]\(([\w.-]+\.svg)\)/g,
+          `](${s.out}/${n}/$1)`,
+        ),
+        "",
+      );
+    } catch { /* not run */ }
+  }
+  body.push(end);
+  const i = readme.indexOf(start), j = readme.indexOf(end);
+  const next = i >= 0 && j > i
+    ? readme.slice(0, i) + body.join("\n") + readme.slice(j + end.length)
+    : readme + "\n## Results\n\n" + body.join("\n") + "\n";
+  await writeAtomic("README.md", next);
+}

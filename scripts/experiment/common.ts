@@ -1,0 +1,248 @@
+/**
+ * Shared plumbing of the reproducibility experiments: model discovery in a zoo directory, sample
+ * sets and dev data per model, a content-addressed cell cache (so reruns are incremental and an
+ * interrupted run resumes), atomic output writing, and Markdown/CSV helpers.
+ * @module
+ */
+import { makeBatches } from "../../lib/data/batch.ts";
+import { loadTask, type TaskData } from "../../lib/data/tasks.ts";
+import { InvalidArgumentError } from "../../lib/errors.ts";
+import type { ModelInput } from "../../lib/model/inputs.ts";
+import { loadCheckpoint, type Model } from "../../lib/model/model.ts";
+import { parseConfig } from "../../lib/model/config.ts";
+import { loadTokenizer, type WordPieceTokenizer } from "../../lib/text/wordpiece.ts";
+import { sampleIndices, sampleWithReplacement } from "../../lib/util/pcg32.ts";
+
+/** A model of the zoo (or a user checkpoint) and its task. */
+export interface ZooModel {
+  /** Short name, e.g. "bert-sst2". */
+  name: string;
+  /** Checkpoint directory. */
+  dir: string;
+  /** Task name. */
+  task: string;
+  /** "bert" or "distilbert". */
+  arch: string;
+  /** Dev metric recorded at training time (if any). */
+  trained?: number;
+  /** Trivial baseline recorded at training time (if any). */
+  baseline?: number;
+}
+
+/** Experiment-wide settings (defaults chosen so `experiment all` fits ~3 h on a 2-core CPU). */
+export interface ExperimentSettings {
+  /** Models directory. */
+  models: string;
+  /** Output directory. */
+  out: string;
+  /** Tasks to include (empty = all found). */
+  tasks: string[];
+  /** Sample-set size. */
+  samples: number;
+  /** Seeds of the sample set. */
+  seeds: number[];
+  /** Dev examples evaluated per cell (0 = all). */
+  devLimit: number;
+  /** Data directory (default ../shared/data). */
+  data?: string;
+  /** Minimum margin over the trivial baseline for a zoo model to count. */
+  margin: number;
+}
+
+/** Finds checkpoints under `dir` (any subfolder with config.json), with their task. */
+export async function discoverModels(s: ExperimentSettings): Promise<ZooModel[]> {
+  const out: ZooModel[] = [];
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(s.models)].sort((a, b) => a.name.localeCompare(b.name));
+  } catch {
+    throw new InvalidArgumentError(
+      `no models directory ${s.models}: train the zoo first (deno task zoo) or pass --models`,
+    );
+  }
+  for (const e of entries) {
+    if (!e.isDirectory) continue;
+    const dir = `${s.models}/${e.name}`;
+    let config;
+    try {
+      config = parseConfig(
+        JSON.parse(await Deno.readTextFile(`${dir}/config.json`)),
+        `${dir}/config.json`,
+      );
+    } catch {
+      continue;
+    }
+    let task: string | undefined, trained: number | undefined, baseline: number | undefined;
+    try {
+      const m = JSON.parse(await Deno.readTextFile(`${dir}/metrics.json`));
+      task = m.task;
+      trained = m.best?.main;
+      baseline = m.baseline?.main;
+    } catch {
+      task = e.name.split("-").pop();
+    }
+    if (!task) continue;
+    if (s.tasks.length && !s.tasks.includes(task)) continue;
+    if (trained !== undefined && baseline !== undefined && !(trained >= baseline + s.margin)) {
+      console.error(
+        `skipping ${e.name}: dev ${trained.toFixed(4)} does not beat its trivial baseline ${
+          baseline.toFixed(4)
+        } by ${s.margin}`,
+      );
+      continue;
+    }
+    out.push({ name: e.name, dir, task, arch: config.arch, trained, baseline });
+  }
+  if (out.length === 0) throw new InvalidArgumentError(`no usable models found in ${s.models}`);
+  return out;
+}
+
+/** Loaded model with its data. */
+export interface Prepared {
+  /** The model on the GPU. */
+  model: Model;
+  /** Its tokenizer. */
+  tok: WordPieceTokenizer;
+  /** Encoded train split. */
+  train: TaskData;
+  /** Encoded dev split (possibly limited). */
+  dev: TaskData;
+}
+
+/** Loads a model and its train/dev data. */
+export async function prepare(m: ZooModel, s: ExperimentSettings): Promise<Prepared> {
+  const model = await loadCheckpoint(m.dir);
+  const tok = await loadTokenizer(m.dir);
+  const squad = m.task.startsWith("squad");
+  const train = await loadTask(tok, m.task, "train", { data: s.data });
+  const dev = await loadTask(tok, m.task, squad ? "heldout" : "dev", {
+    data: s.data,
+    limit: s.devLimit || undefined,
+  });
+  return { model, tok, train, dev };
+}
+
+/** The sample set of a seed: batches of the train split in the seeded order. */
+export function sampleBatches(
+  p: Prepared,
+  samples: number,
+  seed: number,
+  withReplacement = false,
+): ModelInput[] {
+  const n = p.train.items.length;
+  const order = withReplacement
+    ? Array.from(sampleWithReplacement(n, samples, seed) as ArrayLike<number>)
+    : Array.from(sampleIndices(n, samples, seed).indices);
+  return makeBatches(p.train.items, p.dev.kind === "squad" ? 12 : 32, {
+    order,
+    padId: p.tok.padId,
+  });
+}
+
+/** FNV-1a hash of a string (cell keys). */
+export function hashKey(s: string): string {
+  let h1 = 0x811c9dc5, h2 = 0x01000193;
+  for (let i = 0; i < s.length; i++) {
+    h1 = Math.imul(h1 ^ s.charCodeAt(i), 0x01000193) >>> 0;
+    h2 = Math.imul(h2 ^ s.charCodeAt(i), 0x5bd1e995) >>> 0;
+  }
+  return h1.toString(16).padStart(8, "0") + h2.toString(16).padStart(8, "0");
+}
+
+/** Identity of a checkpoint's content (size + mtime of its files), part of cell keys. */
+export async function modelStamp(dir: string): Promise<string> {
+  const parts: string[] = [];
+  for (const f of ["config.json", "model.safetensors"]) {
+    try {
+      const st = await Deno.stat(`${dir}/${f}`);
+      parts.push(`${f}:${st.size}:${st.mtime?.getTime() ?? 0}`);
+    } catch { /* absent */ }
+  }
+  return parts.join(",");
+}
+
+/** A cache of finished cells under `<out>/cells/`. */
+export class Cells {
+  /** Creates the cache in `dir`. */
+  constructor(readonly dir: string) {}
+
+  /** Returns the cached value of `key`, or computes, stores and returns it. */
+  async get<T>(keyObj: unknown, compute: () => Promise<T>): Promise<T> {
+    const key = hashKey(JSON.stringify(keyObj));
+    const file = `${this.dir}/${key}.json`;
+    try {
+      return JSON.parse(await Deno.readTextFile(file)).value as T;
+    } catch { /* not cached */ }
+    const value = await compute();
+    await Deno.mkdir(this.dir, { recursive: true });
+    const tmp = `${file}.tmp-${Deno.pid}`;
+    await Deno.writeTextFile(tmp, JSON.stringify({ key: keyObj, value }));
+    await Deno.rename(tmp, file);
+    return value;
+  }
+}
+
+/** Writes a file atomically (temp + rename). */
+export async function writeAtomic(path: string, text: string): Promise<void> {
+  const tmp = `${path}.tmp-${Deno.pid}`;
+  await Deno.writeTextFile(tmp, text);
+  await Deno.rename(tmp, path);
+}
+
+/** Mean and (sample) standard deviation. */
+export function meanStd(xs: number[]): { mean: number; std: number } {
+  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+  const v = xs.length > 1 ? xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1) : 0;
+  return { mean, std: Math.sqrt(v) };
+}
+
+/** A Markdown table. */
+export function mdTable(header: string[], rows: (string | number)[][]): string {
+  const f = (
+    x: string | number,
+  ) => (typeof x === "number" ? (Number.isInteger(x) ? `${x}` : x.toFixed(4)) : x);
+  return [
+    `| ${header.join(" | ")} |`,
+    `|${header.map(() => "---").join("|")}|`,
+    ...rows.map((r) => `| ${r.map(f).join(" | ")} |`),
+  ].join("\n");
+}
+
+/** CSV text (values quoted when needed). */
+export function csv(header: string[], rows: (string | number)[][]): string {
+  const q = (x: string | number) => {
+    const s = String(x);
+    return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  };
+  return [header.join(","), ...rows.map((r) => r.map(q).join(","))].join("\n") + "\n";
+}
+
+/** The Markdown header every experiment writes: command, adapter, commit, settings. */
+export async function header(
+  name: string,
+  adapter: string,
+  s: ExperimentSettings,
+  extra = "",
+): Promise<string> {
+  let commit = "unknown";
+  try {
+    const r = await new Deno.Command("git", {
+      args: ["rev-parse", "--short", "HEAD"],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    if (r.code === 0) commit = new TextDecoder().decode(r.stdout).trim();
+  } catch { /* no git */ }
+  return [
+    `# Experiment: ${name}`,
+    "",
+    `- command: \`deno task experiment ${Deno.args.join(" ")}\``,
+    `- adapter: ${adapter}`,
+    `- commit: ${commit}`,
+    `- models: ${s.models}; samples: ${s.samples} per seed, seeds ${
+      s.seeds.join(", ")
+    }; dev examples per cell: ${s.devLimit || "all"}`,
+    extra,
+    "",
+  ].join("\n");
+}
