@@ -66,6 +66,7 @@ export async function requestDevice(): Promise<
   if (typeof navigator === "undefined" || !("gpu" in navigator) || !navigator.gpu) {
     throw new NoAdapterError(INSTALL_HINT);
   }
+  quietRuntimeDirWarning();
   let adapter: GPUAdapter | null = null;
   try {
     adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
@@ -87,4 +88,17 @@ export async function requestDevice(): Promise<
   };
   const device = await adapter.requestDevice({ requiredLimits });
   return { adapter, device, description: describeAdapter(adapter) };
+}
+
+/**
+ * Mesa's window-system code prints "XDG_RUNTIME_DIR is invalid or not set" when the variable is
+ * missing, though compute never needs it; point it at the temp directory before the adapter
+ * request (only when unset, and only if env access is allowed).
+ */
+function quietRuntimeDirWarning(): void {
+  try {
+    if (!Deno.env.get("XDG_RUNTIME_DIR")) Deno.env.set("XDG_RUNTIME_DIR", "/tmp");
+  } catch {
+    // no --allow-env: leave it
+  }
 }
