@@ -203,23 +203,54 @@ export function attentionForward(
   st: Partial<LayerState>,
   o: PassOptions = {},
 ): void {
+  attentionContext(model, l, x, batch, st, o);
+  attentionOutput(model, l, x, batch, headMask, st, o);
+}
+
+/** First half of the MHA sub-layer: q, k, v, probabilities and the unmasked context P_hV_h. */
+export function attentionContext(
+  model: Model,
+  l: number,
+  x: Tensor,
+  batch: BatchTensors,
+  st: Partial<LayerState>,
+  o: PassOptions = {},
+): void {
+  const c = model.config;
+  const { B, S } = batch;
+  const H = model.heads(l), dh = c.headDim;
+  if (H === 0) return;
+  const qkv = linear(x, model.param(`l${l}.qkv.w`), model.param(`l${l}.qkv.b`));
+  st.q = splitHeads(qkv, B, S, H, dh, 0);
+  st.k = splitHeads(qkv, B, S, H, dh, H * dh);
+  st.v = splitHeads(qkv, B, S, H, dh, 2 * H * dh);
+  qkv.release();
+  const scores = matmul(st.q, st.k, { transB: true });
+  st.probs = softmaxMasked(scores, batch.keyMask, H, 1 / Math.sqrt(dh), c.arch);
+  scores.release();
+  st.probsDropped = drop(st.probs, c.attentionDropout, o, siteSeed(o, l, 1));
+  st.ctx = matmul(st.probsDropped, st.v);
+}
+
+/**
+ * Second half of the MHA sub-layer, from `st.ctx`: head mask, merge, W_o, residual and LN₁
+ * (fills merged, sum1, mean1, rstd1, u). With 0 heads, U = LN₁(X + b_o).
+ */
+export function attentionOutput(
+  model: Model,
+  l: number,
+  x: Tensor,
+  batch: BatchTensors,
+  headMask: Tensor | undefined,
+  st: Partial<LayerState>,
+  o: PassOptions = {},
+): void {
   const c = model.config;
   const { B, S } = batch;
   const H = model.heads(l), dh = c.headDim;
   let attn: Tensor;
   if (H > 0) {
-    const qkv = linear(x, model.param(`l${l}.qkv.w`), model.param(`l${l}.qkv.b`));
-    st.q = splitHeads(qkv, B, S, H, dh, 0);
-    st.k = splitHeads(qkv, B, S, H, dh, H * dh);
-    st.v = splitHeads(qkv, B, S, H, dh, 2 * H * dh);
-    qkv.release();
-    const scores = matmul(st.q, st.k, { transB: true });
-    st.probs = softmaxMasked(scores, batch.keyMask, H, 1 / Math.sqrt(dh), c.arch);
-    scores.release();
-    st.probsDropped = drop(st.probs, c.attentionDropout, o, siteSeed(o, l, 1));
-    const ctx = matmul(st.probsDropped, st.v);
-    st.ctx = ctx;
-    const ctxRows = ctx.view([B * H, S * dh]);
+    const ctxRows = st.ctx!.view([B * H, S * dh]);
     const masked = headMask ? scaleRows(ctxRows, headMask) : ctxRows;
     st.merged = mergeHeads(masked.view([B * H, S, dh]), B, S, H);
     if (masked !== ctxRows) masked.release();
@@ -231,12 +262,7 @@ export function attentionForward(
   st.sum1 = add(attnD, x);
   if (attnD !== attn) attnD.release();
   attn.release();
-  const ln1 = layerNorm(
-    st.sum1,
-    model.param(`l${l}.ln1.g`),
-    model.param(`l${l}.ln1.b`),
-    c.layerNormEps,
-  );
+  const ln1 = layerNorm(st.sum1, model.param(`l${l}.ln1.g`), model.param(`l${l}.ln1.b`), c.layerNormEps);
   st.mean1 = ln1.mean;
   st.rstd1 = ln1.rstd;
   st.u = ln1.y;

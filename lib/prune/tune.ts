@@ -15,11 +15,16 @@ import { matmul } from "../ops/matmul.ts";
 import { sumRows } from "../ops/reduce.ts";
 import { addRowVector } from "../ops/rows.ts";
 import {
+  attentionContext,
+  attentionOutput,
   embeddingsForward,
+  ffnForward,
   layerForward,
   type LayerState,
   releaseLayerState,
 } from "../model/encoder.ts";
+import { gelu, relu } from "../ops/activation.ts";
+import { linear } from "../ops/matmul.ts";
 import { type BatchTensors, type ModelInput, uploadBatch } from "../model/inputs.ts";
 import type { Model } from "../model/model.ts";
 import type { OnProgress } from "../util/progress.ts";
@@ -168,9 +173,9 @@ export async function tuneMasks(
     xs.push(e.out);
     for (const t of [e.sum, e.mean, e.rstd]) t.release();
   }
-  const runLayer = (l: number, x: Tensor, b: number, m: MaskSet, maskFfn = true): LayerState => {
-    const hm = uploadLayerMask(model, bt[b].B, m.head, l * H, H, true);
-    const fm = maskFfn ? uploadLayerMask(model, bt[b].B, m.ffn, l * F, F, false) : undefined;
+  const runLayer = (l: number, x: Tensor, b: number, m: MaskSet | undefined, maskFfn = true): LayerState => {
+    const hm = m ? uploadLayerMask(model, bt[b].B, m.head, l * H, H, true) : undefined;
+    const fm = m && maskFfn ? uploadLayerMask(model, bt[b].B, m.ffn, l * F, F, false) : undefined;
     const st = layerForward(model, l, x, bt[b], hm, fm, {});
     hm?.release();
     fm?.release();
@@ -197,60 +202,58 @@ export async function tuneMasks(
     }
     const lastCls = l === L - 1 && c.head !== "qa";
 
-    // ---- MHA
+    // ---- MHA: one attention pass of the student with its current (binary) head mask; the
+    // unmasked per-head context is kept for the FFN pass, so attention runs once per layer.
     const keptHeads = [...Array(H).keys()].filter((h) => keep.head[l * H + h] === 1);
-    if (stopped || keptHeads.length === 0 || (l === 0 && !o.tuneFirstMha)) {
+    const ctxs: (Tensor | undefined)[] = [];
+    const tuneMha = !stopped && keptHeads.length > 0 && (l > 0 || !!o.tuneFirstMha);
+    const hd = H * dh;
+    const wo = model.param(`l${l}.o.w`);
+    const negBo = tuneMha ? scale(model.param(`l${l}.o.b`), -1) : undefined;
+    const Gacc = new Float64Array(tuneMha ? hd * hd : 0), qAcc = new Float64Array(hd), cAcc = new Float64Array(hd);
+    let rSum = 0, rrMha = 0, tokens = 0;
+    for (let b = 0; b < bt.length; b++) {
+      const st: Partial<LayerState> = {};
+      attentionContext(model, l, xs[b], bt[b], st);
+      ctxs.push(st.ctx);
+      for (const t of [st.q, st.k, st.v, st.probs]) t?.release();
+      if (!tuneMha) continue;
+      const rows = o.clsOnlyLastMha && lastCls ? clsRows[b] : tokenRows[b];
+      tokens += o.clsOnlyLastMha && lastCls ? bt[b].B : realTokens[b];
+      const merged = mergeHeads(st.ctx!, bt[b].B, bt[b].S, H);
+      const ctxM = scaleRows(merged, rows);
+      merged.release();
+      const r0 = axpby(tSum1[b], xs[b], 1, -1);
+      const r1 = addRowVector(r0, negBo!);
+      const R = scaleRows(r1, rows);
+      r0.release();
+      r1.release();
+      const RW = matmul(R, wo); // [T, d]·[d, hd]
+      const prod = mul(ctxM, RW);
+      const R2 = mul(R, R);
+      const [a, q, cc, rsv, rqv] = await readAll(
+        [matmul(ctxM, ctxM, { transA: true }), sumRows(prod), sumRows(ctxM), sumRows(R), sumRows(R2)],
+        true,
+      );
+      for (let i = 0; i < a.length; i++) Gacc[i] += a[i];
+      for (let i = 0; i < hd; i++) {
+        qAcc[i] += q[i];
+        cAcc[i] += cc[i];
+      }
+      for (const v of rsv) rSum += v;
+      for (const v of rqv) rrMha += v;
+      for (const t of [ctxM, R, RW, prod, R2]) t.release();
+    }
+    negBo?.release();
+    if (!tuneMha) {
       report.push({
         layer: l,
         kind: "mha",
         status: "skipped",
         units: keptHeads.length,
-        reason: stopped
-          ? "tuning stopped earlier"
-          : keptHeads.length === 0
-          ? "no kept heads"
-          : "first layer (tuneFirstMha off)",
+        reason: stopped ? "tuning stopped earlier" : keptHeads.length === 0 ? "no kept heads" : "first layer (tuneFirstMha off)",
       });
     } else {
-      const hd = H * dh;
-      const wo = model.param(`l${l}.o.w`);
-      const negBo = scale(model.param(`l${l}.o.b`), -1);
-      let Gacc = new Float64Array(hd * hd),
-        qAcc = new Float64Array(hd),
-        cAcc = new Float64Array(hd);
-      let rSum = 0, rr = 0, tokens = 0;
-      for (let b = 0; b < bt.length; b++) {
-        const st = runLayer(l, xs[b], b, cur);
-        const rows = o.clsOnlyLastMha && lastCls ? clsRows[b] : tokenRows[b];
-        tokens += o.clsOnlyLastMha && lastCls ? bt[b].B : realTokens[b];
-        const merged = mergeHeads(st.ctx!, bt[b].B, bt[b].S, H);
-        const ctxM = scaleRows(merged, rows);
-        merged.release();
-        const r0 = axpby(tSum1[b], xs[b], 1, -1);
-        const r1 = addRowVector(r0, negBo);
-        const R = scaleRows(r1, rows);
-        r0.release();
-        r1.release();
-        const Ab = matmul(ctxM, ctxM, { transA: true });
-        const RW = matmul(R, wo); // [T, d]·[d, hd]
-        const prod = mul(ctxM, RW);
-        const qv = sumRows(prod);
-        const cs = sumRows(ctxM);
-        const R2 = mul(R, R);
-        const rs = sumRows(R);
-        const rq = sumRows(R2);
-        const [a, q, cc, rsv, rqv] = await readAll([Ab, qv, cs, rs, rq]);
-        for (let i = 0; i < a.length; i++) Gacc[i] += a[i];
-        for (let i = 0; i < hd; i++) {
-          qAcc[i] += q[i];
-          cAcc[i] += cc[i];
-        }
-        for (const v of rsv) rSum += v;
-        for (const v of rqv) rr += v;
-        for (const t of [ctxM, R, Ab, RW, prod, qv, cs, R2, rs, rq]) t.release();
-        releaseLayerState(st, true);
-      }
-      negBo.release();
       const [W, wcol] = await readAll([matmul(wo, wo, { transA: true }), sumRows(wo)], true);
       const k = keptHeads.length;
       const G = new Float64Array(k * k), q = new Float64Array(k), gBeta = new Float64Array(k);
@@ -260,102 +263,84 @@ export async function tuneMasks(
           gBeta[a] += cAcc[i] * wcol[i];
         }
         keptHeads.forEach((g, bIdx) => {
-          let s = 0;
+          let sum = 0;
           for (let i = h * dh; i < (h + 1) * dh; i++) {
-            for (let j = g * dh; j < (g + 1) * dh; j++) s += Gacc[i * hd + j] * W[i * hd + j];
+            for (let j = g * dh; j < (g + 1) * dh; j++) sum += Gacc[i * hd + j] * W[i * hd + j];
           }
-          G[a * k + bIdx] = s;
+          G[a * k + bIdx] = sum;
         });
       });
-      Gacc = qAcc = cAcc = new Float64Array(0);
-      const res = solveMaskLs(G, q, rr, {
-        lambda,
-        intercept: { gBeta, gBetaBeta: tokens * d, qBeta: rSum },
-      });
-      report.push({
-        layer: l,
-        kind: "mha",
-        status: res.accepted ? "tuned" : "rejected",
-        reason: res.reason,
-        units: k,
-        e1: res.e1,
-        ev: res.ev,
-        min: res.min,
-        max: res.max,
-      });
+      const res = solveMaskLs(G, q, rrMha, { lambda, intercept: { gBeta, gBetaBeta: tokens * d, qBeta: rSum } });
+      report.push({ layer: l, kind: "mha", status: res.accepted ? "tuned" : "rejected", reason: res.reason, units: k, e1: res.e1, ev: res.ev, min: res.min, max: res.max });
       if (res.accepted) keptHeads.forEach((h, a) => (cur.head[l * H + h] = res.x[a]));
       else if ((o.onTuneFailure ?? "skip") === "break") stopped = true;
     }
     o.onProgress?.(2 * l + 1, total);
 
-    // ---- FFN
+    // ---- FFN: the student's U with the tuned head mask, from the kept context
     const keptNeurons = [...Array(F).keys()].filter((j) => keep.ffn[l * F + j] === 1);
-    if (stopped || keptNeurons.length === 0) {
-      report.push({
-        layer: l,
-        kind: "ffn",
-        status: "skipped",
-        units: keptNeurons.length,
-        reason: stopped ? "tuning stopped earlier" : "no kept neurons",
-      });
+    const tuneFfn = !stopped && keptNeurons.length > 0;
+    const us: Tensor[] = [];
+    const w2 = model.param(`l${l}.ffn2.w`);
+    const negB2 = tuneFfn ? scale(model.param(`l${l}.ffn2.b`), -1) : undefined;
+    const GaccF = new Float64Array(tuneFfn ? F * F : 0), qAccF = new Float64Array(F);
+    let rrFfn = 0;
+    for (let b = 0; b < bt.length; b++) {
+      const hm = uploadLayerMask(model, bt[b].B, cur.head, l * H, H, true);
+      const st: Partial<LayerState> = { ctx: ctxs[b] };
+      attentionOutput(model, l, xs[b], bt[b], hm, st);
+      hm?.release();
+      ctxs[b]?.release();
+      for (const t of [st.merged, st.sum1, st.mean1, st.rstd1]) t?.release();
+      us.push(st.u!);
+      if (!tuneFfn) continue;
+      const rows = lastCls ? clsRows[b] : tokenRows[b];
+      const h = linear(st.u!, model.param(`l${l}.ffn1.w`), model.param(`l${l}.ffn1.b`));
+      const z = c.hiddenAct === "relu" ? relu(h) : gelu(h);
+      h.release();
+      const zM = scaleRows(z, rows);
+      z.release();
+      const r0 = axpby(tSum2[b], st.u!, 1, -1);
+      const r1 = addRowVector(r0, negB2!);
+      const R = scaleRows(r1, rows);
+      r0.release();
+      r1.release();
+      const RW = matmul(R, w2); // [T, d]·[d, F]
+      const prod = mul(zM, RW);
+      const R2 = mul(R, R);
+      const [a, q, rqv] = await readAll([matmul(zM, zM, { transA: true }), sumRows(prod), sumRows(R2)], true);
+      for (let i = 0; i < a.length; i++) GaccF[i] += a[i];
+      for (let i = 0; i < F; i++) qAccF[i] += q[i];
+      for (const v of rqv) rrFfn += v;
+      for (const t of [zM, R, RW, prod, R2]) t.release();
+    }
+    negB2?.release();
+    if (!tuneFfn) {
+      report.push({ layer: l, kind: "ffn", status: "skipped", units: keptNeurons.length, reason: stopped ? "tuning stopped earlier" : "no kept neurons" });
     } else {
-      const w2 = model.param(`l${l}.ffn2.w`);
-      const negB2 = scale(model.param(`l${l}.ffn2.b`), -1);
-      const Gacc = new Float64Array(F * F), qAcc = new Float64Array(F);
-      let rr = 0;
-      for (let b = 0; b < bt.length; b++) {
-        const st = runLayer(l, xs[b], b, cur);
-        const rows = lastCls ? clsRows[b] : tokenRows[b];
-        const zM = scaleRows(st.z!, rows);
-        const r0 = axpby(tSum2[b], st.u, 1, -1);
-        const r1 = addRowVector(r0, negB2);
-        const R = scaleRows(r1, rows);
-        r0.release();
-        r1.release();
-        const Ab = matmul(zM, zM, { transA: true });
-        const RW = matmul(R, w2); // [T, d]·[d, F]
-        const prod = mul(zM, RW);
-        const qv = sumRows(prod);
-        const R2 = mul(R, R);
-        const rq = sumRows(R2);
-        const [a, q, rqv] = await readAll([Ab, qv, rq]);
-        for (let i = 0; i < a.length; i++) Gacc[i] += a[i];
-        for (let i = 0; i < F; i++) qAcc[i] += q[i];
-        for (const v of rqv) rr += v;
-        for (const t of [zM, R, Ab, RW, prod, qv, R2, rq]) t.release();
-        releaseLayerState(st, true);
-      }
-      negB2.release();
       const [W] = await readAll([matmul(w2, w2, { transA: true })], true);
       const k = keptNeurons.length;
       const G = new Float64Array(k * k), q = new Float64Array(k);
       keptNeurons.forEach((i, a) => {
-        q[a] = qAcc[i];
-        keptNeurons.forEach((j, bIdx) => (G[a * k + bIdx] = Gacc[i * F + j] * W[i * F + j]));
+        q[a] = qAccF[i];
+        keptNeurons.forEach((j, bIdx) => (G[a * k + bIdx] = GaccF[i * F + j] * W[i * F + j]));
       });
-      const res = solveMaskLs(G, q, rr, { lambda });
-      report.push({
-        layer: l,
-        kind: "ffn",
-        status: res.accepted ? "tuned" : "rejected",
-        reason: res.reason,
-        units: k,
-        e1: res.e1,
-        ev: res.ev,
-        min: res.min,
-        max: res.max,
-      });
+      const res = solveMaskLs(G, q, rrFfn, { lambda });
+      report.push({ layer: l, kind: "ffn", status: res.accepted ? "tuned" : "rejected", reason: res.reason, units: k, e1: res.e1, ev: res.ev, min: res.min, max: res.max });
       if (res.accepted) keptNeurons.forEach((j, a) => (cur.ffn[l * F + j] = res.x[a]));
       else if ((o.onTuneFailure ?? "skip") === "break") stopped = true;
     }
     o.onProgress?.(2 * l + 2, total);
 
-    // ---- advance both models to layer l + 1
+    // ---- advance both models to layer l + 1 (the student's FFN with its tuned mask)
     const nextXs: Tensor[] = [];
     for (let b = 0; b < bt.length; b++) {
-      const st = runLayer(l, xs[b], b, cur);
-      nextXs.push(st.y);
-      releaseLayerState(st);
+      const fm = uploadLayerMask(model, bt[b].B, cur.ffn, l * F, F, false);
+      const st: Partial<LayerState> = {};
+      ffnForward(model, l, us[b], bt[b], fm, st);
+      fm?.release();
+      nextXs.push(st.y!);
+      for (const t of new Set([st.h, st.z, st.zm, st.sum2, st.mean2, st.rstd2, us[b]])) t?.release();
     }
     for (let b = 0; b < bt.length; b++) {
       if (xs[b] !== xt[b]) xs[b].release();
