@@ -24,7 +24,9 @@ export async function assertRejects<E extends Error>(
     await fn();
   } catch (e) {
     assert(e instanceof cls, `expected ${cls.name}, got ${e}`);
-    if (includes) assert(String(e.message).includes(includes), `message "${e.message}" lacks "${includes}"`);
+    if (includes) {
+      assert(String(e.message).includes(includes), `message "${e.message}" lacks "${includes}"`);
+    }
     return e;
   }
   throw new Error(`expected ${cls.name} to be thrown`);
@@ -40,7 +42,10 @@ export function assertClose(
   rtol = 0,
   label = "",
 ): void {
-  assert(actual.length === expected.length, `${label}: length ${actual.length} vs ${expected.length}`);
+  assert(
+    actual.length === expected.length,
+    `${label}: length ${actual.length} vs ${expected.length}`,
+  );
   let worst = -1;
   let worstExcess = 0;
   for (let i = 0; i < actual.length; i++) {
@@ -53,7 +58,9 @@ export function assertClose(
   }
   assert(
     worst < 0,
-    `${label}: element ${worst}: ${actual[worst]} vs ${expected[worst]} (atol ${atol}, rtol ${rtol})`,
+    `${label}: element ${worst}: ${actual[worst]} vs ${
+      expected[worst]
+    } (atol ${atol}, rtol ${rtol})`,
   );
 }
 

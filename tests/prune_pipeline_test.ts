@@ -83,7 +83,7 @@ function smallConfig(
   });
 }
 
-async function randomModel(
+function randomModel(
   arch: "bert" | "distilbert",
   head: "classification" | "regression" | "qa",
   seed: number,

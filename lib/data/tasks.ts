@@ -20,7 +20,7 @@ import {
 } from "./squad.ts";
 
 /** Every task name fastprune knows. */
-export const TASK_NAMES = [...Object.keys(GLUE_TASKS), "squad", "squad_v2"];
+export const TASK_NAMES: string[] = [...Object.keys(GLUE_TASKS), "squad", "squad_v2"];
 
 /** A split of a task, encoded. */
 export interface TaskData {

@@ -173,7 +173,9 @@ export class Gpu {
     const bytes = n * 4;
     if (bytes > this.limits.maxStorageBufferBindingSize) {
       throw new DeviceLimitError(
-        `tensor [${shape.join(", ")}] needs ${bytes} bytes, over this device's storage binding limit of ${this.limits.maxStorageBufferBindingSize} bytes: use a smaller batch or sequence length`,
+        `tensor [${
+          shape.join(", ")
+        }] needs ${bytes} bytes, over this device's storage binding limit of ${this.limits.maxStorageBufferBindingSize} bytes: use a smaller batch or sequence length`,
       );
     }
     return bytes;
@@ -319,7 +321,13 @@ export class Gpu {
     if (!this.#encoder) return;
     const enc = this.#endPass();
     if (this.#arenaUsed > 0) {
-      this.device.queue.writeBuffer(this.#arena, 0, this.#arenaData, 0, this.#arenaUsed * PARAM_SLOT_BYTES);
+      this.device.queue.writeBuffer(
+        this.#arena,
+        0,
+        this.#arenaData,
+        0,
+        this.#arenaUsed * PARAM_SLOT_BYTES,
+      );
     }
     this.device.queue.submit([enc.finish()]);
     this.counters.submits++;

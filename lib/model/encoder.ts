@@ -262,7 +262,12 @@ export function attentionOutput(
   st.sum1 = add(attnD, x);
   if (attnD !== attn) attnD.release();
   attn.release();
-  const ln1 = layerNorm(st.sum1, model.param(`l${l}.ln1.g`), model.param(`l${l}.ln1.b`), c.layerNormEps);
+  const ln1 = layerNorm(
+    st.sum1,
+    model.param(`l${l}.ln1.g`),
+    model.param(`l${l}.ln1.b`),
+    c.layerNormEps,
+  );
   st.mean1 = ln1.mean;
   st.rstd1 = ln1.rstd;
   st.u = ln1.y;

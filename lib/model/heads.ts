@@ -76,7 +76,7 @@ export function headForward(
 export function headBackward(
   model: Model,
   st: HeadState,
-  y: Tensor,
+  _y: Tensor,
   batch: BatchTensors,
   d: { logits?: Tensor; start?: Tensor; end?: Tensor },
   grads: Grads | undefined,

@@ -148,7 +148,7 @@ export async function saveCheckpoint(
 }
 
 /** A model with Hugging Face-style random initialisation (for tests and benchmarks). */
-export async function createRandomModel(
+export function createRandomModel(
   config: EncoderConfig,
   seed = 0,
   gpu?: Gpu,

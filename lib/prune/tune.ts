@@ -173,7 +173,13 @@ export async function tuneMasks(
     xs.push(e.out);
     for (const t of [e.sum, e.mean, e.rstd]) t.release();
   }
-  const runLayer = (l: number, x: Tensor, b: number, m: MaskSet | undefined, maskFfn = true): LayerState => {
+  const runLayer = (
+    l: number,
+    x: Tensor,
+    b: number,
+    m: MaskSet | undefined,
+    maskFfn = true,
+  ): LayerState => {
     const hm = m ? uploadLayerMask(model, bt[b].B, m.head, l * H, H, true) : undefined;
     const fm = m && maskFfn ? uploadLayerMask(model, bt[b].B, m.ffn, l * F, F, false) : undefined;
     const st = layerForward(model, l, x, bt[b], hm, fm, {});
@@ -210,7 +216,9 @@ export async function tuneMasks(
     const hd = H * dh;
     const wo = model.param(`l${l}.o.w`);
     const negBo = tuneMha ? scale(model.param(`l${l}.o.b`), -1) : undefined;
-    const Gacc = new Float64Array(tuneMha ? hd * hd : 0), qAcc = new Float64Array(hd), cAcc = new Float64Array(hd);
+    const Gacc = new Float64Array(tuneMha ? hd * hd : 0),
+      qAcc = new Float64Array(hd),
+      cAcc = new Float64Array(hd);
     let rSum = 0, rrMha = 0, tokens = 0;
     for (let b = 0; b < bt.length; b++) {
       const st: Partial<LayerState> = {};
@@ -232,7 +240,13 @@ export async function tuneMasks(
       const prod = mul(ctxM, RW);
       const R2 = mul(R, R);
       const [a, q, cc, rsv, rqv] = await readAll(
-        [matmul(ctxM, ctxM, { transA: true }), sumRows(prod), sumRows(ctxM), sumRows(R), sumRows(R2)],
+        [
+          matmul(ctxM, ctxM, { transA: true }),
+          sumRows(prod),
+          sumRows(ctxM),
+          sumRows(R),
+          sumRows(R2),
+        ],
         true,
       );
       for (let i = 0; i < a.length; i++) Gacc[i] += a[i];
@@ -251,7 +265,11 @@ export async function tuneMasks(
         kind: "mha",
         status: "skipped",
         units: keptHeads.length,
-        reason: stopped ? "tuning stopped earlier" : keptHeads.length === 0 ? "no kept heads" : "first layer (tuneFirstMha off)",
+        reason: stopped
+          ? "tuning stopped earlier"
+          : keptHeads.length === 0
+          ? "no kept heads"
+          : "first layer (tuneFirstMha off)",
       });
     } else {
       const [W, wcol] = await readAll([matmul(wo, wo, { transA: true }), sumRows(wo)], true);
@@ -270,8 +288,21 @@ export async function tuneMasks(
           G[a * k + bIdx] = sum;
         });
       });
-      const res = solveMaskLs(G, q, rrMha, { lambda, intercept: { gBeta, gBetaBeta: tokens * d, qBeta: rSum } });
-      report.push({ layer: l, kind: "mha", status: res.accepted ? "tuned" : "rejected", reason: res.reason, units: k, e1: res.e1, ev: res.ev, min: res.min, max: res.max });
+      const res = solveMaskLs(G, q, rrMha, {
+        lambda,
+        intercept: { gBeta, gBetaBeta: tokens * d, qBeta: rSum },
+      });
+      report.push({
+        layer: l,
+        kind: "mha",
+        status: res.accepted ? "tuned" : "rejected",
+        reason: res.reason,
+        units: k,
+        e1: res.e1,
+        ev: res.ev,
+        min: res.min,
+        max: res.max,
+      });
       if (res.accepted) keptHeads.forEach((h, a) => (cur.head[l * H + h] = res.x[a]));
       else if ((o.onTuneFailure ?? "skip") === "break") stopped = true;
     }
@@ -308,7 +339,11 @@ export async function tuneMasks(
       const RW = matmul(R, w2); // [T, d]·[d, F]
       const prod = mul(zM, RW);
       const R2 = mul(R, R);
-      const [a, q, rqv] = await readAll([matmul(zM, zM, { transA: true }), sumRows(prod), sumRows(R2)], true);
+      const [a, q, rqv] = await readAll([
+        matmul(zM, zM, { transA: true }),
+        sumRows(prod),
+        sumRows(R2),
+      ], true);
       for (let i = 0; i < a.length; i++) GaccF[i] += a[i];
       for (let i = 0; i < F; i++) qAccF[i] += q[i];
       for (const v of rqv) rrFfn += v;
@@ -316,7 +351,13 @@ export async function tuneMasks(
     }
     negB2?.release();
     if (!tuneFfn) {
-      report.push({ layer: l, kind: "ffn", status: "skipped", units: keptNeurons.length, reason: stopped ? "tuning stopped earlier" : "no kept neurons" });
+      report.push({
+        layer: l,
+        kind: "ffn",
+        status: "skipped",
+        units: keptNeurons.length,
+        reason: stopped ? "tuning stopped earlier" : "no kept neurons",
+      });
     } else {
       const [W] = await readAll([matmul(w2, w2, { transA: true })], true);
       const k = keptNeurons.length;
@@ -326,7 +367,17 @@ export async function tuneMasks(
         keptNeurons.forEach((j, bIdx) => (G[a * k + bIdx] = GaccF[i * F + j] * W[i * F + j]));
       });
       const res = solveMaskLs(G, q, rrFfn, { lambda });
-      report.push({ layer: l, kind: "ffn", status: res.accepted ? "tuned" : "rejected", reason: res.reason, units: k, e1: res.e1, ev: res.ev, min: res.min, max: res.max });
+      report.push({
+        layer: l,
+        kind: "ffn",
+        status: res.accepted ? "tuned" : "rejected",
+        reason: res.reason,
+        units: k,
+        e1: res.e1,
+        ev: res.ev,
+        min: res.min,
+        max: res.max,
+      });
       if (res.accepted) keptNeurons.forEach((j, a) => (cur.ffn[l * F + j] = res.x[a]));
       else if ((o.onTuneFailure ?? "skip") === "break") stopped = true;
     }
@@ -340,7 +391,9 @@ export async function tuneMasks(
       ffnForward(model, l, us[b], bt[b], fm, st);
       fm?.release();
       nextXs.push(st.y!);
-      for (const t of new Set([st.h, st.z, st.zm, st.sum2, st.mean2, st.rstd2, us[b]])) t?.release();
+      for (const t of new Set([st.h, st.z, st.zm, st.sum2, st.mean2, st.rstd2, us[b]])) {
+        t?.release();
+      }
     }
     for (let b = 0; b < bt.length; b++) {
       if (xs[b] !== xt[b]) xs[b].release();
