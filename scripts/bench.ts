@@ -9,9 +9,10 @@ import { getGpu } from "../lib/gpu/context.ts";
 import type { BenchSection } from "./bench/common.ts";
 import { matmulSection } from "./bench/matmul.ts";
 import { normsSection } from "./bench/norms.ts";
+import { loadsSection } from "./bench/loads.ts";
 
 /** Every section, in run order. Add new ones (model forward/backward, training) here. */
-const SECTIONS: BenchSection[] = [matmulSection, normsSection];
+const SECTIONS: BenchSection[] = [matmulSection, normsSection, loadsSection];
 
 const { values } = parseArgs({
   args: Deno.args,

@@ -4,6 +4,7 @@
  * printing.
  * @module
  */
+import process from "node:process";
 import type { Gpu } from "../../lib/gpu/context.ts";
 
 /** Options every section receives. */
@@ -51,6 +52,41 @@ export async function timeGpu(
     ms.push((performance.now() - t0) / perRepeat);
   }
   return ms;
+}
+
+/** Wall and process-CPU milliseconds of one timed repeat. */
+export interface Timing {
+  /** Wall-clock milliseconds per call. */
+  ms: number;
+  /** Process CPU milliseconds per call (all threads: the adapter's workers run in-process). */
+  cpuMs: number;
+}
+
+/**
+ * Like `timeGpu` but also records process CPU time, whose rate (flops per CPU-second times the
+ * number of hardware threads) estimates the uncontended throughput when other processes share
+ * the machine. Returns the medians.
+ */
+export async function timeGpuCpu(
+  gpu: Gpu,
+  record: () => void,
+  repeats: number,
+  perRepeat = 1,
+): Promise<Timing> {
+  record();
+  await gpu.sync();
+  const ms: number[] = [];
+  const cpu: number[] = [];
+  for (let r = 0; r < repeats; r++) {
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    for (let i = 0; i < perRepeat; i++) record();
+    await gpu.sync();
+    ms.push((performance.now() - t0) / perRepeat);
+    const c = process.cpuUsage(c0);
+    cpu.push((c.user + c.system) / 1000 / perRepeat);
+  }
+  return { ms: median(ms), cpuMs: median(cpu) };
 }
 
 /** Prints rows as an aligned text table (first row is the header). */

@@ -17,6 +17,7 @@ import {
   printTable,
   randomF32,
   timeGpu,
+  timeGpuCpu,
 } from "./common.ts";
 import { loadOrt, timeOrtGemm } from "./ort.ts";
 
@@ -63,9 +64,9 @@ async function timeOurs(ctx: BenchContext, s: Shape, repeats: number) {
   matmul(a, b, opts);
   await gpu.sync();
   const firstMs = performance.now() - t0;
-  const ms = median(await timeGpu(gpu, () => matmul(a, b, opts), repeats));
+  const { ms, cpuMs } = await timeGpuCpu(gpu, () => matmul(a, b, opts), repeats);
   for (const t of [a, b, out]) t.release();
-  return { ms, firstMs };
+  return { ms, cpuMs, firstMs };
 }
 
 async function dispatchOverhead(ctx: BenchContext, count: number) {
@@ -105,21 +106,30 @@ export const matmulSection: BenchSection = {
     const kind = gpu.adapter.kind;
     const repeats = quick ? 1 : 3;
     const result: Record<string, unknown> = { preset: matmulPreset(kind), repeats };
+    const threads = navigator.hardwareConcurrency;
 
     if (ctx.flags.sweep !== undefined) {
       const s: Shape = { label: "sweep", layout: "nt", M: T, N: 768, K: 768 };
-      const rows = [["preset (wgx×wgy : tm×tn)", "first call ms", "ms", "GFLOP/s"]];
+      const rows = [[
+        "preset (wgx×wgy : tm×tn)",
+        "first call ms",
+        "ms",
+        "GFLOP/s",
+        "CPU-time GFLOP/s",
+      ]];
       const sweep = [];
       for (const p of sweepPresets(ctx.flags.sweep)) {
         setMatmulPreset(kind, p);
-        const { ms, firstMs } = await timeOurs(ctx, s, repeats);
+        const { ms, cpuMs, firstMs } = await timeOurs(ctx, s, repeats);
         const gflops = (2 * s.M * s.N * s.K) / ms / 1e6;
-        sweep.push({ preset: p, ms, firstMs, gflops });
+        const cpuGflops = (2 * s.M * s.N * s.K * threads) / cpuMs / 1e6;
+        sweep.push({ preset: p, ms, cpuMs, firstMs, gflops, cpuGflops });
         rows.push([
           `${p.wgx}×${p.wgy} : ${p.tm}×${p.tn}`,
           firstMs.toFixed(0),
           ms.toFixed(1),
           gflops.toFixed(2),
+          cpuGflops.toFixed(2),
         ]);
       }
       setMatmulPreset(kind, undefined);
@@ -129,17 +139,26 @@ export const matmulSection: BenchSection = {
     }
 
     const ortMod = await loadOrt();
-    const threads = navigator.hardwareConcurrency;
     if (!ortMod.ok) console.log(`onnxruntime-node unavailable: ${ortMod.reason}`);
-    const rows = [["product (tokens 512)", "M×N×K", "ms", "GFLOP/s", "ORT GFLOP/s", "ours/ORT"]];
+    const rows = [[
+      "product (tokens 512)",
+      "M×N×K",
+      "ms",
+      "GFLOP/s",
+      "ORT GFLOP/s",
+      "ours/ORT",
+      "CPU-time GFLOP/s",
+      "ORT CPU-time",
+      "ratio",
+    ]];
     const table = [];
     for (const s of bertShapes()) {
       const flops = 2 * s.M * s.N * s.K;
       const ours = await timeOurs(ctx, s, repeats);
-      let ortMs: number | null = null;
+      let ortT: { ms: number; cpuMs: number } | null = null;
       if (ortMod.ok) {
         const sh = operandShapes(s);
-        ortMs = await timeOrtGemm(
+        ortT = await timeOrtGemm(
           ortMod.ort,
           randomF32(s.M * s.K, 1),
           sh.a,
@@ -153,8 +172,21 @@ export const matmulSection: BenchSection = {
         );
       }
       const g = flops / ours.ms / 1e6;
-      const go = ortMs ? flops / ortMs / 1e6 : null;
-      table.push({ ...s, ms: ours.ms, firstMs: ours.firstMs, gflops: g, ortMs, ortGflops: go });
+      const gc = (flops * threads) / ours.cpuMs / 1e6;
+      const go = ortT ? flops / ortT.ms / 1e6 : null;
+      const goc = ortT ? (flops * threads) / ortT.cpuMs / 1e6 : null;
+      table.push({
+        ...s,
+        ms: ours.ms,
+        cpuMs: ours.cpuMs,
+        firstMs: ours.firstMs,
+        gflops: g,
+        cpuGflops: gc,
+        ortMs: ortT?.ms ?? null,
+        ortCpuMs: ortT?.cpuMs ?? null,
+        ortGflops: go,
+        ortCpuGflops: goc,
+      });
       rows.push([
         s.label,
         `${s.M}×${s.N}×${s.K}`,
@@ -162,9 +194,14 @@ export const matmulSection: BenchSection = {
         g.toFixed(2),
         go ? go.toFixed(1) : "n/a",
         go ? (g / go).toFixed(3) : "n/a",
+        gc.toFixed(2),
+        goc ? goc.toFixed(1) : "n/a",
+        goc ? (gc / goc).toFixed(3) : "n/a",
       ]);
     }
-    console.log(`\nmatmul (median of ${repeats}; ORT: CPU EP, ${threads} threads):`);
+    console.log(
+      `\nmatmul (median of ${repeats}; ORT: CPU EP, ${threads} threads; CPU-time GFLOP/s = flops ÷ process CPU seconds × ${threads} threads, an estimate of the uncontended rate):`,
+    );
     printTable(rows);
     result.shapes = table;
     result.ort = ortMod.ok

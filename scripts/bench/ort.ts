@@ -5,7 +5,8 @@
  * dependency on the `onnx` Python package.
  * @module
  */
-import { median } from "./common.ts";
+import process from "node:process";
+import { median, type Timing } from "./common.ts";
 
 const ORT_SPEC = "npm:onnxruntime-node@1.20.1";
 
@@ -79,8 +80,8 @@ export async function loadOrt(): Promise<OrtModule> {
 }
 
 /**
- * Median milliseconds of one ORT Gemm run on the given shapes (CPU EP, `threads` intra-op
- * threads, sequential execution), after one warm-up run.
+ * Median wall and process-CPU milliseconds of one ORT Gemm run on the given shapes (CPU EP,
+ * `threads` intra-op threads, sequential execution), after one warm-up run.
  */
 export async function timeOrtGemm(
   ort: typeof import("npm:onnxruntime-node@1.20.1"),
@@ -93,7 +94,7 @@ export async function timeOrtGemm(
   transB: boolean,
   repeats: number,
   threads: number,
-): Promise<number> {
+): Promise<Timing> {
   const session = await ort.InferenceSession.create(
     gemmModel(aShape, bShape, yShape, transA, transB),
     {
@@ -110,11 +111,15 @@ export async function timeOrtGemm(
   };
   await session.run(feeds);
   const ms: number[] = [];
+  const cpu: number[] = [];
   for (let r = 0; r < repeats; r++) {
+    const c0 = process.cpuUsage();
     const t0 = performance.now();
     await session.run(feeds);
     ms.push(performance.now() - t0);
+    const c = process.cpuUsage(c0);
+    cpu.push((c.user + c.system) / 1000);
   }
   await session.release();
-  return median(ms);
+  return { ms: median(ms), cpuMs: median(cpu) };
 }
