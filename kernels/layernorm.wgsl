@@ -1,10 +1,15 @@
 // LayerNorm over the last dimension of x [R, C] (biased variance, as torch.nn.LayerNorm).
-// Rows are handled one per workgroup (row = wid.y·nx + wid.x); reductions are a fixed-order tree
-// in workgroup memory, so results are deterministic. WG must be a power of two ≤ 256.
+// Two variant families, each deterministic (fixed summation order):
+//   GPU class: one workgroup per row (row = wid.y·nx + wid.x), reductions a fixed-order tree in
+//     workgroup memory. WG must be a power of two ≤ 256.
+//   CPU class (*_rows): one invocation per row (row = (wid.y·nx + wid.x)·WG + lid), serial
+//     loops over the row in increasing column order, no barriers; suits CPU adapters (llvmpipe),
+//     whose SIMD lanes then process WG rows side by side.
 //
 // Entry points:
-//   forward       y = (x − mean)·rstd·gamma + beta; saves mean [R] and rstd [R]
-//   backward_dx   dx = rstd·(g − mean(g) − x̂·mean(g∘x̂)) with g = dy∘gamma, x̂ = (x − mean)·rstd
+//   forward, forward_rows          y = (x − mean)·rstd·gamma + beta; saves mean [R], rstd [R]
+//   backward_dx, backward_dx_rows  dx = rstd·(g − mean(g) − x̂·mean(g∘x̂)) with g = dy∘gamma,
+//                                  x̂ = (x − mean)·rstd
 //   param_partial stage 1 of dgamma/dbeta: column sums of dy∘x̂ and dy over chunks of rows,
 //                 written to part [2, chunks, C] (one invocation per column and chunk)
 //   param_final   stage 2: dgamma[c] = Σ_k part[0, k, c], dbeta[c] = Σ_k part[1, k, c] in order k
@@ -79,6 +84,28 @@ fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3
   }
 }
 
+// CPU class: one invocation per row, serial loops, no barriers.
+@compute @workgroup_size(WG)
+fn forward_rows(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: vec3u) {
+  let row = row_index(wid) * WG + lid3.x;
+  if (row >= p.rows) { return; }
+  let base = row * p.cols;
+  var s = 0.0;
+  for (var c = 0u; c < p.cols; c++) { s += x[base + c]; }
+  let mean = s / f32(p.cols);
+  var q = 0.0;
+  for (var c = 0u; c < p.cols; c++) {
+    let d = x[base + c] - mean;
+    q += d * d;
+  }
+  let rstd = inverseSqrt(q / f32(p.cols) + p.eps);
+  for (var c = 0u; c < p.cols; c++) {
+    y[base + c] = (x[base + c] - mean) * rstd * gamma[c] + beta[c];
+  }
+  mean_out[row] = mean;
+  rstd_out[row] = rstd;
+}
+
 // ---------------------------------------------------------------- backward
 @group(0) @binding(1) var<storage, read> b_dy: array<f32>;
 @group(0) @binding(2) var<storage, read> b_x: array<f32>;
@@ -108,6 +135,29 @@ fn backward_dx(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) 
   let mg = red_a[0] / f32(p.cols);
   let mgx = red_b[0] / f32(p.cols);
   for (var c = lid; c < p.cols; c += WG) {
+    let xh = (b_x[base + c] - mean) * rstd;
+    b_dx[base + c] = rstd * (b_dy[base + c] * b_gamma[c] - mg - xh * mgx);
+  }
+}
+
+// CPU class: one invocation per row, serial loops, no barriers.
+@compute @workgroup_size(WG)
+fn backward_dx_rows(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: vec3u) {
+  let row = row_index(wid) * WG + lid3.x;
+  if (row >= p.rows) { return; }
+  let base = row * p.cols;
+  let mean = b_mean[row];
+  let rstd = b_rstd[row];
+  var sg = 0.0;
+  var sgx = 0.0;
+  for (var c = 0u; c < p.cols; c++) {
+    let g = b_dy[base + c] * b_gamma[c];
+    sg += g;
+    sgx += g * (b_x[base + c] - mean) * rstd;
+  }
+  let mg = sg / f32(p.cols);
+  let mgx = sgx / f32(p.cols);
+  for (var c = 0u; c < p.cols; c++) {
     let xh = (b_x[base + c] - mean) * rstd;
     b_dx[base + c] = rstd * (b_dy[base + c] * b_gamma[c] - mg - xh * mgx);
   }

@@ -9,6 +9,11 @@
 // row_reduce: one workgroup per row of length L over a flat array of n elements (the last row may
 //   be shorter): WG lanes sum a strided slice each, then a fixed tree adds the lanes.
 //   out[row] = (accumulate ? out[row] : 0) + Σ_{i in row} term(i).
+// col_serial / row_serial: CPU-class variants of the same sums with one invocation per output
+//   element (column of a chunk, or row), each summing serially in increasing index order; no
+//   workgroup memory and no barriers (suits CPU adapters such as llvmpipe). col_serial: workgroup
+//   (x, y/z) covers columns x·CX … x·CX + CX − 1 of chunk y + z·ny. row_serial: row =
+//   (y·nx + x)·WG + lane.
 
 override CX: u32 = 16u;   // columns per workgroup (col_reduce)
 override RY: u32 = 16u;   // row lanes per workgroup, a power of two (col_reduce)
@@ -70,6 +75,24 @@ fn col_reduce(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) l
   }
 }
 
+@compute @workgroup_size(CX)
+fn col_serial(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let c = wid.x * CX + lid.x;
+  let chunk = wid.z * pc.ny + wid.y;
+  if (c >= pc.C || chunk >= pc.nChunks) { return; }
+  let r0 = chunk * pc.rows;
+  let r1 = min(pc.R, r0 + pc.rows);
+  var acc = 0.0;
+  for (var r = r0; r < r1; r++) {
+    acc += term(r * pc.C + c);
+  }
+  let o = chunk * pc.C + c;
+  if (pc.accumulate != 0u) {
+    acc = out[o] + acc;
+  }
+  out[o] = acc;
+}
+
 struct RowParams {
   n: u32,          // elements of the flat input
   L: u32,          // row length
@@ -109,4 +132,20 @@ fn row_reduce(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) l
     }
     out[row] = v;
   }
+}
+
+@compute @workgroup_size(WG)
+fn row_serial(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let row = (wid.y * pr.nx + wid.x) * WG + lid.x;
+  if (row >= pr.rows) { return; }
+  let start = row * pr.L;
+  let end = min(pr.n, start + pr.L);
+  var acc = 0.0;
+  for (var i = start; i < end; i++) {
+    acc += term(i);
+  }
+  if (pr.accumulate != 0u) {
+    acc = out[row] + acc;
+  }
+  out[row] = acc;
 }

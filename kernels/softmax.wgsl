@@ -1,12 +1,15 @@
 // Attention softmax with a key padding mask, and its backward. Scores are [B·H, Sq, Sk] (row =
-// query, column = key); keyMask is [B, Sk] f32 (1 = real token, 0 = padding). One workgroup per
-// row (row = wid.y·nx + wid.x); max and sum are fixed-order tree reductions in workgroup memory.
-// WG must be a power of two ≤ 256.
+// query, column = key); keyMask is [B, Sk] f32 (1 = real token, 0 = padding). Two variant
+// families, each deterministic (fixed reduction order):
+//   GPU class: one workgroup per row (row = wid.y·nx + wid.x); max and sum are fixed-order tree
+//     reductions in workgroup memory. WG must be a power of two ≤ 256.
+//   CPU class (*_rows): one invocation per row (row = (wid.y·nx + wid.x)·WG + lid), serial
+//     loops in increasing key order, no barriers (suits CPU adapters such as llvmpipe).
 //
-//   masked_forward  P = softmax(v) with v = scale·s + (1 − m)·MIN   (mode 0, Hugging Face BERT)
+//   masked_forward, masked_forward_rows  P = softmax(v) with v = scale·s + (1 − m)·MIN   (mode 0, Hugging Face BERT)
 //                                      v = m == 0 ? MIN : scale·s   (mode 1, HF DistilBERT)
 //                   MIN = −3.4028234663852886e38 = torch.finfo(float32).min
-//   backward        dS = scale·P∘(dP − Σ_k dP∘P)   (rows of the last dimension); with
+//   backward, backward_rows              dS = scale·P∘(dP − Σ_k dP∘P)   (rows of the last dimension); with
 //                   mode 1 (distilbert) masked keys get 0, since masked_fill cuts their gradient
 //                   (this only matters in rows whose keys are all masked, where P is uniform)
 
@@ -82,6 +85,28 @@ fn masked_forward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
   }
 }
 
+// CPU class: one invocation per row. exp is evaluated once per key: stored, then scaled by 1/sum.
+@compute @workgroup_size(WG)
+fn masked_forward_rows(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(local_invocation_id) lid3: vec3u,
+) {
+  let row = (wid.y * p.nx + wid.x) * WG + lid3.x;
+  if (row >= p.rows) { return; }
+  let base = row * p.cols;
+  let mbase = (row / (p.sq * p.heads)) * p.cols;
+  var mx = F32_MIN;
+  for (var k = 0u; k < p.cols; k++) { mx = max(mx, masked_value(base, mbase, k)); }
+  var sum = 0.0;
+  for (var k = 0u; k < p.cols; k++) {
+    let e = exp(masked_value(base, mbase, k) - mx);
+    probs[base + k] = e;
+    sum += e;
+  }
+  let inv = 1.0 / sum;
+  for (var k = 0u; k < p.cols; k++) { probs[base + k] = probs[base + k] * inv; }
+}
+
 // ---------------------------------------------------------------- backward
 @group(0) @binding(1) var<storage, read> d_probs: array<f32>;
 @group(0) @binding(2) var<storage, read> b_probs: array<f32>;
@@ -99,6 +124,22 @@ fn backward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid
   dot = reduce_sum(lid, dot);
   let mbase = (row / (p.sq * p.heads)) * p.cols;
   for (var k = lid; k < p.cols; k += WG) {
+    let g = p.scale * b_probs[base + k] * (d_probs[base + k] - dot);
+    let cut = p.mode == 1u && b_mask[mbase + k] == 0.0;
+    d_scores[base + k] = select(g, 0.0, cut);
+  }
+}
+
+// CPU class: one invocation per row, serial loops, no barriers.
+@compute @workgroup_size(WG)
+fn backward_rows(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: vec3u) {
+  let row = (wid.y * p.nx + wid.x) * WG + lid3.x;
+  if (row >= p.rows) { return; }
+  let base = row * p.cols;
+  var dot = 0.0;
+  for (var k = 0u; k < p.cols; k++) { dot += d_probs[base + k] * b_probs[base + k]; }
+  let mbase = (row / (p.sq * p.heads)) * p.cols;
+  for (var k = 0u; k < p.cols; k++) {
     let g = p.scale * b_probs[base + k] * (d_probs[base + k] - dot);
     let cut = p.mode == 1u && b_mask[mbase + k] == 0.0;
     d_scores[base + k] = select(g, 0.0, cut);

@@ -30,6 +30,7 @@ import {
   tanhBackward,
 } from "../lib/ops/activation.ts";
 import { softmaxBackward, softmaxMasked } from "../lib/ops/softmax.ts";
+import { setKernelClass } from "../lib/ops/kernel_class.ts";
 import {
   crossEntropy,
   crossEntropyBackward,
@@ -118,6 +119,24 @@ function rowProbe(y: ArrayLike<number>, w: ArrayLike<number>, cols: number): Flo
   return out;
 }
 
+/**
+ * Registers `fn` as two tests, one per kernel class ("gpu": workgroup reductions, "cpu": one
+ * invocation per row), forced with `setKernelClass`, so both variants meet the same references
+ * whatever adapter runs the tests.
+ */
+function testBothClasses(name: string, fn: () => Promise<void>): void {
+  for (const kc of ["gpu", "cpu"] as const) {
+    Deno.test(`${name} [${kc}-class kernels]`, async () => {
+      setKernelClass(kc);
+      try {
+        await fn();
+      } finally {
+        setKernelClass("auto");
+      }
+    });
+  }
+}
+
 // ---------------------------------------------------------------- LayerNorm
 
 interface LayerNormCase {
@@ -136,29 +155,32 @@ interface LayerNormCase {
   dbeta: number[];
 }
 
-Deno.test("layerNorm forward and backward match float64 PyTorch (C = 1, 7, 300, 769; 70 rows)", async () => {
-  const gpu = await getGpu();
-  const { cases } = await loadFixture<{ cases: LayerNormCase[] }>("ops_a_layernorm.json");
-  for (const c of cases) {
-    const label = `layerNorm ${c.rows}×${c.cols}`;
-    const x = gpu.upload(c.x, [c.rows, c.cols]);
-    const gamma = gpu.upload(c.gamma);
-    const beta = gpu.upload(c.beta);
-    const dy = gpu.upload(c.dy, [c.rows, c.cols]);
-    const { y, mean, rstd } = layerNorm(x, gamma, beta, c.eps);
-    assertEquals(y.shape, [c.rows, c.cols]);
-    assertEquals(mean.shape, [c.rows]);
-    const { dx, dgamma, dbeta } = layerNormBackward(dy, x, mean, rstd, gamma);
-    checkForward(await y.read(), c.y, `${label} y`);
-    checkForward(await mean.read(), c.mean, `${label} mean`);
-    assertClose(await rstd.read(), c.rstd, 0, 1e-4, `${label} rstd`);
-    if (c.cols > 1) checkGrad(await dx.read(), c.dx, `${label} dx`);
-    else assertClose(await dx.read(), c.dx, 1e-6, 0, `${label} dx`); // exactly 0 for C = 1
-    checkGrad(await dgamma.read(), c.dgamma, `${label} dgamma`);
-    checkGrad(await dbeta.read(), c.dbeta, `${label} dbeta`);
-    for (const t of [x, gamma, beta, dy, y, mean, rstd, dx, dgamma, dbeta]) t.release();
-  }
-});
+testBothClasses(
+  "layerNorm forward and backward match float64 PyTorch (C = 1, 7, 300, 769; 70 rows)",
+  async () => {
+    const gpu = await getGpu();
+    const { cases } = await loadFixture<{ cases: LayerNormCase[] }>("ops_a_layernorm.json");
+    for (const c of cases) {
+      const label = `layerNorm ${c.rows}×${c.cols}`;
+      const x = gpu.upload(c.x, [c.rows, c.cols]);
+      const gamma = gpu.upload(c.gamma);
+      const beta = gpu.upload(c.beta);
+      const dy = gpu.upload(c.dy, [c.rows, c.cols]);
+      const { y, mean, rstd } = layerNorm(x, gamma, beta, c.eps);
+      assertEquals(y.shape, [c.rows, c.cols]);
+      assertEquals(mean.shape, [c.rows]);
+      const { dx, dgamma, dbeta } = layerNormBackward(dy, x, mean, rstd, gamma);
+      checkForward(await y.read(), c.y, `${label} y`);
+      checkForward(await mean.read(), c.mean, `${label} mean`);
+      assertClose(await rstd.read(), c.rstd, 0, 1e-4, `${label} rstd`);
+      if (c.cols > 1) checkGrad(await dx.read(), c.dx, `${label} dx`);
+      else assertClose(await dx.read(), c.dx, 1e-6, 0, `${label} dx`); // exactly 0 for C = 1
+      checkGrad(await dgamma.read(), c.dgamma, `${label} dgamma`);
+      checkGrad(await dbeta.read(), c.dbeta, `${label} dbeta`);
+      for (const t of [x, gamma, beta, dy, y, mean, rstd, dx, dgamma, dbeta]) t.release();
+    }
+  },
+);
 
 /** Float64 LayerNorm and its gradients, from the definition. */
 function layerNormRef(
@@ -202,29 +224,32 @@ function layerNormRef(
   return { y, dx, dgamma, dbeta };
 }
 
-Deno.test("layerNorm handles 4096-column rows (float64 reference from the definition)", async () => {
-  const gpu = await getGpu();
-  const rows = 3;
-  const cols = 4096;
-  const xs = rand(rows * cols, 1).map((v, i) => 3 * v + (i % 5));
-  const gs = rand(cols, 2).map((v) => 1 + 0.5 * v);
-  const bs = rand(cols, 3);
-  const dys = rand(rows * cols, 4);
-  const ref = layerNormRef(xs, gs, bs, dys, cols, 1e-12);
-  const x = gpu.upload(xs, [rows, cols]);
-  const gamma = gpu.upload(gs);
-  const beta = gpu.upload(bs);
-  const dy = gpu.upload(dys, [rows, cols]);
-  const { y, mean, rstd } = layerNorm(x, gamma, beta, 1e-12);
-  const { dx, dgamma, dbeta } = layerNormBackward(dy, x, mean, rstd, gamma);
-  checkForward(await take(y), ref.y, "layerNorm 4096 y");
-  checkGrad(await take(dx), ref.dx, "layerNorm 4096 dx");
-  checkGrad(await take(dgamma), ref.dgamma, "layerNorm 4096 dgamma");
-  checkGrad(await take(dbeta), ref.dbeta, "layerNorm 4096 dbeta");
-  for (const t of [x, gamma, beta, dy, mean, rstd]) t.release();
-});
+testBothClasses(
+  "layerNorm handles 4096-column rows (float64 reference from the definition)",
+  async () => {
+    const gpu = await getGpu();
+    const rows = 3;
+    const cols = 4096;
+    const xs = rand(rows * cols, 1).map((v, i) => 3 * v + (i % 5));
+    const gs = rand(cols, 2).map((v) => 1 + 0.5 * v);
+    const bs = rand(cols, 3);
+    const dys = rand(rows * cols, 4);
+    const ref = layerNormRef(xs, gs, bs, dys, cols, 1e-12);
+    const x = gpu.upload(xs, [rows, cols]);
+    const gamma = gpu.upload(gs);
+    const beta = gpu.upload(bs);
+    const dy = gpu.upload(dys, [rows, cols]);
+    const { y, mean, rstd } = layerNorm(x, gamma, beta, 1e-12);
+    const { dx, dgamma, dbeta } = layerNormBackward(dy, x, mean, rstd, gamma);
+    checkForward(await take(y), ref.y, "layerNorm 4096 y");
+    checkGrad(await take(dx), ref.dx, "layerNorm 4096 dx");
+    checkGrad(await take(dgamma), ref.dgamma, "layerNorm 4096 dgamma");
+    checkGrad(await take(dbeta), ref.dbeta, "layerNorm 4096 dbeta");
+    for (const t of [x, gamma, beta, dy, mean, rstd]) t.release();
+  },
+);
 
-Deno.test("layerNorm uses a 2-D grid past 65535 rows", async () => {
+testBothClasses("layerNorm uses a 2-D grid past 65535 rows", async () => {
   const gpu = await getGpu();
   const rows = 65537;
   const cols = 2;
@@ -246,7 +271,7 @@ Deno.test("layerNorm uses a 2-D grid past 65535 rows", async () => {
   for (const t of [x, gamma, beta, rstd]) t.release();
 });
 
-Deno.test("layerNorm backward agrees with finite differences of its forward", async () => {
+testBothClasses("layerNorm backward agrees with finite differences of its forward", async () => {
   const gpu = await getGpu();
   const rows = 3;
   const cols = 7;
@@ -279,7 +304,7 @@ Deno.test("layerNorm backward agrees with finite differences of its forward", as
   for (const t of [x, gamma, beta, dy, y, mean, rstd]) t.release();
 });
 
-Deno.test("layerNorm backward is deterministic (bitwise) across runs", async () => {
+testBothClasses("layerNorm backward is deterministic (bitwise) across runs", async () => {
   const gpu = await getGpu();
   const rows = 100;
   const cols = 33;
@@ -389,31 +414,34 @@ interface SoftmaxCase {
   dScores: number[];
 }
 
-Deno.test("softmaxMasked and softmaxBackward match float64 PyTorch (padding, fully masked rows, 300 and 512 keys)", async () => {
-  const gpu = await getGpu();
-  const { cases } = await loadFixture<{ cases: SoftmaxCase[] }>("ops_a_softmax.json");
-  for (const c of cases) {
-    const label = `softmax ${c.mode} B${c.batch} H${c.heads} ${c.sq}×${c.sk}`;
-    const shape = [c.batch * c.heads, c.sq, c.sk];
-    const scores = gpu.upload(c.scores, shape);
-    const mask = gpu.upload(c.mask, [c.batch, c.sk]);
-    const dP = gpu.upload(c.dP, shape);
-    const P = softmaxMasked(scores, mask, c.heads, c.scale, c.mode);
-    const p = await P.read();
-    checkForward(p, c.P, `${label} P`);
-    // Masked keys of rows with at least one real key get exactly 0.
-    for (let i = 0; i < p.length; i++) {
-      const b = Math.floor(i / (c.heads * c.sq * c.sk));
-      const k = i % c.sk;
-      if (c.P[i] === 0 && c.mask[b * c.sk + k] === 0) assertEquals(p[i], 0, `${label} P[${i}]`);
+testBothClasses(
+  "softmaxMasked and softmaxBackward match float64 PyTorch (padding, fully masked rows, 300 and 512 keys)",
+  async () => {
+    const gpu = await getGpu();
+    const { cases } = await loadFixture<{ cases: SoftmaxCase[] }>("ops_a_softmax.json");
+    for (const c of cases) {
+      const label = `softmax ${c.mode} B${c.batch} H${c.heads} ${c.sq}×${c.sk}`;
+      const shape = [c.batch * c.heads, c.sq, c.sk];
+      const scores = gpu.upload(c.scores, shape);
+      const mask = gpu.upload(c.mask, [c.batch, c.sk]);
+      const dP = gpu.upload(c.dP, shape);
+      const P = softmaxMasked(scores, mask, c.heads, c.scale, c.mode);
+      const p = await P.read();
+      checkForward(p, c.P, `${label} P`);
+      // Masked keys of rows with at least one real key get exactly 0.
+      for (let i = 0; i < p.length; i++) {
+        const b = Math.floor(i / (c.heads * c.sq * c.sk));
+        const k = i % c.sk;
+        if (c.P[i] === 0 && c.mask[b * c.sk + k] === 0) assertEquals(p[i], 0, `${label} P[${i}]`);
+      }
+      const masked = { keyMask: mask, heads: c.heads, mode: c.mode };
+      checkGrad(await take(softmaxBackward(dP, P, c.scale, masked)), c.dScores, `${label} dScores`);
+      for (const t of [scores, mask, dP, P]) t.release();
     }
-    const masked = { keyMask: mask, heads: c.heads, mode: c.mode };
-    checkGrad(await take(softmaxBackward(dP, P, c.scale, masked)), c.dScores, `${label} dScores`);
-    for (const t of [scores, mask, dP, P]) t.release();
-  }
-});
+  },
+);
 
-Deno.test("softmaxBackward agrees with finite differences of softmaxMasked", async () => {
+testBothClasses("softmaxBackward agrees with finite differences of softmaxMasked", async () => {
   const gpu = await getGpu();
   const batch = 2;
   const heads = 2;

@@ -31,10 +31,29 @@ import {
 } from "../lib/ops/masks.ts";
 import { dotGroups, dotRows, sumAll, sumGroups, sumRows } from "../lib/ops/reduce.ts";
 import { addRowVector, selectRows, selectRowsBackward } from "../lib/ops/rows.ts";
+import { setKernelClass } from "../lib/ops/kernel_class.ts";
 
 // deno-lint-ignore no-explicit-any
 type Case = Record<string, any>;
 const fx = await loadFixture<Record<string, Case[]>>("ops_b.json");
+
+/**
+ * Registers `fn` as two tests, one per kernel class ("gpu": workgroup reductions, "cpu": one
+ * invocation per row), forced with `setKernelClass`, so both variants meet the same references
+ * whatever adapter runs the tests.
+ */
+function testBothClasses(name: string, fn: () => Promise<void>): void {
+  for (const kc of ["gpu", "cpu"] as const) {
+    Deno.test(`${name} [${kc}-class kernels]`, async () => {
+      setKernelClass(kc);
+      try {
+        await fn();
+      } finally {
+        setKernelClass("auto");
+      }
+    });
+  }
+}
 
 /** Forward tolerance: 1e-4 · scale (stated project tolerance for fp32 forward). */
 const fwdTol = (want: ArrayLike<number>) => 1e-4 * Math.max(1, maxAbs(want));
@@ -255,64 +274,70 @@ Deno.test("splitHeads round trip over a packed Q/K/V [B·S, 3d] with non-zero co
 
 // ------------------------------------------------------------------ masks
 
-Deno.test("scaleRows and backward match PyTorch autograd and adjoint identities", async () => {
-  const gpu = await getGpu();
-  for (const c of fx.scaleRows) {
-    const label = `scaleRows R=${c.R} C=${c.C}`;
-    const x = gpu.upload(c.x, [c.R, c.C]);
-    const s = gpu.upload(c.s, [c.R]);
-    const dy = gpu.upload(c.dy, [c.R, c.C]);
-    const y = scaleRows(x, s);
-    const { dx, ds } = scaleRowsBackward(dy, x, s);
-    assertEquals(ds.shape, [c.R]);
-    const [yv, dxv, dsv] = await take(y, dx, ds);
-    assertClose(yv, c.y, 1e-6 * maxAbs(c.y), 0, `${label} y`);
-    assertClose(dxv, c.dx, gradTol(c.dx), 0, `${label} dx`);
-    assertClose(dsv, c.ds, gradTol(c.ds), 0, `${label} ds`);
-    // y is linear in x and in s: ⟨dy, y⟩ = ⟨dx, x⟩ = ⟨ds, s⟩
-    assertAdjoint(f32(c.dy), yv, dxv, f32(c.x), 1e-5, `${label} x-adjoint`);
-    assertAdjoint(f32(c.dy), yv, dsv, f32(c.s), 1e-5, `${label} s-adjoint`);
-    for (const t of [x, s, dy]) t.release();
-  }
-  // 3-D context [B·H, S, dh]: the row is everything after the first dimension
-  const x3 = gpu.upload(noise(6 * 4 * 5, 1), [6, 4, 5]);
-  const s3 = gpu.upload(noise(6, 2), [6]);
-  const { dx, ds } = scaleRowsBackward(x3, x3, s3);
-  const [dsv] = await take(ds, dx);
-  const xh = await x3.read();
-  for (let r = 0; r < 6; r++) {
-    const want = dot(xh.subarray(r * 20, r * 20 + 20), xh.subarray(r * 20, r * 20 + 20));
-    assert(Math.abs(dsv[r] - want) <= 1e-5 * want, `3-D ds[${r}] ${dsv[r]} vs ${want}`);
-  }
-  x3.release();
-  s3.release();
-});
+testBothClasses(
+  "scaleRows and backward match PyTorch autograd and adjoint identities",
+  async () => {
+    const gpu = await getGpu();
+    for (const c of fx.scaleRows) {
+      const label = `scaleRows R=${c.R} C=${c.C}`;
+      const x = gpu.upload(c.x, [c.R, c.C]);
+      const s = gpu.upload(c.s, [c.R]);
+      const dy = gpu.upload(c.dy, [c.R, c.C]);
+      const y = scaleRows(x, s);
+      const { dx, ds } = scaleRowsBackward(dy, x, s);
+      assertEquals(ds.shape, [c.R]);
+      const [yv, dxv, dsv] = await take(y, dx, ds);
+      assertClose(yv, c.y, 1e-6 * maxAbs(c.y), 0, `${label} y`);
+      assertClose(dxv, c.dx, gradTol(c.dx), 0, `${label} dx`);
+      assertClose(dsv, c.ds, gradTol(c.ds), 0, `${label} ds`);
+      // y is linear in x and in s: ⟨dy, y⟩ = ⟨dx, x⟩ = ⟨ds, s⟩
+      assertAdjoint(f32(c.dy), yv, dxv, f32(c.x), 1e-5, `${label} x-adjoint`);
+      assertAdjoint(f32(c.dy), yv, dsv, f32(c.s), 1e-5, `${label} s-adjoint`);
+      for (const t of [x, s, dy]) t.release();
+    }
+    // 3-D context [B·H, S, dh]: the row is everything after the first dimension
+    const x3 = gpu.upload(noise(6 * 4 * 5, 1), [6, 4, 5]);
+    const s3 = gpu.upload(noise(6, 2), [6]);
+    const { dx, ds } = scaleRowsBackward(x3, x3, s3);
+    const [dsv] = await take(ds, dx);
+    const xh = await x3.read();
+    for (let r = 0; r < 6; r++) {
+      const want = dot(xh.subarray(r * 20, r * 20 + 20), xh.subarray(r * 20, r * 20 + 20));
+      assert(Math.abs(dsv[r] - want) <= 1e-5 * want, `3-D ds[${r}] ${dsv[r]} vs ${want}`);
+    }
+    x3.release();
+    s3.release();
+  },
+);
 
-Deno.test("scaleColsGrouped and backward match PyTorch autograd and adjoint identities", async () => {
-  const gpu = await getGpu();
-  for (const c of fx.scaleColsGrouped) {
-    const label = `scaleColsGrouped G=${c.G} T=${c.T} C=${c.C}`;
-    const x = gpu.upload(c.x, [c.G * c.T, c.C]);
-    const s = gpu.upload(c.s, [c.G, c.C]);
-    const dy = gpu.upload(c.dy, [c.G * c.T, c.C]);
-    const y = scaleColsGrouped(x, s, c.T);
-    const { dx, ds } = scaleColsGroupedBackward(dy, x, s, c.T);
-    assertEquals(ds.shape, [c.G, c.C]);
-    const [yv, dxv, dsv] = await take(y, dx, ds);
-    assertClose(yv, c.y, 1e-6 * maxAbs(c.y), 0, `${label} y`);
-    assertClose(dxv, c.dx, gradTol(c.dx), 0, `${label} dx`);
-    assertClose(dsv, c.ds, gradTol(c.ds), 0, `${label} ds`);
-    assertAdjoint(f32(c.dy), yv, dxv, f32(c.x), 1e-5, `${label} x-adjoint`);
-    assertAdjoint(f32(c.dy), yv, dsv, f32(c.s), 1e-5, `${label} s-adjoint`);
-    for (const t of [x, s, dy]) t.release();
-  }
-  const x = gpu.zeros([10, 3]);
-  const s = gpu.zeros([3, 3]);
-  await assertRejects(() => scaleColsGrouped(x, s, 3), ShapeError);
-  await assertRejects(() => scaleRows(x, s), ShapeError);
-  x.release();
-  s.release();
-});
+testBothClasses(
+  "scaleColsGrouped and backward match PyTorch autograd and adjoint identities",
+  async () => {
+    const gpu = await getGpu();
+    for (const c of fx.scaleColsGrouped) {
+      const label = `scaleColsGrouped G=${c.G} T=${c.T} C=${c.C}`;
+      const x = gpu.upload(c.x, [c.G * c.T, c.C]);
+      const s = gpu.upload(c.s, [c.G, c.C]);
+      const dy = gpu.upload(c.dy, [c.G * c.T, c.C]);
+      const y = scaleColsGrouped(x, s, c.T);
+      const { dx, ds } = scaleColsGroupedBackward(dy, x, s, c.T);
+      assertEquals(ds.shape, [c.G, c.C]);
+      const [yv, dxv, dsv] = await take(y, dx, ds);
+      assertClose(yv, c.y, 1e-6 * maxAbs(c.y), 0, `${label} y`);
+      assertClose(dxv, c.dx, gradTol(c.dx), 0, `${label} dx`);
+      assertClose(dsv, c.ds, gradTol(c.ds), 0, `${label} ds`);
+      assertAdjoint(f32(c.dy), yv, dxv, f32(c.x), 1e-5, `${label} x-adjoint`);
+      assertAdjoint(f32(c.dy), yv, dsv, f32(c.s), 1e-5, `${label} s-adjoint`);
+      for (const t of [x, s, dy]) t.release();
+    }
+    const x = gpu.zeros([10, 3]);
+    const s = gpu.zeros([3, 3]);
+    await assertRejects(() => scaleColsGrouped(x, s, 3), ShapeError);
+    await assertRejects(() => scaleRows(x, s), ShapeError);
+    x.release();
+    s.release();
+  },
+);
 
 Deno.test("accumulateSquares adds g∘g to the accumulator", async () => {
   const gpu = await getGpu();
@@ -334,7 +359,7 @@ Deno.test("accumulateSquares adds g∘g to the accumulator", async () => {
 
 // ------------------------------------------------------------------ reductions
 
-Deno.test("sumRows, sumGroups and sumAll match PyTorch float64", async () => {
+testBothClasses("sumRows, sumGroups and sumAll match PyTorch float64", async () => {
   const gpu = await getGpu();
   for (const c of fx.sumRows) {
     const label = `sumRows R=${c.R} C=${c.C}`;
@@ -364,48 +389,54 @@ Deno.test("sumRows, sumGroups and sumAll match PyTorch float64", async () => {
   }
 });
 
-Deno.test("reductions over many rows (multi-stage) match float64 sums and are deterministic", async () => {
-  const gpu = await getGpu();
-  // [R, C] shapes: one stage (R ≤ 256), two stages, three stages (R/256 > 256), ragged C
-  for (const [R, C] of [[1000, 37], [4096, 3], [70001, 2], [257, 1]]) {
-    const xh = noise(R * C, R + C);
-    const x = gpu.upload(xh, [R, C]);
-    const want = new Float64Array(C);
-    for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) want[c] += xh[r * C + c];
-    const [a, b] = await take(sumRows(x), sumRows(x));
-    assert(bitsEqual(a, b), `sumRows R=${R} C=${C}: runs differ`);
-    // |error| of an f32 sum of R values of magnitude ≤ 1 is far below 1e-6·R
-    assertClose(a, want, 1e-6 * R, 0, `sumRows R=${R} C=${C}`);
+testBothClasses(
+  "reductions over many rows (multi-stage) match float64 sums and are deterministic",
+  async () => {
+    const gpu = await getGpu();
+    // [R, C] shapes: one stage (R ≤ 256), two stages, three stages (R/256 > 256), ragged C
+    for (const [R, C] of [[1000, 37], [4096, 3], [70001, 2], [257, 1]]) {
+      const xh = noise(R * C, R + C);
+      const x = gpu.upload(xh, [R, C]);
+      const want = new Float64Array(C);
+      for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) want[c] += xh[r * C + c];
+      const [a, b] = await take(sumRows(x), sumRows(x));
+      assert(bitsEqual(a, b), `sumRows R=${R} C=${C}: runs differ`);
+      // |error| of an f32 sum of R values of magnitude ≤ 1 is far below 1e-6·R
+      assertClose(a, want, 1e-6 * R, 0, `sumRows R=${R} C=${C}`);
+      x.release();
+    }
+    const n = 70001;
+    const xh = noise(n, 9);
+    const x = gpu.upload(xh);
+    let want = 0;
+    for (const v of xh) want += v;
+    const [a, b] = await take(sumAll(x), sumAll(x));
+    assert(bitsEqual(a, b), "sumAll runs differ");
+    assert(Math.abs(a[0] - want) <= 1e-6 * n, `sumAll ${a[0]} vs ${want}`);
     x.release();
-  }
-  const n = 70001;
-  const xh = noise(n, 9);
-  const x = gpu.upload(xh);
-  let want = 0;
-  for (const v of xh) want += v;
-  const [a, b] = await take(sumAll(x), sumAll(x));
-  assert(bitsEqual(a, b), "sumAll runs differ");
-  assert(Math.abs(a[0] - want) <= 1e-6 * n, `sumAll ${a[0]} vs ${want}`);
-  x.release();
-});
+  },
+);
 
-Deno.test("reductions with more than 65535 rows or groups use the y/z grid dimensions", async () => {
-  const gpu = await getGpu();
-  const R = 70003;
-  const ah = noise(R, 21);
-  const bh = noise(R, 22);
-  const a = gpu.upload(ah, [R, 1]);
-  const b = gpu.upload(bh, [R, 1]);
-  const [rows, groups, gsum] = await take(dotRows(a, b), dotGroups(a, b, 1), sumGroups(a, 1));
-  const prod = ah.map((v, i) => v * bh[i]);
-  assertClose(rows, prod, 1e-6, 0, "dotRows, 70003 rows");
-  assertClose(groups, prod, 1e-6, 0, "dotGroups, 70003 groups");
-  assertEquals(Array.from(gsum), Array.from(ah), "sumGroups with T = 1 is a copy");
-  a.release();
-  b.release();
-});
+testBothClasses(
+  "reductions with more than 65535 rows or groups use the y/z grid dimensions",
+  async () => {
+    const gpu = await getGpu();
+    const R = 70003;
+    const ah = noise(R, 21);
+    const bh = noise(R, 22);
+    const a = gpu.upload(ah, [R, 1]);
+    const b = gpu.upload(bh, [R, 1]);
+    const [rows, groups, gsum] = await take(dotRows(a, b), dotGroups(a, b, 1), sumGroups(a, 1));
+    const prod = ah.map((v, i) => v * bh[i]);
+    assertClose(rows, prod, 1e-6, 0, "dotRows, 70003 rows");
+    assertClose(groups, prod, 1e-6, 0, "dotGroups, 70003 groups");
+    assertEquals(Array.from(gsum), Array.from(ah), "sumGroups with T = 1 is a copy");
+    a.release();
+    b.release();
+  },
+);
 
-Deno.test("reductions reject bad shapes and handle empty inputs", async () => {
+testBothClasses("reductions reject bad shapes and handle empty inputs", async () => {
   const gpu = await getGpu();
   const x = gpu.zeros([6, 4]);
   await assertRejects(() => sumGroups(x, 4), ShapeError);
@@ -440,58 +471,71 @@ Deno.test("selectRows / selectRowsBackward match PyTorch and are adjoint", async
   }
 });
 
-Deno.test("addRowVector matches PyTorch (also in place), its adjoint is sumRows", async () => {
-  const gpu = await getGpu();
-  for (const c of fx.addRowVector) {
-    const label = `addRowVector R=${c.R} C=${c.C}`;
-    const x = gpu.upload(c.x, [c.R, c.C]);
-    const b = gpu.upload(c.b);
-    const y = addRowVector(x, b);
-    const dy = gpu.upload(noise(c.R * c.C, c.R), [c.R, c.C]);
-    const db = sumRows(dy);
-    const [yv, dbv, dyv] = await take(y, db, dy);
-    assertClose(yv, c.y, 1e-6 * maxAbs(c.y), 0, label);
-    // ⟨dy, x + 1bᵀ⟩ = ⟨dy, x⟩ + ⟨sumRows(dy), b⟩
-    assertAdjoint(dyv, yv, [...dyv, ...dbv], [...f32(c.x), ...f32(c.b)], 1e-5, `${label} adjoint`);
-    assert(addRowVector(x, b, x) === x, "in place returns x");
-    const [inPlace] = await take(x);
-    assertClose(inPlace, c.y, 1e-6 * maxAbs(c.y), 0, `${label} in place`);
-    b.release();
-  }
-  const x = gpu.zeros([2, 3]);
-  await assertRejects(() => addRowVector(x, gpu.zeros([2])), ShapeError);
-  x.release();
-});
+testBothClasses(
+  "addRowVector matches PyTorch (also in place), its adjoint is sumRows",
+  async () => {
+    const gpu = await getGpu();
+    for (const c of fx.addRowVector) {
+      const label = `addRowVector R=${c.R} C=${c.C}`;
+      const x = gpu.upload(c.x, [c.R, c.C]);
+      const b = gpu.upload(c.b);
+      const y = addRowVector(x, b);
+      const dy = gpu.upload(noise(c.R * c.C, c.R), [c.R, c.C]);
+      const db = sumRows(dy);
+      const [yv, dbv, dyv] = await take(y, db, dy);
+      assertClose(yv, c.y, 1e-6 * maxAbs(c.y), 0, label);
+      // ⟨dy, x + 1bᵀ⟩ = ⟨dy, x⟩ + ⟨sumRows(dy), b⟩
+      assertAdjoint(
+        dyv,
+        yv,
+        [...dyv, ...dbv],
+        [...f32(c.x), ...f32(c.b)],
+        1e-5,
+        `${label} adjoint`,
+      );
+      assert(addRowVector(x, b, x) === x, "in place returns x");
+      const [inPlace] = await take(x);
+      assertClose(inPlace, c.y, 1e-6 * maxAbs(c.y), 0, `${label} in place`);
+      b.release();
+    }
+    const x = gpu.zeros([2, 3]);
+    await assertRejects(() => addRowVector(x, gpu.zeros([2])), ShapeError);
+    x.release();
+  },
+);
 
-Deno.test("a repeated step of part-B ops creates no new buffers, pipelines or bind groups", async () => {
-  const gpu = await getGpu();
-  const B = 2, S = 5, H = 3, dh = 4, d = H * dh, V = 11;
-  const idsHost = Int32Array.from({ length: B * S }, (_, i) => (i * 3) % V);
-  const ids = gpu.uploadU32(idsHost);
-  const table = gpu.upload(noise(V * d, 1), [V, d]);
-  const bias = gpu.upload(noise(3 * d, 2));
-  const headMask = gpu.upload(noise(B * H, 3));
-  const dtable = gpu.zeros([V, d]);
-  const step = async () => {
-    const emb = embeddingGather(table, ids);
-    const qkvIn = gpu.upload(noise(B * S * 3 * d, 4), [B * S, 3 * d]);
-    const qkv = addRowVector(qkvIn, bias);
-    const k = splitHeads(qkv, B, S, H, dh, d);
-    const masked = scaleRows(k, headMask);
-    const { dx, ds } = scaleRowsBackward(masked, k, headMask);
-    const merged = mergeHeads(dx, B, S, H);
-    const db = sumRows(qkv);
-    embeddingBackward(merged, idsHost, V, dtable);
-    const total = sumAll(emb);
-    const r = await total.read();
-    for (const t of [emb, qkvIn, qkv, k, masked, dx, ds, merged, db, total]) t.release();
-    return r;
-  };
-  await step();
-  const before = { ...gpu.counters };
-  await step();
-  assertEquals(gpu.counters.buffersCreated, before.buffersCreated, "buffers");
-  assertEquals(gpu.counters.pipelinesCreated, before.pipelinesCreated, "pipelines");
-  assertEquals(gpu.counters.bindGroupsCreated, before.bindGroupsCreated, "bind groups");
-  for (const t of [ids, table, bias, headMask, dtable]) t.release();
-});
+testBothClasses(
+  "a repeated step of part-B ops creates no new buffers, pipelines or bind groups",
+  async () => {
+    const gpu = await getGpu();
+    const B = 2, S = 5, H = 3, dh = 4, d = H * dh, V = 11;
+    const idsHost = Int32Array.from({ length: B * S }, (_, i) => (i * 3) % V);
+    const ids = gpu.uploadU32(idsHost);
+    const table = gpu.upload(noise(V * d, 1), [V, d]);
+    const bias = gpu.upload(noise(3 * d, 2));
+    const headMask = gpu.upload(noise(B * H, 3));
+    const dtable = gpu.zeros([V, d]);
+    const step = async () => {
+      const emb = embeddingGather(table, ids);
+      const qkvIn = gpu.upload(noise(B * S * 3 * d, 4), [B * S, 3 * d]);
+      const qkv = addRowVector(qkvIn, bias);
+      const k = splitHeads(qkv, B, S, H, dh, d);
+      const masked = scaleRows(k, headMask);
+      const { dx, ds } = scaleRowsBackward(masked, k, headMask);
+      const merged = mergeHeads(dx, B, S, H);
+      const db = sumRows(qkv);
+      embeddingBackward(merged, idsHost, V, dtable);
+      const total = sumAll(emb);
+      const r = await total.read();
+      for (const t of [emb, qkvIn, qkv, k, masked, dx, ds, merged, db, total]) t.release();
+      return r;
+    };
+    await step();
+    const before = { ...gpu.counters };
+    await step();
+    assertEquals(gpu.counters.buffersCreated, before.buffersCreated, "buffers");
+    assertEquals(gpu.counters.pipelinesCreated, before.pipelinesCreated, "pipelines");
+    assertEquals(gpu.counters.bindGroupsCreated, before.bindGroupsCreated, "bind groups");
+    for (const t of [ids, table, bias, headMask, dtable]) t.release();
+  },
+);

@@ -9,8 +9,11 @@ import { InvalidArgumentError, ShapeError } from "../errors.ts";
 import { f32Bits, type KernelSpec } from "../gpu/context.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { grid1d } from "./grid.ts";
+import { kernelClass } from "./kernel_class.ts";
 
 const ROW_WG = 256;
+/** Rows per workgroup of the CPU-class kernels (one invocation per row). */
+const CPU_ROWS_WG = 64;
 const COL_WG = 64;
 /** Rows summed by one invocation in the first stage of the dgamma/dbeta column reduction. */
 const ROWS_PER_CHUNK = 32;
@@ -26,6 +29,12 @@ const rowWg = (cols: number) => (cols <= 32 ? 32 : cols <= 64 ? 64 : cols <= 128
 const FORWARD = (wg: number) => spec("forward", ["read", "read", "read", "rw", "rw", "rw"], wg);
 const BACKWARD_DX = (wg: number) =>
   spec("backward_dx", ["read", "read", "read", "read", "read", "rw"], wg);
+const FORWARD_ROWS = spec("forward_rows", ["read", "read", "read", "rw", "rw", "rw"], CPU_ROWS_WG);
+const BACKWARD_DX_ROWS = spec(
+  "backward_dx_rows",
+  ["read", "read", "read", "read", "read", "rw"],
+  CPU_ROWS_WG,
+);
 const PARAM_PARTIAL = spec("param_partial", ["read", "read", "read", "read", "rw"], COL_WG);
 const PARAM_FINAL = spec("param_final", ["read", "rw", "rw"], COL_WG);
 
@@ -67,9 +76,10 @@ export function layerNorm(
   expectSize("layerNorm", "out", y, x.size, `shape of x ${shapeStr(x)}`);
   const mean = gpu.empty([rows]);
   const rstd = gpu.empty([rows]);
-  const [nx, ny] = grid1d(rows, 1);
+  const cpu = kernelClass(gpu) === "cpu";
+  const [nx, ny] = grid1d(rows, cpu ? CPU_ROWS_WG : 1);
   gpu.dispatch(
-    FORWARD(rowWg(cols)),
+    cpu ? FORWARD_ROWS : FORWARD(rowWg(cols)),
     [rows, cols, nx, f32Bits(eps), 0, 0],
     [x, gamma, beta, y, mean, rstd],
     [nx, ny],
@@ -98,9 +108,10 @@ export function layerNormBackward(
   const dx = gpu.empty(x.shape);
   const dgamma = gpu.empty([cols]);
   const dbeta = gpu.empty([cols]);
-  const [nx, ny] = grid1d(rows, 1);
+  const cpu = kernelClass(gpu) === "cpu";
+  const [nx, ny] = grid1d(rows, cpu ? CPU_ROWS_WG : 1);
   gpu.dispatch(
-    BACKWARD_DX(rowWg(cols)),
+    cpu ? BACKWARD_DX_ROWS : BACKWARD_DX(rowWg(cols)),
     [rows, cols, nx, 0, 0, 0],
     [dy, x, mean, rstd, gamma, dx],
     [nx, ny],

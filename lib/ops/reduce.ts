@@ -11,6 +11,7 @@ import { InvalidArgumentError, ShapeError } from "../errors.ts";
 import type { KernelSpec } from "../gpu/context.ts";
 import { expectShape, type Tensor } from "../gpu/tensor.ts";
 import { grid1d } from "./grid.ts";
+import { kernelClass } from "./kernel_class.ts";
 
 /** Columns per col_reduce workgroup (fewer when C is smaller). */
 const CX = 16;
@@ -23,6 +24,10 @@ const WG = 256;
 /** Elements per chunk of the first stage of `sumAll`. */
 const FLAT_CHUNK = 64 * WG;
 const MAX_GROUPS = 65535;
+/** Columns (col_serial) or rows (row_serial) per workgroup of the CPU-class kernels. */
+const CPU_WG = 64;
+/** Elements per chunk of the first stage of `sumAll` with the CPU-class kernels. */
+const CPU_FLAT_CHUNK = 1024;
 
 /** Smallest power of two ≥ n, capped at `max` (lane counts adapt to short rows and columns). */
 function lanes(n: number, max: number): number {
@@ -59,6 +64,16 @@ function colReduce(
   const nChunks = Math.ceil(R / rows);
   const ny = Math.min(nChunks, MAX_GROUPS);
   const nz = Math.ceil(nChunks / ny);
+  if (kernelClass(a.gpu) === "cpu") {
+    const cx = lanes(C, CPU_WG);
+    a.gpu.dispatch(
+      reduceSpec("col_serial", { CX: cx, PRODUCT: b ? 1 : 0 }),
+      [R, C, rows, nChunks, ny, accumulate ? 1 : 0],
+      [a, b ?? a, out],
+      [Math.ceil(C / cx), ny, nz],
+    );
+    return;
+  }
   const cx = lanes(C, CX);
   const ry = lanes(rows, RY);
   a.gpu.dispatch(
@@ -92,6 +107,17 @@ function rowReduce(
   accumulate: boolean,
 ): void {
   const rows = Math.ceil(n / L);
+  if (kernelClass(a.gpu) === "cpu") {
+    const wg = lanes(rows, CPU_WG);
+    const [nx, ny] = grid1d(rows, wg);
+    a.gpu.dispatch(
+      reduceSpec("row_serial", { WG: wg, PRODUCT: b ? 1 : 0 }),
+      [n, L, rows, nx, accumulate ? 1 : 0],
+      [a, b ?? a, out],
+      [nx, ny],
+    );
+    return;
+  }
   const [nx, ny] = grid1d(rows, 1);
   a.gpu.dispatch(
     reduceSpec("row_reduce", { WG: lanes(L, WG), PRODUCT: b ? 1 : 0 }),
@@ -180,17 +206,21 @@ export function dotRows(a: Tensor, b: Tensor): Tensor {
   return out;
 }
 
-/** Sum of all elements of x (any shape) → [1], in chunks of 4096 and then over the chunk sums. */
+/**
+ * Sum of all elements of x (any shape) → [1]: fixed-size chunks (16384 elements; 1024 with the
+ * CPU-class kernels) and then over the chunk sums, in as many stages as needed.
+ */
 export function sumAll(x: Tensor): Tensor {
   const out = x.gpu.empty([1]);
   if (x.size === 0) {
     x.gpu.clear(out);
     return out;
   }
+  const chunk = kernelClass(x.gpu) === "cpu" ? CPU_FLAT_CHUNK : FLAT_CHUNK;
   let cur: Tensor = x;
-  while (cur.size > FLAT_CHUNK) {
-    const partial = x.gpu.empty([Math.ceil(cur.size / FLAT_CHUNK)]);
-    rowReduce(cur, null, cur.size, FLAT_CHUNK, partial, false);
+  while (cur.size > chunk) {
+    const partial = x.gpu.empty([Math.ceil(cur.size / chunk)]);
+    rowReduce(cur, null, cur.size, chunk, partial, false);
     if (cur !== x) cur.release();
     cur = partial;
   }

@@ -9,6 +9,7 @@ import { InvalidArgumentError, ShapeError } from "../errors.ts";
 import { f32Bits, type KernelSpec } from "../gpu/context.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { grid1d } from "./grid.ts";
+import { kernelClass } from "./kernel_class.ts";
 
 const spec = (
   entry: string,
@@ -21,6 +22,8 @@ const spec = (
   bindings,
   constants: { WG },
 });
+/** Rows per workgroup of the CPU-class kernels (one invocation per row). */
+const CPU_ROWS_WG = 64;
 const rowWg = (cols: number) => (cols <= 32 ? 32 : cols <= 64 ? 64 : cols <= 128 ? 128 : 256);
 
 function shapeStr(t: Tensor): string {
@@ -70,9 +73,10 @@ export function softmaxMasked(
   if (o.size !== scores.size) {
     throw new ShapeError(`softmaxMasked: out ${shapeStr(o)} vs scores ${shapeStr(scores)}`);
   }
-  const [nx, ny] = grid1d(rows, 1);
+  const cpu = kernelClass(scores.gpu) === "cpu";
+  const [nx, ny] = grid1d(rows, cpu ? CPU_ROWS_WG : 1);
   scores.gpu.dispatch(
-    spec("masked_forward", rowWg(sk)),
+    cpu ? spec("masked_forward_rows", CPU_ROWS_WG) : spec("masked_forward", rowWg(sk)),
     [rows, sk, nx, sq, heads, mode === "bert" ? 0 : 1, f32Bits(scale)],
     [scores, keyMask, o],
     [nx, ny],
@@ -122,9 +126,15 @@ export function softmaxBackward(
   if (o.size !== P.size) {
     throw new ShapeError(`softmaxBackward: out ${shapeStr(o)} vs P ${shapeStr(P)}`);
   }
-  const [nx, ny] = grid1d(rows, 1);
+  const cpu = kernelClass(P.gpu) === "cpu";
+  const [nx, ny] = grid1d(rows, cpu ? CPU_ROWS_WG : 1);
   P.gpu.dispatch(
-    spec("backward", rowWg(cols), ["read", "read", "read", "rw"]),
+    spec(cpu ? "backward_rows" : "backward", cpu ? CPU_ROWS_WG : rowWg(cols), [
+      "read",
+      "read",
+      "read",
+      "rw",
+    ]),
     [rows, cols, nx, sq, heads, cut ? 1 : 0, f32Bits(scale)],
     [dP, P, cut && masked ? masked.keyMask : P, o],
     [nx, ny],
