@@ -19,7 +19,7 @@
 
 override WGX: u32 = 8u;
 override WGY: u32 = 1u;
-override TM: u32 = 16u; // rows per invocation, ≤ 32
+override TM: u32 = 32u; // rows per invocation, ≤ 32
 override TN: u32 = 8u; // columns per invocation, ≤ 16
 
 const MAX_TM = 32u;

@@ -27,7 +27,7 @@ export interface MatmulPreset {
  * 16×16-lane, 4×4-per-lane layout and has NOT been measured yet (no GPU machine was available).
  */
 export const MATMUL_PRESETS: Readonly<Record<"cpu" | "gpu", Readonly<MatmulPreset>>> = {
-  cpu: { wgx: 8, wgy: 1, tm: 16, tn: 8 },
+  cpu: { wgx: 8, wgy: 1, tm: 32, tn: 8 },
   gpu: { wgx: 16, wgy: 16, tm: 4, tn: 4 },
 };
 
