@@ -9,7 +9,7 @@ import {
 import { getGpu } from "../lib/gpu/context.ts";
 import { type Activation, linear, linearBackward, matmul } from "../lib/ops/matmul.ts";
 import { matmulPreset, setMatmulPreset } from "../lib/ops/matmul_presets.ts";
-import { InvalidArgumentError, ShapeError } from "../lib/errors.ts";
+import { DeviceLimitError, InvalidArgumentError, ShapeError } from "../lib/errors.ts";
 
 interface Arr {
   shape: number[];
@@ -204,4 +204,26 @@ Deno.test("GELU epilogue: exact-erf GELU within 5e-7 over [-8, 8] (erf error ≤
   }
   assert(worst <= 5e-7, `max |gelu error| ${worst}`);
   for (const t of [x, one, zero, y]) t.release();
+});
+
+Deno.test("matmul splits more than 65535 batch items over dispatches; oversized grids raise", async () => {
+  const gpu = await getGpu();
+  const n = 65537; // one past the per-dimension workgroup limit: two dispatches along z
+  const xs = rand(n, 21), ys = rand(n, 22);
+  const a = gpu.upload(xs, [n, 1, 1]);
+  const b = gpu.upload(ys, [n, 1, 1]);
+  const y = matmul(a, b, { alpha: 2 });
+  const got = await y.read();
+  const want = Array.from(xs, (x, i) => 2 * x * ys[i]);
+  assertClose(got, want, 1e-6, 1e-6, "batched 1×1 products");
+  for (const t of [a, b, y]) t.release();
+  const p = matmulPreset(gpu.adapter.kind);
+  const rows = gpu.limits.maxComputeWorkgroupsPerDimension * p.wgy * p.tm + 1;
+  if (rows * 4 <= gpu.limits.maxStorageBufferBindingSize) {
+    const tall = gpu.empty([rows, 1]);
+    const one = gpu.upload([1], [1, 1]);
+    await assertRejects(() => matmul(tall, one), DeviceLimitError, "workgroups");
+    tall.release();
+    one.release();
+  }
 });
