@@ -511,49 +511,62 @@ interface LossFixture {
   span: SpanCase[];
 }
 
-Deno.test("crossEntropy forward and backward match float64 PyTorch (ignore_index −100)", async () => {
-  const gpu = await getGpu();
-  const { ce } = await loadFixture<LossFixture>("ops_a_loss.json");
-  for (const c of ce) {
-    const label = `crossEntropy ${c.rows}×${c.cols}`;
-    const logits = gpu.upload(c.logits, [c.rows, c.cols]);
-    const labels = gpu.uploadU32(c.labels);
-    const loss = await take(crossEntropy(logits, labels));
-    checkForward(loss, c.loss, `${label} loss`);
-    const grad = await take(crossEntropyBackward(logits, labels, c.scale));
-    checkGrad(grad, c.dLogits, `${label} grad`);
-    c.labels.forEach((l, r) => {
-      if (l !== -100) return;
-      assertEquals(loss[r], 0, `${label} ignored loss`);
-      for (let k = 0; k < c.cols; k++) assertEquals(grad[r * c.cols + k], 0);
-    });
+testBothClasses(
+  "crossEntropy forward and backward match float64 PyTorch (ignore_index −100)",
+  async () => {
+    const gpu = await getGpu();
+    const { ce } = await loadFixture<LossFixture>("ops_a_loss.json");
+    for (const c of ce) {
+      const label = `crossEntropy ${c.rows}×${c.cols}`;
+      const logits = gpu.upload(c.logits, [c.rows, c.cols]);
+      const labels = gpu.uploadU32(c.labels);
+      const loss = await take(crossEntropy(logits, labels));
+      checkForward(loss, c.loss, `${label} loss`);
+      const grad = await take(crossEntropyBackward(logits, labels, c.scale));
+      checkGrad(grad, c.dLogits, `${label} grad`);
+      c.labels.forEach((l, r) => {
+        if (l !== -100) return;
+        assertEquals(loss[r], 0, `${label} ignored loss`);
+        for (let k = 0; k < c.cols; k++) assertEquals(grad[r * c.cols + k], 0);
+      });
+      logits.release();
+      labels.release();
+    }
+  },
+);
+
+testBothClasses(
+  "crossEntropy handles 4096 classes (float64 reference from the definition)",
+  async () => {
+    const gpu = await getGpu();
+    const rows = 2;
+    const cols = 4096;
+    const xs = rand(rows * cols, 51).map((v) => 4 * v);
+    const labs = [4095, 17];
+    const refLoss: number[] = [];
+    const refGrad = new Float64Array(xs.length);
+    for (let r = 0; r < rows; r++) {
+      const row = Array.from(xs.subarray(r * cols, (r + 1) * cols));
+      const mx = Math.max(...row);
+      const z = row.reduce((a, v) => a + Math.exp(v - mx), 0);
+      refLoss.push(mx + Math.log(z) - row[labs[r]]);
+      row.forEach((
+        v,
+        k,
+      ) => (refGrad[r * cols + k] = Math.exp(v - mx) / z - (k === labs[r] ? 1 : 0)));
+    }
+    const logits = gpu.upload(xs, [rows, cols]);
+    const labels = gpu.uploadU32(labs);
+    checkForward(await take(crossEntropy(logits, labels)), refLoss, "crossEntropy 4096 loss");
+    checkGrad(
+      await take(crossEntropyBackward(logits, labels, 1)),
+      refGrad,
+      "crossEntropy 4096 grad",
+    );
     logits.release();
     labels.release();
-  }
-});
-
-Deno.test("crossEntropy handles 4096 classes (float64 reference from the definition)", async () => {
-  const gpu = await getGpu();
-  const rows = 2;
-  const cols = 4096;
-  const xs = rand(rows * cols, 51).map((v) => 4 * v);
-  const labs = [4095, 17];
-  const refLoss: number[] = [];
-  const refGrad = new Float64Array(xs.length);
-  for (let r = 0; r < rows; r++) {
-    const row = Array.from(xs.subarray(r * cols, (r + 1) * cols));
-    const mx = Math.max(...row);
-    const z = row.reduce((a, v) => a + Math.exp(v - mx), 0);
-    refLoss.push(mx + Math.log(z) - row[labs[r]]);
-    row.forEach((v, k) => (refGrad[r * cols + k] = Math.exp(v - mx) / z - (k === labs[r] ? 1 : 0)));
-  }
-  const logits = gpu.upload(xs, [rows, cols]);
-  const labels = gpu.uploadU32(labs);
-  checkForward(await take(crossEntropy(logits, labels)), refLoss, "crossEntropy 4096 loss");
-  checkGrad(await take(crossEntropyBackward(logits, labels, 1)), refGrad, "crossEntropy 4096 grad");
-  logits.release();
-  labels.release();
-});
+  },
+);
 
 Deno.test("mseLoss forward and backward match float64 PyTorch ([B] and [B, 1])", async () => {
   const gpu = await getGpu();
@@ -570,27 +583,30 @@ Deno.test("mseLoss forward and backward match float64 PyTorch ([B] and [B, 1])",
   }
 });
 
-Deno.test("spanLoss forward and backward match float64 PyTorch (clamped and ignored positions, key mask)", async () => {
-  const gpu = await getGpu();
-  const { span } = await loadFixture<LossFixture>("ops_a_loss.json");
-  for (const c of span) {
-    const label = `spanLoss ${c.batch}×${c.seq}${c.mask ? " masked" : ""}`;
-    const shape = [c.batch, c.seq];
-    const start = gpu.upload(c.start, shape);
-    const end = gpu.upload(c.end, shape);
-    const sp = gpu.uploadU32(c.startPos);
-    const ep = gpu.uploadU32(c.endPos);
-    const mask = c.mask ? gpu.upload(c.mask, shape) : undefined;
-    checkForward(await take(spanLoss(start, end, sp, ep, mask)), c.loss, `${label} loss`);
-    const { dStart, dEnd } = spanLossBackward(start, end, sp, ep, c.scale, mask);
-    checkGrad(await take(dStart), c.dStart, `${label} dStart`);
-    checkGrad(await take(dEnd), c.dEnd, `${label} dEnd`);
-    for (const t of [start, end, sp, ep]) t.release();
-    mask?.release();
-  }
-});
+testBothClasses(
+  "spanLoss forward and backward match float64 PyTorch (clamped and ignored positions, key mask)",
+  async () => {
+    const gpu = await getGpu();
+    const { span } = await loadFixture<LossFixture>("ops_a_loss.json");
+    for (const c of span) {
+      const label = `spanLoss ${c.batch}×${c.seq}${c.mask ? " masked" : ""}`;
+      const shape = [c.batch, c.seq];
+      const start = gpu.upload(c.start, shape);
+      const end = gpu.upload(c.end, shape);
+      const sp = gpu.uploadU32(c.startPos);
+      const ep = gpu.uploadU32(c.endPos);
+      const mask = c.mask ? gpu.upload(c.mask, shape) : undefined;
+      checkForward(await take(spanLoss(start, end, sp, ep, mask)), c.loss, `${label} loss`);
+      const { dStart, dEnd } = spanLossBackward(start, end, sp, ep, c.scale, mask);
+      checkGrad(await take(dStart), c.dStart, `${label} dStart`);
+      checkGrad(await take(dEnd), c.dEnd, `${label} dEnd`);
+      for (const t of [start, end, sp, ep]) t.release();
+      mask?.release();
+    }
+  },
+);
 
-Deno.test("loss gradients agree with finite differences of the losses", async () => {
+testBothClasses("loss gradients agree with finite differences of the losses", async () => {
   const gpu = await getGpu();
   // Cross-entropy, one ignored row.
   {

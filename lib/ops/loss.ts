@@ -10,6 +10,7 @@ import { ShapeError } from "../errors.ts";
 import { f32Bits, type KernelSpec } from "../gpu/context.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { grid1d } from "./grid.ts";
+import { kernelClass } from "./kernel_class.ts";
 
 const ELEM_WG = 256;
 const R = "read" as const;
@@ -20,7 +21,12 @@ const spec = (entry: string, bindings: KernelSpec["bindings"], WG: number): Kern
   bindings,
   constants: { WG },
 });
-const rowWg = (cols: number) => (cols <= 32 ? 32 : cols <= 64 ? 64 : cols <= 128 ? 128 : 256);
+const gpuRowWg = (cols: number) => (cols <= 32 ? 32 : cols <= 64 ? 64 : cols <= 128 ? 128 : 256);
+/**
+ * Lanes per row: on the CPU class a single SIMD-width workgroup (8 lanes, one llvmpipe fiber, so
+ * its barriers cost no fiber switches); on the GPU class enough lanes for the row.
+ */
+const rowWg = (t: Tensor, cols: number) => (kernelClass(t.gpu) === "cpu" ? 8 : gpuRowWg(cols));
 const ROW6 = [R, R, R, R, R, "rw"] as const;
 const ROW7 = [R, R, R, R, R, "rw", "rw"] as const;
 const MSE_FORWARD = spec("mse_forward", [R, R, "rw"], ELEM_WG);
@@ -53,7 +59,7 @@ export function crossEntropy(logits: Tensor, labels: Tensor, out?: Tensor): Tens
   expectSize("crossEntropy", "out", o, b, "one loss per row");
   const [nx, ny] = grid1d(b, 1);
   logits.gpu.dispatch(
-    spec("ce_forward", ROW6, rowWg(c)),
+    spec("ce_forward", ROW6, rowWg(logits, c)),
     [b, c, nx, 0, 0],
     [logits, logits, labels, labels, logits, o],
     [nx, ny],
@@ -77,7 +83,7 @@ export function crossEntropyBackward(
   expectSize("crossEntropyBackward", "out", o, logits.size, `shape of logits`);
   const [nx, ny] = grid1d(b, 1);
   logits.gpu.dispatch(
-    spec("ce_backward", ROW6, rowWg(c)),
+    spec("ce_backward", ROW6, rowWg(logits, c)),
     [b, c, nx, 0, f32Bits(scale)],
     [logits, logits, labels, labels, logits, o],
     [nx, ny],
@@ -152,7 +158,7 @@ export function spanLoss(
   expectSize("spanLoss", "out", o, b, "one loss per row");
   const [nx, ny] = grid1d(b, 1);
   start.gpu.dispatch(
-    spec("span_forward", ROW6, rowWg(s)),
+    spec("span_forward", ROW6, rowWg(start, s)),
     [b, s, nx, keyMask ? 1 : 0, 0],
     [start, end, startPos, endPos, keyMask ?? start, o],
     [nx, ny],
@@ -178,7 +184,7 @@ export function spanLossBackward(
   const dEnd = start.gpu.empty(end.shape);
   const [nx, ny] = grid1d(b, 1);
   start.gpu.dispatch(
-    spec("span_backward", ROW7, rowWg(s)),
+    spec("span_backward", ROW7, rowWg(start, s)),
     [b, s, nx, keyMask ? 1 : 0, f32Bits(scale)],
     [start, end, startPos, endPos, keyMask ?? start, dStart, dEnd],
     [nx, ny],
