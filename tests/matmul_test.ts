@@ -7,8 +7,20 @@ import {
   maxAbs,
 } from "./helpers.ts";
 import { getGpu } from "../lib/gpu/context.ts";
-import { type Activation, linear, linearBackward, matmul } from "../lib/ops/matmul.ts";
-import { matmulPreset, setMatmulPreset } from "../lib/ops/matmul_presets.ts";
+import {
+  type Activation,
+  linear,
+  linearBackward,
+  matmul,
+  type MatmulPath,
+  setMatmulPath,
+} from "../lib/ops/matmul.ts";
+import {
+  matmulPreset,
+  setMatmulPreset,
+  setMatmulTexturePreset,
+  TEXTURE_TILES,
+} from "../lib/ops/matmul_presets.ts";
 import { DeviceLimitError, InvalidArgumentError, ShapeError } from "../lib/errors.ts";
 
 interface Arr {
@@ -59,22 +71,226 @@ async function runCases(label: string) {
   }
 }
 
+/** Runs `fn` with the matmul path forced to `path`, restoring "auto" afterwards. */
+async function withPath<T>(path: MatmulPath, fn: () => Promise<T>): Promise<T> {
+  setMatmulPath(path);
+  try {
+    return await fn();
+  } finally {
+    setMatmulPath("auto");
+  }
+}
+
+const PATHS: MatmulPath[] = ["storage", "texture"];
+
 Deno.test("matmul matches PyTorch float64 for all layouts, batches and epilogues (built-in preset)", async () => {
-  await runCases(`preset ${JSON.stringify(matmulPreset((await getGpu()).adapter.kind))}`);
+  await runCases(
+    `auto path, preset ${JSON.stringify(matmulPreset((await getGpu()).adapter.kind))}`,
+  );
+  for (const path of PATHS) await withPath(path, () => runCases(`${path} path`));
 });
 
-Deno.test("matmul edge tiles: a 2-D workgroup with small tiles is also exact", async () => {
+Deno.test("matmul edge tiles: a 2-D workgroup with small tiles is also exact (storage path)", async () => {
   // Rows spread over y lanes and several row/column tiles per grid: every ragged edge is hit.
   const kind = (await getGpu()).adapter.kind;
   setMatmulPreset(kind, { wgx: 4, wgy: 2, tm: 3, tn: 2 });
   try {
-    await runCases("preset 4x2 lanes, 3x2 tile");
+    await withPath("storage", () => runCases("storage, preset 4x2 lanes, 3x2 tile"));
   } finally {
     setMatmulPreset(kind, undefined);
   }
 });
 
-Deno.test("linear and linearBackward match PyTorch autograd", async () => {
+Deno.test("matmul texture path: every texture tile and a 2-D workgroup are exact", async () => {
+  // Small workgroups (2×3 lanes) put several tiles on every fixture's ragged edges.
+  for (const [tm, tn] of TEXTURE_TILES) {
+    setMatmulTexturePreset({ wgx: 2, wgy: 3, tm, tn });
+    try {
+      await withPath("texture", () => runCases(`texture, 2x3 lanes, ${tm}x${tn} tile`));
+    } finally {
+      setMatmulTexturePreset(undefined);
+    }
+  }
+});
+
+/** float64 reference: alpha·op(a)·op(b) + bias, activation, + out0 (definition of the product). */
+function reference(
+  a: Float32Array,
+  b: Float32Array,
+  d: { batch: number; M: number; N: number; K: number; transA: boolean; transB: boolean },
+  o: { sharedB: boolean; alpha: number; bias?: Float32Array; act: Activation; out0?: Float32Array },
+): Float64Array {
+  const { batch, M, N, K, transA, transB } = d;
+  const y = new Float64Array(batch * M * N);
+  for (let z = 0; z < batch; z++) {
+    const ab = z * M * K, bb = o.sharedB ? 0 : z * K * N;
+    for (let m = 0; m < M; m++) {
+      for (let n = 0; n < N; n++) {
+        let s = 0;
+        for (let k = 0; k < K; k++) {
+          const av = a[ab + (transA ? k * M + m : m * K + k)];
+          const bv = b[bb + (transB ? n * K + k : k * N + n)];
+          s += av * bv;
+        }
+        let v = o.alpha * s + (o.bias ? o.bias[n] : 0);
+        if (o.act === "relu") v = Math.max(v, 0);
+        if (o.act === "gelu") v = 0.5 * v * (1 + erf(v / Math.SQRT2));
+        const i = (z * M + m) * N + n;
+        y[i] = v + (o.out0 ? o.out0[i] : 0);
+      }
+    }
+  }
+  return y;
+}
+
+/** erf to ~1e-15 (Taylor series for |x| < 3, continued-fraction tail beyond): reference only. */
+function erf(x: number): number {
+  const t = Math.abs(x);
+  if (t < 3) {
+    let sum = 0, term = t;
+    for (let n = 0; n < 200; n++) {
+      sum += term / (2 * n + 1);
+      term *= -t * t / (n + 1);
+      if (Math.abs(term) < 1e-17) break;
+    }
+    return Math.sign(x) * sum * 2 / Math.sqrt(Math.PI);
+  }
+  let f = 0;
+  for (let n = 60; n >= 1; n--) f = n / 2 / (t + f);
+  const erfc = Math.exp(-t * t) / Math.sqrt(Math.PI) / (t + f);
+  return Math.sign(x) * (1 - erfc);
+}
+
+interface Extra {
+  name: string;
+  a: number[];
+  b: number[];
+  transA?: boolean;
+  transB?: boolean;
+  bias?: boolean;
+  act?: Activation;
+  alpha?: number;
+  accumulate?: boolean;
+}
+
+/**
+ * Shapes the PyTorch fixture lacks: K % 64 == 0 (the copyBufferToTexture path, as in the model's
+ * X·Wᵀ and attention Q·Kᵀ with head size 64), K % 4 != 0 (zero-padded texels), and batches whose
+ * rows exceed maxTextureDimension2D (split over dispatches) or do not fit at all (storage fallback).
+ */
+function extraCases(maxDim: number): Extra[] {
+  const half = Math.floor(maxDim / 2.5); // two batch items per texture: 3 items → 2 chunks
+  return [
+    {
+      name: "nt K=64 + bias, gelu",
+      a: [40, 64],
+      b: [24, 64],
+      transB: true,
+      bias: true,
+      act: "gelu",
+    },
+    {
+      name: "attention scores [3,20,64]·[3,20,64]ᵀ",
+      a: [3, 20, 64],
+      b: [3, 20, 64],
+      transB: true,
+      alpha: 0.125,
+    },
+    { name: "attention context [3,20,64]·[3,64,16]", a: [3, 20, 64], b: [3, 64, 16] },
+    { name: "shared b, K=128 [2,5,128]·[9,128]ᵀ", a: [2, 5, 128], b: [9, 128], transB: true },
+    { name: "nn K=130 (zero-padded texel)", a: [11, 130], b: [130, 7], act: "relu", bias: true },
+    {
+      name: "tn K=70 accumulate",
+      a: [70, 12],
+      b: [70, 9],
+      transA: true,
+      accumulate: true,
+      alpha: -0.5,
+    },
+    { name: "tt K=66", a: [66, 5], b: [6, 66], transA: true, transB: true },
+    { name: `batched rows ${half} (2 chunks)`, a: [3, half, 4], b: [3, 4, 5] },
+    { name: `shared b, rows ${half}×3 (2 chunks)`, a: [3, half, 4], b: [4, 5] },
+    { name: `batched nt rows ${half} K=64`, a: [3, half, 64], b: [3, 3, 64], transB: true },
+    { name: `rows ${maxDim + 1} (storage fallback)`, a: [maxDim + 1, 4], b: [4, 3] },
+  ];
+}
+
+Deno.test("matmul ragged, copy-path, split-batch and fallback shapes match a float64 reference on both paths", async () => {
+  const gpu = await getGpu();
+  const cases = extraCases(gpu.textures.maxDim);
+  for (const path of PATHS) {
+    await withPath(path, async () => {
+      for (const [ci, c] of cases.entries()) {
+        const { transA = false, transB = false, act = "none", alpha = 1 } = c;
+        const [a0, a1] = c.a.slice(-2), [b0, b1] = c.b.slice(-2);
+        const [M, K] = transA ? [a1, a0] : [a0, a1];
+        const N = transB ? b0 : b1;
+        const batch = c.a.slice(0, -2).reduce((x, y) => x * y, 1);
+        const as = rand(c.a.reduce((x, y) => x * y), 100 + ci);
+        const bs = rand(c.b.reduce((x, y) => x * y), 200 + ci);
+        const biasData = c.bias ? rand(N, 300 + ci) : undefined;
+        const out0 = c.accumulate ? rand(batch * M * N, 400 + ci) : undefined;
+        const sharedB = c.b.length === 2;
+        const want = reference(as, bs, { batch, M, N, K, transA, transB }, {
+          sharedB,
+          alpha,
+          bias: biasData,
+          act,
+          out0,
+        });
+        const a = gpu.upload(as, c.a), b = gpu.upload(bs, c.b);
+        const bias = biasData ? gpu.upload(biasData) : undefined;
+        const out = out0 ? gpu.upload(out0, [...c.a.slice(0, -2), M, N]) : undefined;
+        const y = matmul(a, b, { transA, transB, bias, act, alpha, out, accumulate: !!out });
+        assertEquals([...y.shape], [...c.a.slice(0, -2), M, N], `${path} ${c.name}: shape`);
+        const got = await y.read();
+        // Inputs in [-1, 1): |sum| ≤ K; fp32 accumulation error grows like √K·eps·K at worst.
+        const scale = Math.max(1, maxAbs(want));
+        assertClose(got, want, 1e-4 * scale, 0, `${path} ${c.name}`);
+        for (const t of [a, b, bias, y]) t?.release();
+      }
+    });
+  }
+});
+
+Deno.test("matmul texture path records copies for K % 64 == 0, repacks otherwise, falls back past the texture limit", async () => {
+  // Dispatch counts tell the paths apart: the copy path adds no dispatch, each repacked operand
+  // adds one, the storage path is a single dispatch.
+  const gpu = await getGpu();
+  const count = (a: number[], b: number[], o: { transB?: boolean } = {}) => {
+    const ta = gpu.zeros(a), tb = gpu.zeros(b);
+    const before = gpu.counters.dispatches;
+    const y = matmul(ta, tb, o);
+    const n = gpu.counters.dispatches - before;
+    for (const t of [ta, tb, y]) t.release();
+    return n;
+  };
+  await withPath("texture", async () => {
+    assertEquals(count([8, 64], [5, 64], { transB: true }), 1, "nt, K = 64: two copies");
+    assertEquals(count([8, 64], [64, 5]), 2, "nn, K = 64: copy a, repack b");
+    assertEquals(count([8, 7], [7, 5]), 3, "nn, K = 7: repack both");
+    const rows = gpu.textures.maxDim + 1;
+    assertEquals(count([rows, 4], [4, 3]), 1, "rows past the texture limit: storage kernel");
+    await gpu.sync();
+  });
+  await withPath("storage", async () => {
+    assertEquals(count([8, 7], [7, 5]), 1, "storage path: one dispatch");
+    await gpu.sync();
+  });
+  await assertRejects(() => setMatmulPath("fast" as MatmulPath), InvalidArgumentError, "texture");
+  await assertRejects(
+    () => setMatmulTexturePreset({ wgx: 8, wgy: 8, tm: 5, tn: 4 }),
+    InvalidArgumentError,
+    "tile",
+  );
+});
+
+for (const path of PATHS) {
+  Deno.test(`linear and linearBackward match PyTorch autograd (${path} path)`, () =>
+    withPath(path, linearBackwardCase));
+}
+
+async function linearBackwardCase() {
   const gpu = await getGpu();
   const f = fixture.linearBackward;
   const x = gpu.upload(f.x.data, f.x.shape);
@@ -93,7 +309,7 @@ Deno.test("linear and linearBackward match PyTorch autograd", async () => {
   const want = f.dw.data.map((v, i) => v + d0[i]);
   assertClose(await into.read(), want, 1e-4 * Math.max(1, maxAbs(want)), 0, "dwInto");
   for (const t of [x, w, dy, dx, dw, into]) t.release();
-});
+}
 
 /** Deterministic pseudo-random values in [-1, 1). */
 function rand(n: number, seed: number): Float32Array {
@@ -110,7 +326,12 @@ function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return s;
 }
 
-Deno.test("linearBackward: central differences of <dy, linear(x, w)> along random directions", async () => {
+for (const path of PATHS) {
+  Deno.test(`linearBackward: central differences of <dy, linear(x, w)> along random directions (${path} path)`, () =>
+    withPath(path, centralDifferenceCase));
+}
+
+async function centralDifferenceCase() {
   // f(x, w) = <dy, x·wᵀ + b> (3-D x: [2, 5, 6], w: [7, 6]). The derivative along a direction v is
   // (f(x + h·v) − f(x − h·v)) / 2h, evaluated with the forward kernel and float64 dot products.
   const gpu = await getGpu();
@@ -138,9 +359,14 @@ Deno.test("linearBackward: central differences of <dy, linear(x, w)> along rando
   assert(Math.abs(gx - fdX) <= 1e-3 * Math.abs(fdX), `<dx, v> ${gx} vs central difference ${fdX}`);
   assert(Math.abs(gw - fdW) <= 1e-3 * Math.abs(fdW), `<dw, V> ${gw} vs central difference ${fdW}`);
   for (const t of [x, w, dy, dx, dw, bias]) t.release();
-});
+}
 
-Deno.test("matmul steady state: a second identical call creates no buffers, pipelines or bind groups", async () => {
+for (const path of PATHS) {
+  Deno.test(`matmul steady state: a second identical call creates no buffers, textures, pipelines or bind groups (${path} path)`, () =>
+    withPath(path, steadyStateCase));
+}
+
+async function steadyStateCase() {
   const gpu = await getGpu();
   const a = gpu.upload(rand(24 * 20, 7), [24, 20]);
   const w = gpu.upload(rand(30 * 20, 8), [30, 20]);
@@ -153,13 +379,15 @@ Deno.test("matmul steady state: a second identical call creates no buffers, pipe
   };
   await step();
   const before = { ...gpu.counters };
+  const textures = gpu.textures.created;
   await step();
+  assertEquals(gpu.textures.created, textures, "textures");
   assertEquals(gpu.counters.buffersCreated, before.buffersCreated, "buffers");
   assertEquals(gpu.counters.pipelinesCreated, before.pipelinesCreated, "pipelines");
   assertEquals(gpu.counters.bindGroupsCreated, before.bindGroupsCreated, "bind groups");
   assertEquals(gpu.counters.submits, before.submits + 1, "one submit per step");
   for (const t of [a, w, bias]) t.release();
-});
+}
 
 Deno.test("matmul rejects bad shapes and options with typed errors", async () => {
   const gpu = await getGpu();

@@ -5,16 +5,29 @@
  *
  * Kernel convention (every `kernels/*.wgsl` entry point follows it): binding 0 of group 0 is a
  * `var<uniform>` parameter struct of at most 256 bytes (bound with a dynamic offset into the
- * uniform arena); bindings 1…n are storage buffers, `read` or `read_write` as the kernel spec says.
+ * uniform arena); bindings 1…n are storage buffers, `read` or `read_write` as the kernel spec says,
+ * or `rgba32float` textures (`texture_2d<f32>` read with `textureLoad`, or a write-only
+ * `texture_storage_2d<rgba32float, write>`) from the texture pool (`gpu.textures`).
  * @module
  */
 import { DeviceLimitError, InvalidArgumentError, ShapeError } from "../errors.ts";
 import { type AdapterDescription, requestDevice } from "./device.ts";
 import { BufferPool, type GpuCounters } from "./pool.ts";
 import { shapeSize, Tensor } from "./tensor.ts";
+import { Texture2D, TexturePool } from "./textures.ts";
 
 /** Access mode of one storage binding. */
 export type Access = "read" | "rw";
+
+/**
+ * Kind of one binding 1…n: a storage buffer (`Access`), a sampled `texture_2d<f32>` read with
+ * `textureLoad` ("texture"), or a write-only `texture_storage_2d<rgba32float, write>`
+ * ("storage-texture"). Texture bindings take a `Texture2D` from `gpu.textures`.
+ */
+export type BindingKind = Access | "texture" | "storage-texture";
+
+/** What `dispatch` binds to 1…n: a tensor for buffer bindings, a pooled texture otherwise. */
+export type Resource = Tensor | Texture2D;
 
 /** A kernel entry point: WGSL source, entry name, storage bindings and override constants. */
 export interface KernelSpec {
@@ -24,8 +37,8 @@ export interface KernelSpec {
   source: string;
   /** Entry point name. */
   entry: string;
-  /** Access of bindings 1…n (binding 0 is always the parameter uniform). */
-  bindings: readonly Access[];
+  /** Kinds of bindings 1…n (binding 0 is always the parameter uniform). */
+  bindings: readonly BindingKind[];
   /** Values for `override` constants (tile sizes, workgroup sizes). */
   constants?: Readonly<Record<string, number>>;
 }
@@ -60,6 +73,8 @@ export class Gpu {
   };
   /** The storage buffer pool. */
   readonly pool: BufferPool;
+  /** The rgba32float texture pool (matmul operands on CPU adapters). */
+  readonly textures: TexturePool;
   readonly #modules = new Map<string, GPUShaderModule>();
   readonly #pipelines = new Map<string, CachedPipeline>();
   readonly #layouts = new Map<string, GPUBindGroupLayout>();
@@ -83,6 +98,7 @@ export class Gpu {
   ) {
     this.limits = device.limits;
     this.pool = new BufferPool(device, this.counters);
+    this.textures = new TexturePool(device, this.limits.maxTextureDimension2D);
     this.#arena = device.createBuffer({
       size: ARENA_SLOTS * PARAM_SLOT_BYTES,
       usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
@@ -168,6 +184,34 @@ export class Gpu {
     this.#touched.add(dst.buffer);
   }
 
+  /**
+   * Records a copy of `rows` rows of `width` texels (4·width floats each, consecutive in `src`
+   * from element `srcOffset`) into the top-left corner of `dst` (the open compute pass is ended
+   * and resumed by the next dispatch). WebGPU requires a row pitch that is a multiple of 256
+   * bytes, i.e. `width % 16 == 0`, and `srcOffset % 4 == 0`; raises `InvalidArgumentError`
+   * otherwise and `ShapeError` when the region is out of range.
+   */
+  copyToTexture(src: Tensor, dst: Texture2D, width: number, rows: number, srcOffset = 0): void {
+    if (width % 16 !== 0 || srcOffset % 4 !== 0) {
+      throw new InvalidArgumentError(
+        `copyToTexture: width ${width} texels must be a multiple of 16 and offset ${srcOffset} of 4`,
+      );
+    }
+    if (width > dst.width || rows > dst.height || srcOffset + width * 4 * rows > src.size) {
+      throw new ShapeError(
+        `copyToTexture: ${rows}×${width} texels from element ${srcOffset} of ${src.size} into a ${dst.height}×${dst.width} texture`,
+      );
+    }
+    if (width === 0 || rows === 0) return;
+    const enc = this.#endPass();
+    enc.copyBufferToTexture(
+      { buffer: src.buffer, offset: srcOffset * 4, bytesPerRow: width * 16, rowsPerImage: rows },
+      { texture: dst.texture },
+      [width, rows, 1],
+    );
+    this.#touched.add(src.buffer);
+  }
+
   #checkBytes(shape: readonly number[]): number {
     const n = shapeSize(shape);
     const bytes = n * 4;
@@ -192,7 +236,7 @@ export class Gpu {
     return m;
   }
 
-  #layout(bindings: readonly Access[]): GPUBindGroupLayout {
+  #layout(bindings: readonly BindingKind[]): GPUBindGroupLayout {
     const key = bindings.join(",");
     let layout = this.#layouts.get(key);
     if (!layout) {
@@ -201,13 +245,17 @@ export class Gpu {
         visibility: GPUShaderStage.COMPUTE,
         buffer: { type: "uniform", hasDynamicOffset: true, minBindingSize: PARAM_SLOT_BYTES },
       }];
-      bindings.forEach((a, i) =>
-        entries.push({
+      bindings.forEach((a, i) => {
+        const entry: GPUBindGroupLayoutEntry = {
           binding: i + 1,
           visibility: GPUShaderStage.COMPUTE,
-          buffer: { type: a === "read" ? "read-only-storage" : "storage" },
-        })
-      );
+        };
+        if (a === "texture") entry.texture = { sampleType: "unfilterable-float" };
+        else if (a === "storage-texture") {
+          entry.storageTexture = { access: "write-only", format: "rgba32float" };
+        } else entry.buffer = { type: a === "read" ? "read-only-storage" : "storage" };
+        entries.push(entry);
+      });
       layout = this.device.createBindGroupLayout({ entries });
       this.#layouts.set(key, layout);
     }
@@ -236,12 +284,13 @@ export class Gpu {
 
   /**
    * Records one dispatch: `params` are u32 words (use `f32Bits` for floats) written to the uniform
-   * arena; `tensors` bind to 1…n in order; `workgroups` is the grid size.
+   * arena; `tensors` bind to 1…n in order (tensors for buffer bindings, `Texture2D`s for texture
+   * bindings); `workgroups` is the grid size.
    */
   dispatch(
     spec: KernelSpec,
     params: ArrayLike<number>,
-    tensors: readonly Tensor[],
+    tensors: readonly Resource[],
     workgroups: readonly [number, number?, number?],
   ): void {
     if (tensors.length !== spec.bindings.length) {
@@ -249,6 +298,16 @@ export class Gpu {
         `${spec.name}:${spec.entry} takes ${spec.bindings.length} tensors, got ${tensors.length}`,
       );
     }
+    spec.bindings.forEach((kind, i) => {
+      const isTexture = kind === "texture" || kind === "storage-texture";
+      if (isTexture !== tensors[i] instanceof Texture2D) {
+        throw new InvalidArgumentError(
+          `${spec.name}:${spec.entry} binding ${i + 1} is ${kind}: pass a ${
+            isTexture ? "Texture2D" : "Tensor"
+          }`,
+        );
+      }
+    });
     if (params.length > PARAM_SLOT_BYTES / 4) {
       throw new InvalidArgumentError(`${spec.entry}: more than 64 parameter words`);
     }
@@ -270,13 +329,15 @@ export class Gpu {
     pass.setPipeline(p.pipeline);
     pass.setBindGroup(0, bindGroup, [slot * PARAM_SLOT_BYTES]);
     pass.dispatchWorkgroups(x, y, z);
-    for (const t of tensors) this.#touched.add(t.buffer);
+    for (const t of tensors) if (t instanceof Tensor) this.#touched.add(t.buffer);
     this.counters.dispatches++;
   }
 
-  #bindGroup(p: CachedPipeline, tensors: readonly Tensor[]): GPUBindGroup {
+  #bindGroup(p: CachedPipeline, tensors: readonly Resource[]): GPUBindGroup {
     let key = `${p.id}`;
-    for (const t of tensors) key += `:${this.pool.id(t.buffer)}/${t.byteLength}`;
+    for (const t of tensors) {
+      key += t instanceof Texture2D ? `:t${t.id}` : `:${this.pool.id(t.buffer)}/${t.byteLength}`;
+    }
     let bg = this.#bindGroups.get(key);
     if (!bg) {
       const entries: GPUBindGroupEntry[] = [{
@@ -286,7 +347,9 @@ export class Gpu {
       tensors.forEach((t, i) =>
         entries.push({
           binding: i + 1,
-          resource: { buffer: t.buffer, offset: 0, size: Math.max(4, t.byteLength) },
+          resource: t instanceof Texture2D
+            ? t.view
+            : { buffer: t.buffer, offset: 0, size: Math.max(4, t.byteLength) },
         })
       );
       bg = this.device.createBindGroup({ layout: p.layout, entries });

@@ -1,14 +1,27 @@
 /**
  * Matrix multiplication for every layout the model needs, batched, with a fused epilogue
  * (bias, GELU/ReLU, scale, accumulate), plus the Hugging Face `linear` layer and its backward.
- * Everything records dispatches of `kernels/matmul.wgsl`; nothing is awaited here.
+ * Two kernel paths, same results up to fp32 rounding order, each deterministic:
+ * - storage (`kernels/matmul.wgsl`): reads both operands from storage buffers through strides;
+ *   every layout, any shape; used on GPUs and as the fallback.
+ * - texture (`kernels/matmul_tex.wgsl`): on CPU adapters (Mesa llvmpipe), both operands are first
+ *   put into pooled rgba32float textures of K-rows (a `copyBufferToTexture` when the operand is
+ *   row-major in K with K % 64 == 0, else one pass of the repack kernel `kernels/matmul_pack.wgsl`,
+ *   which also transposes and zero-pads), then read with `textureLoad`, which llvmpipe runs
+ *   through its SIMD texel path (5–10× the storage path there; bench/README.md). Used when every
+ *   texture dimension fits the device's maxTextureDimension2D (batches are split to fit).
+ * Everything records commands; nothing is awaited here.
  * @module
  */
 import src from "../../kernels/matmul.wgsl" with { type: "text" };
+import texSrc from "../../kernels/matmul_tex.wgsl" with { type: "text" };
+import packSrc from "../../kernels/matmul_pack.wgsl" with { type: "text" };
+import epilogueSrc from "../../kernels/matmul_epilogue.wgsl" with { type: "text" };
 import { DeviceLimitError, InvalidArgumentError, ShapeError } from "../errors.ts";
-import { f32Bits, type KernelSpec } from "../gpu/context.ts";
+import { f32Bits, type Gpu, type KernelSpec } from "../gpu/context.ts";
 import type { Tensor } from "../gpu/tensor.ts";
-import { matmulPreset } from "./matmul_presets.ts";
+import type { Texture2D } from "../gpu/textures.ts";
+import { matmulPreset, matmulTexturePreset } from "./matmul_presets.ts";
 
 /** Activation applied by the matmul epilogue after the bias. */
 export type Activation = "none" | "gelu" | "relu";
@@ -35,15 +48,64 @@ const ACT_CODES: Record<Activation, number> = { none: 0, gelu: 1, relu: 2 };
 const FLAG_BIAS = 1;
 const FLAG_ACCUMULATE = 2;
 
+const SOURCE = src + "\n" + epilogueSrc;
+const TEX_SOURCE = texSrc + "\n" + epilogueSrc;
+
 function spec(kind: "cpu" | "gpu"): KernelSpec {
   const p = matmulPreset(kind);
   return {
     name: "matmul.wgsl",
-    source: src,
+    source: SOURCE,
     entry: "matmul",
     bindings: ["read", "read", "read", "rw"],
     constants: { WGX: p.wgx, WGY: p.wgy, TM: p.tm, TN: p.tn },
   };
+}
+
+function texSpec(): KernelSpec {
+  const p = matmulTexturePreset();
+  return {
+    name: "matmul_tex.wgsl",
+    source: TEX_SOURCE,
+    entry: `matmul_tex_${p.tm}x${p.tn}`,
+    bindings: ["texture", "texture", "read", "rw"],
+    constants: { WGX: p.wgx, WGY: p.wgy },
+  };
+}
+
+const PACK_WG = 8;
+const PACK_SPEC: KernelSpec = {
+  name: "matmul_pack.wgsl",
+  source: packSrc,
+  entry: "pack",
+  bindings: ["read", "storage-texture"],
+  constants: { WGX: PACK_WG, WGY: PACK_WG },
+};
+
+/** Which matmul kernel path to use: by adapter ("auto"), or forced. */
+export type MatmulPath = "auto" | "texture" | "storage";
+
+let forcedPath: MatmulPath = "auto";
+
+/**
+ * Forces the matmul kernel path for everything recorded from now on: "texture" (texture
+ * operands; shapes that do not fit the device's texture limits still fall back to "storage"),
+ * "storage" (storage-buffer kernel), or "auto" (the default: texture on CPU adapters, storage on
+ * GPUs). For tests and benchmarks that compare both paths on one adapter.
+ */
+export function setMatmulPath(path: MatmulPath): void {
+  if (path !== "auto" && path !== "texture" && path !== "storage") {
+    throw new InvalidArgumentError(
+      `setMatmulPath: expected "auto", "texture" or "storage", got ${path}`,
+    );
+  }
+  forcedPath = path;
+}
+
+/** The matmul path in force on `gpu` before shape checks ("texture" or "storage"). */
+export function matmulPath(gpu: Gpu): "texture" | "storage" {
+  if (forcedPath !== "auto") return forcedPath;
+  return gpu.adapter.kind === "cpu" ? "texture" : "storage";
 }
 
 const fmt = (t: Tensor) => `[${t.shape.join(", ")}]`;
@@ -104,6 +166,11 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   if (M === 0 || N === 0 || batch === 0) return out;
 
   const gpu = a.gpu;
+  const flags = (bias ? FLAG_BIAS : 0) | (accumulate ? FLAG_ACCUMULATE : 0);
+  if (matmulPath(gpu) === "texture") {
+    const job = { a, b, bias, out, M, N, K, batch, transA, transB, sharedB, flags, act, alpha };
+    if (matmulTexture(gpu, job)) return out;
+  }
   const s = spec(gpu.adapter.kind);
   const p = matmulPreset(gpu.adapter.kind);
   const gx = Math.ceil(N / (p.wgx * p.tn));
@@ -114,7 +181,6 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
       `matmul: output [${M}, ${N}] needs a ${gx}×${gy} grid, past this device's ${maxWg} workgroups per dimension`,
     );
   }
-  const flags = (bias ? FLAG_BIAS : 0) | (accumulate ? FLAG_ACCUMULATE : 0);
   const strides = [
     transA ? 1 : K, // a_m
     transA ? M : 1, // a_k
@@ -130,6 +196,94 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
     gpu.dispatch(s, params, tensors, [gx, gy, nz]);
   }
   return out;
+}
+
+interface TextureJob {
+  a: Tensor;
+  b: Tensor;
+  bias?: Tensor;
+  out: Tensor;
+  M: number;
+  N: number;
+  K: number;
+  batch: number;
+  transA: boolean;
+  transB: boolean;
+  sharedB: boolean;
+  flags: number;
+  act: Activation;
+  alpha: number;
+}
+
+/**
+ * Fills rows [0, items·rows) of `tex` with K-rows of batch items z0… of an operand whose element
+ * (z, r, k) is at z·sZ + r·sR + k·sK: one copy when rows are contiguous with K % 64 == 0, else
+ * the repack kernel.
+ */
+function fillTexture(
+  gpu: Gpu,
+  src: Tensor,
+  tex: Texture2D,
+  o: { rows: number; K: number; sR: number; sK: number; sZ: number; z0: number; items: number },
+): void {
+  const k4 = Math.ceil(o.K / 4);
+  const contiguous = o.sK === 1 && o.sR === o.K && (o.items === 1 || o.sZ === o.rows * o.K);
+  if (contiguous && o.K % 64 === 0) {
+    gpu.copyToTexture(src, tex, k4, o.items * o.rows, o.z0 * o.sZ);
+    return;
+  }
+  const params = [o.rows, o.K, k4, o.sR, o.sK, o.sZ, o.z0];
+  gpu.dispatch(PACK_SPEC, params, [src, tex], [
+    Math.ceil(k4 / PACK_WG),
+    Math.ceil(o.rows / PACK_WG),
+    o.items,
+  ]);
+}
+
+/**
+ * Records the product through texture operands; returns false (recording nothing) when a
+ * texture would exceed the device's maxTextureDimension2D, so the caller uses the storage path.
+ */
+function matmulTexture(gpu: Gpu, j: TextureJob): boolean {
+  const maxDim = gpu.textures.maxDim;
+  const maxWg = gpu.limits.maxComputeWorkgroupsPerDimension;
+  let { M, batch } = j;
+  const { N, K, sharedB } = j;
+  const k4 = Math.ceil(K / 4);
+  // A shared B with a row-major A is one [batch·M, K] product: fewer ragged tiles.
+  if (sharedB && !j.transA && batch * M <= maxDim) {
+    M *= batch;
+    batch = 1;
+  }
+  if (k4 > maxDim || M > maxDim || N > maxDim) return false;
+  const chunk = Math.min(
+    batch,
+    Math.floor(maxDim / M),
+    sharedB ? batch : Math.floor(maxDim / N),
+    maxWg,
+  );
+  const p = matmulTexturePreset();
+  const gx = Math.ceil(N / (p.wgx * p.tn));
+  const gy = Math.ceil(M / (p.wgy * p.tm));
+  if (gx > maxWg || gy > maxWg) return false;
+  const texA = gpu.textures.acquire(k4, chunk * M);
+  const texB = gpu.textures.acquire(k4, sharedB ? N : chunk * N);
+  // op(a) row m, k: a[z, m, k] (row-major) or a[z, k, m] (transA).
+  const aLayout = { rows: M, K, sR: j.transA ? 1 : K, sK: j.transA ? M : 1, sZ: M * K };
+  // op(b) column n, k: b[z, n, k] (transB) or b[z, k, n].
+  const bLayout = { rows: N, K, sR: j.transB ? K : 1, sK: j.transB ? 1 : N, sZ: N * K };
+  if (sharedB) fillTexture(gpu, j.b, texB, { ...bLayout, sZ: 0, z0: 0, items: 1 });
+  const s = texSpec();
+  for (let z0 = 0; z0 < batch; z0 += chunk) {
+    const items = Math.min(chunk, batch - z0);
+    fillTexture(gpu, j.a, texA, { ...aLayout, z0, items });
+    if (!sharedB) fillTexture(gpu, j.b, texB, { ...bLayout, z0, items });
+    const params = [M, N, k4, sharedB ? 0 : N, z0, j.flags, ACT_CODES[j.act], f32Bits(j.alpha)];
+    gpu.dispatch(s, params, [texA, texB, j.bias ?? j.a, j.out], [gx, gy, items]);
+  }
+  gpu.textures.release(texA);
+  gpu.textures.release(texB);
+  return true;
 }
 
 /**

@@ -57,3 +57,47 @@ export function setMatmulPreset(kind: "cpu" | "gpu", preset: MatmulPreset | unde
     overrides[kind] = { ...preset };
   } else delete overrides[kind];
 }
+
+/** Register tiles (rows × columns per invocation) that kernels/matmul_tex.wgsl has entry points for. */
+export const TEXTURE_TILES: readonly (readonly [number, number])[] = [
+  [8, 4],
+  [8, 8],
+  [4, 8],
+  [4, 4],
+  [16, 4],
+];
+
+/**
+ * Preset of the texture-operand kernel used on CPU adapters (kernels/matmul_tex.wgsl): workgroup
+ * lanes WGX × WGY and a TM × TN tile from `TEXTURE_TILES`. Chosen by measurement on Mesa
+ * llvmpipe 22.3 (bench/README.md, "Texture operands").
+ */
+export const MATMUL_TEXTURE_PRESET: Readonly<MatmulPreset> = { wgx: 8, wgy: 8, tm: 8, tn: 4 };
+
+let textureOverride: MatmulPreset | undefined;
+
+/** The texture-kernel preset in force (an override from `setMatmulTexturePreset`, else built-in). */
+export function matmulTexturePreset(): Readonly<MatmulPreset> {
+  return textureOverride ?? MATMUL_TEXTURE_PRESET;
+}
+
+/**
+ * Replaces the texture-kernel preset for the rest of the process (`undefined` restores the
+ * built-in one). Raises `InvalidArgumentError` for a tile without an entry point or a workgroup
+ * of more than 256 lanes.
+ */
+export function setMatmulTexturePreset(preset: MatmulPreset | undefined): void {
+  if (preset) {
+    const { wgx, wgy, tm, tn } = preset;
+    const ok = [wgx, wgy].every((v) => Number.isInteger(v) && v >= 1) && wgx * wgy <= 256 &&
+      TEXTURE_TILES.some(([r, c]) => r === tm && c === tn);
+    if (!ok) {
+      throw new InvalidArgumentError(
+        `matmul texture preset ${JSON.stringify(preset)}: tile must be one of ${
+          TEXTURE_TILES.map(([r, c]) => `${r}x${c}`).join(", ")
+        } and wgx·wgy ≤ 256`,
+      );
+    }
+    textureOverride = { ...preset };
+  } else textureOverride = undefined;
+}
