@@ -185,7 +185,7 @@ Deno.test("mlm: loss and gradients (encoder, tied decoder, head) match torch", a
 });
 
 Deno.test("maskBatch: 15% of eligible tokens, 80/10/10 split, specials and padding never chosen", () => {
-  const B = 64, S = 128, V = 1000, maskId = 4, special = new Set([0, 1, 2, 3, 4]);
+  const B = 64, V = 1000, maskId = 4, special = new Set([0, 1, 2, 3, 4]);
   const rows = Array.from({ length: B }, (_, b) => {
     const n = 64 + (b % 64);
     return [2, ...Array.from({ length: n - 2 }, (_, i) => 5 + ((b * 131 + i * 17) % (V - 5))), 3];

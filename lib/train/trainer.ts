@@ -39,6 +39,8 @@ export interface FineTuneOptions {
   seed?: number;
   /** Evaluate on `dev` every this many steps (default: once per epoch) and at the end. */
   evalEvery?: number;
+  /** Group rows of similar length into batches (less padding; default true). */
+  groupByLength?: boolean;
   /** Called after every step. */
   onStep?: (step: number, total: number, loss: number, lr: number) => void;
   /** Called after every evaluation. */
@@ -72,6 +74,29 @@ export interface FineTuneResult {
 /** The order of the items of one epoch: a seeded shuffle (PCG32, seed·1000 + epoch). */
 export function epochOrder(n: number, seed: number, epoch: number): number[] {
   return sampleIndices(n, n, seed * 1000 + epoch).indices;
+}
+
+/**
+ * Batches of one epoch with little padding (HF `group_by_length` in spirit): the seeded shuffle is
+ * cut into chunks of 50 batches, each chunk is sorted by length (stable) and cut into batches,
+ * and the batch order is shuffled again with the same seed. Returns lists of item indices.
+ */
+export function lengthGroupedOrder(
+  items: Encoded[],
+  batchSize: number,
+  seed: number,
+  epoch: number,
+): number[][] {
+  const order = epochOrder(items.length, seed, epoch);
+  const chunk = 50 * batchSize;
+  const batches: number[][] = [];
+  for (let i = 0; i < order.length; i += chunk) {
+    const part = order.slice(i, i + chunk);
+    part.sort((a, b) => items[a].inputIds.length - items[b].inputIds.length);
+    for (let j = 0; j < part.length; j += batchSize) batches.push(part.slice(j, j + batchSize));
+  }
+  const perm = epochOrder(batches.length, seed + 7, epoch);
+  return perm.map((k) => batches[k]);
 }
 
 /**
@@ -117,10 +142,10 @@ export async function fineTune(
   try {
     let step = 0;
     for (let epoch = 0; step < total; epoch++) {
-      const batches = makeBatches(train, B, {
-        padId,
-        order: epochOrder(train.length, seed, epoch),
-      });
+      const groups = o.groupByLength === false
+        ? [epochOrder(train.length, seed, epoch)]
+        : lengthGroupedOrder(train, B, seed, epoch);
+      const batches = groups.flatMap((order) => makeBatches(train, B, { padId, order }));
       for (const batch of batches) {
         if (step >= total) break;
         const lr = scheduledLr(step, schedule);
