@@ -74,6 +74,7 @@ export interface TrainRunOptions extends FineTuneOptions {
 
 /** Summary written to metrics.json. */
 export interface TrainRunResult {
+  /** Task name. */
   task: string;
   /** Dev split name used. */
   devSplit: string;
@@ -85,10 +86,13 @@ export interface TrainRunResult {
   evals: { step: number; main: number; metrics: Record<string, number> }[];
   /** Trivial baseline on dev (majority class / constant prediction), headline metric. */
   baseline: { name: string; main: number };
-  /** Train items, steps, seconds. */
+  /** Training items used. */
   trainItems: number;
+  /** Fine-tuning steps done. */
   steps: number;
+  /** MLM pretraining steps done. */
   mlmSteps: number;
+  /** Wall-clock seconds of MLM + fine-tuning (evaluations included). */
   seconds: number;
   /** Tokens per second of fine-tuning (real tokens, forward+backward+update). */
   tokensPerSecond: number;
