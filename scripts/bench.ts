@@ -10,9 +10,10 @@ import type { BenchSection } from "./bench/common.ts";
 import { matmulSection } from "./bench/matmul.ts";
 import { normsSection } from "./bench/norms.ts";
 import { loadsSection } from "./bench/loads.ts";
+import { modelSection } from "./bench/model.ts";
 
 /** Every section, in run order. Add new ones (model forward/backward, training) here. */
-const SECTIONS: BenchSection[] = [matmulSection, normsSection, loadsSection];
+const SECTIONS: BenchSection[] = [matmulSection, normsSection, loadsSection, modelSection];
 
 const { values } = parseArgs({
   args: Deno.args,
