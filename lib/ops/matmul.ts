@@ -8,8 +8,9 @@
  *   put into pooled rgba32float textures of K-rows (a `copyBufferToTexture` when the operand is
  *   row-major in K with K % 64 == 0, else one pass of the repack kernel `kernels/matmul_pack.wgsl`,
  *   which also transposes and zero-pads), then read with `textureLoad`, which llvmpipe runs
- *   through its SIMD texel path (5–10× the storage path there; bench/README.md). Used when every
- *   texture dimension fits the device's maxTextureDimension2D (batches are split to fit).
+ *   through its SIMD texel path (3–7× the storage path there; bench/README.md). Used when every
+ *   texture dimension fits the device's maxTextureDimension2D (batches are split to fit) and,
+ *   unless forced, the product has at least `TEXTURE_MIN_MACS` multiply-adds.
  * Everything records commands; nothing is awaited here.
  * @module
  */
@@ -21,7 +22,7 @@ import { DeviceLimitError, InvalidArgumentError, ShapeError } from "../errors.ts
 import { f32Bits, type Gpu, type KernelSpec } from "../gpu/context.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import type { Texture2D } from "../gpu/textures.ts";
-import { matmulPreset, matmulTexturePreset } from "./matmul_presets.ts";
+import { matmulPreset, matmulTexturePreset, TEXTURE_MIN_MACS } from "./matmul_presets.ts";
 
 /** Activation applied by the matmul epilogue after the bias. */
 export type Activation = "none" | "gelu" | "relu";
@@ -102,7 +103,10 @@ export function setMatmulPath(path: MatmulPath): void {
   forcedPath = path;
 }
 
-/** The matmul path in force on `gpu` before shape checks ("texture" or "storage"). */
+/**
+ * The matmul path in force on `gpu` before shape checks ("texture" or "storage"); under "auto",
+ * products below `TEXTURE_MIN_MACS` and shapes past the texture limits still use "storage".
+ */
 export function matmulPath(gpu: Gpu): "texture" | "storage" {
   if (forcedPath !== "auto") return forcedPath;
   return gpu.adapter.kind === "cpu" ? "texture" : "storage";
@@ -167,7 +171,9 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
 
   const gpu = a.gpu;
   const flags = (bias ? FLAG_BIAS : 0) | (accumulate ? FLAG_ACCUMULATE : 0);
-  if (matmulPath(gpu) === "texture") {
+  const path = matmulPath(gpu);
+  const small = forcedPath === "auto" && batch * M * N * K < TEXTURE_MIN_MACS;
+  if (path === "texture" && !small) {
     const job = { a, b, bias, out, M, N, K, batch, transA, transB, sharedB, flags, act, alpha };
     if (matmulTexture(gpu, job)) return out;
   }

@@ -72,7 +72,15 @@ export const TEXTURE_TILES: readonly (readonly [number, number])[] = [
  * lanes WGX × WGY and a TM × TN tile from `TEXTURE_TILES`. Chosen by measurement on Mesa
  * llvmpipe 22.3 (bench/README.md, "Texture operands").
  */
-export const MATMUL_TEXTURE_PRESET: Readonly<MatmulPreset> = { wgx: 8, wgy: 8, tm: 8, tn: 4 };
+export const MATMUL_TEXTURE_PRESET: Readonly<MatmulPreset> = { wgx: 8, wgy: 8, tm: 8, tn: 8 };
+
+/**
+ * Under the "auto" path, products with fewer multiply-adds than this (batch·M·N·K) stay on the
+ * storage kernel on CPU adapters: for them the extra copy/repack commands cost more than the
+ * faster inner loop saves (tiny products measured ≈ 330 µs per call through textures vs ≈ 160 µs
+ * through storage, bench/README.md). 64³ MACs take ≈ 0.5 ms on the storage path there.
+ */
+export const TEXTURE_MIN_MACS = 64 * 64 * 64;
 
 let textureOverride: MatmulPreset | undefined;
 
