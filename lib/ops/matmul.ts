@@ -86,13 +86,26 @@ const PACK_SPEC: KernelSpec = {
 /** Which matmul kernel path to use: by adapter ("auto"), or forced. */
 export type MatmulPath = "auto" | "texture" | "storage";
 
-let forcedPath: MatmulPath = "auto";
+let forcedPath: MatmulPath = initialPath();
+
+/** The start-up path: FASTPRUNE_MATMUL_PATH ("texture", "storage"), else "auto". */
+function initialPath(): MatmulPath {
+  try {
+    const v = Deno.env.get("FASTPRUNE_MATMUL_PATH");
+    if (v === "texture" || v === "storage") return v;
+  } catch {
+    // no --allow-env: keep the default
+  }
+  return "auto";
+}
 
 /**
  * Forces the matmul kernel path for everything recorded from now on: "texture" (texture
  * operands; shapes that do not fit the device's texture limits still fall back to "storage"),
  * "storage" (storage-buffer kernel), or "auto" (the default: texture on CPU adapters, storage on
- * GPUs). For tests and benchmarks that compare both paths on one adapter.
+ * GPUs). For tests and benchmarks that compare both paths on one adapter. The environment
+ * variable FASTPRUNE_MATMUL_PATH=texture|storage sets the start-up value (e.g. to run a whole test
+ * suite through one path).
  */
 export function setMatmulPath(path: MatmulPath): void {
   if (path !== "auto" && path !== "texture" && path !== "storage") {
