@@ -45,10 +45,16 @@ export async function evaluate(
   if ((data.kind === "squad") !== (c.head === "qa")) {
     throw new InvalidArgumentError(`task ${data.task} does not match the model's ${c.head} head`);
   }
-  const batches = makeBatches(data.items, o.batchSize ?? 32);
+  // batches of similar length (stable sort by length) waste little on padding; results are put
+  // back in the original order
+  const order = data.items.map((_, i) => i).sort((a, b) =>
+    data.items[a].inputIds.length - data.items[b].inputIds.length || a - b
+  );
+  const batches = makeBatches(data.items, o.batchSize ?? 32, { order });
   const gpu = model.gpu;
-  const preds: number[] = [];
-  const starts: Float32Array[] = [], ends: Float32Array[] = [];
+  const preds: number[] = new Array(data.items.length);
+  const starts: Float32Array[] = new Array(data.items.length);
+  const ends: Float32Array[] = new Array(data.items.length);
   let done = 0;
   for (const b of batches) {
     const bt = uploadBatch(gpu, c, {
@@ -75,8 +81,8 @@ export async function evaluate(
     } else {
       const s = await fwd.start!.read(), e = await fwd.end!.read();
       for (let i = 0; i < b.size; i++) {
-        starts.push(s.slice(i * b.seqLen, (i + 1) * b.seqLen));
-        ends.push(e.slice(i * b.seqLen, (i + 1) * b.seqLen));
+        starts[b.indices[i]] = s.slice(i * b.seqLen, (i + 1) * b.seqLen);
+        ends[b.indices[i]] = e.slice(i * b.seqLen, (i + 1) * b.seqLen);
       }
     }
     fwd.release();
