@@ -69,13 +69,13 @@ export async function evaluate(
     if (fwd.logits) {
       const lg = await fwd.logits.read();
       for (let i = 0; i < b.size; i++) {
-        if (c.head === "regression") preds.push(lg[i]);
+        if (c.head === "regression") preds[b.indices[i]] = lg[i];
         else {
           let best = 0;
           for (let k = 1; k < c.numLabels; k++) {
             if (lg[i * c.numLabels + k] > lg[i * c.numLabels + best]) best = k;
           }
-          preds.push(best);
+          preds[b.indices[i]] = best;
         }
       }
     } else {
