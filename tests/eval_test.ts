@@ -1,0 +1,69 @@
+// Evaluation against an independent path: the embedded demo model on the first dev examples,
+// evaluate() (length-sorted batches) vs one-example-at-a-time forward passes scored by hand; and
+// `deno task eval` writing metrics.json.
+import { assert } from "./helpers.ts";
+import { loadTask } from "../lib/data/tasks.ts";
+import { evaluate } from "../lib/eval/evaluate.ts";
+import { loadCheckpoint } from "../lib/model/model.ts";
+import { runModel } from "../lib/model/run.ts";
+import { loadTokenizer } from "../lib/text/wordpiece.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+
+Deno.test("evaluate() equals per-example predictions scored by hand (demo model, SST-2 dev)", async () => {
+  const model = await loadCheckpoint(`${ROOT}demo/model`);
+  const tok = await loadTokenizer(`${ROOT}demo/model`);
+  const dev = await loadTask(tok, "sst2", "dev", { data: `${ROOT}demo/data`, limit: 48 });
+  const r = await evaluate(model, dev, { batchSize: 16 });
+  let correct = 0;
+  for (const item of dev.items) {
+    const n = item.inputIds.length;
+    const out = await runModel(model, {
+      size: 1,
+      seqLen: n,
+      inputIds: Int32Array.from(item.inputIds),
+      tokenTypeIds: Int32Array.from(item.tokenTypeIds),
+      attentionMask: new Int32Array(n).fill(1),
+    }, { maskGrads: false });
+    const pred = out.logits![0][1] > out.logits![0][0] ? 1 : 0;
+    if (pred === item.label) correct++;
+  }
+  assert(r.examples === 48);
+  assert(
+    Math.abs(r.metrics.accuracy - correct / 48) < 1e-12,
+    `${r.metrics.accuracy} vs ${correct / 48}`,
+  );
+  assert(r.metrics.accuracy > 0.6, "the demo model should beat chance on its dev set");
+  model.release();
+});
+
+Deno.test("deno task eval writes metrics.json", async () => {
+  const dir = await Deno.makeTempDir();
+  const res = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      `${ROOT}scripts/eval.ts`,
+      "--model",
+      `${ROOT}demo/model`,
+      "--task",
+      "sst2",
+      "--data",
+      `${ROOT}demo/data`,
+      "--limit",
+      "32",
+      "--out",
+      `${dir}/m.json`,
+    ],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert(res.code === 0, new TextDecoder().decode(res.stderr));
+  const m = JSON.parse(await Deno.readTextFile(`${dir}/m.json`));
+  assert(
+    m.task === "sst2" && m.examples === 32 && m.metrics.accuracy >= 0 && m.metrics.accuracy <= 1,
+  );
+  assert(new TextDecoder().decode(res.stdout).includes("| accuracy |"));
+  await Deno.remove(dir, { recursive: true });
+});
