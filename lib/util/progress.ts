@@ -11,7 +11,7 @@ export type OnProgress = (done: number, total: number, status?: string) => void;
 /** A progress reporter for a stage of `total` steps. */
 export class Progress {
   #start = performance.now();
-  #last = 0;
+  #last = performance.now();
   #done = 0;
   #tty = Deno.stderr.isTerminal();
   #enc = new TextEncoder();
