@@ -352,7 +352,7 @@ export const matmulSection: BenchSection = {
       ? { package: "onnxruntime-node@1.20.1", executionProvider: "cpu", threads }
       : { unavailable: ortMod.reason };
 
-    const fwd = await modelForward(ctx, quick ? 2 : 5);
+    const fwd = await modelForward(ctx, quick ? 1 : 3);
     console.log(
       `\nmodel forward B=32 S=64 d=256 L=4 F=1024 (median of ${fwd.runs.auto.length}): storage path ${
         fwd.storageMs.toFixed(0)
