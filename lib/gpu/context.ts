@@ -284,10 +284,23 @@ export class Gpu {
 
   /**
    * Records one dispatch: `params` are u32 words (use `f32Bits` for floats) written to the uniform
-   * arena; `tensors` bind to 1…n in order (tensors for buffer bindings, `Texture2D`s for texture
-   * bindings); `workgroups` is the grid size.
+   * arena; `tensors` bind to 1…n in order; `workgroups` is the grid size. Kernels with texture
+   * bindings use `dispatchResources`.
    */
   dispatch(
+    spec: KernelSpec,
+    params: ArrayLike<number>,
+    tensors: readonly Tensor[],
+    workgroups: readonly [number, number?, number?],
+  ): void {
+    this.dispatchResources(spec, params, tensors, workgroups);
+  }
+
+  /**
+   * `dispatch` for kernels with texture bindings: `resources` bind to 1…n in order, tensors for
+   * buffer bindings and `Texture2D`s (from `gpu.textures`) for "texture"/"storage-texture" ones.
+   */
+  dispatchResources(
     spec: KernelSpec,
     params: ArrayLike<number>,
     tensors: readonly Resource[],

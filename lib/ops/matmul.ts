@@ -252,7 +252,7 @@ function fillTexture(
     return;
   }
   const params = [o.rows, o.K, k4, o.sR, o.sK, o.sZ, o.z0];
-  gpu.dispatch(PACK_SPEC, params, [src, tex], [
+  gpu.dispatchResources(PACK_SPEC, params, [src, tex], [
     Math.ceil(k4 / PACK_WG),
     Math.ceil(o.rows / PACK_WG),
     o.items,
@@ -298,7 +298,7 @@ function matmulTexture(gpu: Gpu, j: TextureJob): boolean {
     fillTexture(gpu, j.a, texA, { ...aLayout, z0, items });
     if (!sharedB) fillTexture(gpu, j.b, texB, { ...bLayout, z0, items });
     const params = [M, N, k4, sharedB ? 0 : N, z0, j.flags, ACT_CODES[j.act], f32Bits(j.alpha)];
-    gpu.dispatch(s, params, [texA, texB, j.bias ?? j.a, j.out], [gx, gy, items]);
+    gpu.dispatchResources(s, params, [texA, texB, j.bias ?? j.a, j.out], [gx, gy, items]);
   }
   gpu.textures.release(texA);
   gpu.textures.release(texB);
