@@ -215,8 +215,19 @@ if (import.meta.main) {
     const latB = num("latency-batch", values["latency-batch"])!,
       latS = num("latency-seq", values["latency-seq"])!;
     console.error(`measuring latency at batch ${latB} × ${latS}`);
-    const latBefore = await measureModelLatency(model, { batch: latB, seqLen: latS });
-    const latAfter = await measureModelLatency(result.compact!, { batch: latB, seqLen: latS });
+    const latRuns = num("latency-runs", values["latency-runs"]) ?? 10;
+    const latBefore = await measureModelLatency(model, {
+      batch: latB,
+      seqLen: latS,
+      runs: latRuns,
+      warmup: 1,
+    });
+    const latAfter = await measureModelLatency(result.compact!, {
+      batch: latB,
+      seqLen: latS,
+      runs: latRuns,
+      warmup: 1,
+    });
 
     // ---- write everything to a temporary sibling, then rename
     const tmp = `${out}.tmp-${Deno.pid}`;
