@@ -240,18 +240,30 @@ async function modelProfile(
   };
   const replays = quick ? 3 : 6;
   const original = gpu.dispatch;
-  for (const k of CLASSES) {
-    setKernelClass(k);
-    await pass(gpu, m, input, true); // warm-up: compile pipelines
-    for (const [name, wb] of [["forward", false], ["forward+backward", true]] as const) {
-      const ts: number[] = [];
-      for (let i = 0; i < wholePasses; i++) {
+  const progress = (what: string) => console.error(`  [${label}] ${what}`);
+  // Whole passes, the classes alternating so that a change of machine load hits both alike.
+  const samples: Record<string, Record<KernelClass, number[]>> = {
+    forward: { gpu: [], cpu: [] },
+    "forward+backward": { gpu: [], cpu: [] },
+  };
+  for (let i = -1; i < wholePasses; i++) {
+    for (const k of CLASSES) {
+      setKernelClass(k);
+      for (const [name, wb] of [["forward", false], ["forward+backward", true]] as const) {
         const t0 = performance.now();
         await pass(gpu, m, input, wb);
-        ts.push(performance.now() - t0);
+        const ms = performance.now() - t0;
+        if (i >= 0) samples[name][k].push(ms); // i = −1: warm-up (pipeline compilation)
+        progress(`${k}-class ${name} ${i < 0 ? "warm-up" : `#${i + 1}`}: ${ms.toFixed(0)} ms`);
       }
-      passMs[name][k] = median(ts);
     }
+  }
+  for (const [name, v] of Object.entries(samples)) {
+    passMs[name] = { gpu: median(v.gpu), cpu: median(v.cpu) };
+  }
+  for (const k of CLASSES) {
+    setKernelClass(k);
+    progress(`${k}-class: per-kernel replay`);
     const captured: Captured[] = [];
     gpu.dispatch = (spec, params, tensors, grid) => {
       // Handles of their own: the pass releases its tensors, whose buffers stay in the pool.
