@@ -85,6 +85,7 @@ export async function requestDevice(): Promise<
     maxComputeWorkgroupSizeY: l.maxComputeWorkgroupSizeY,
     maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
     maxDynamicUniformBuffersPerPipelineLayout: l.maxDynamicUniformBuffersPerPipelineLayout,
+    maxTextureDimension2D: l.maxTextureDimension2D,
   };
   const device = await adapter.requestDevice({ requiredLimits });
   return { adapter, device, description: describeAdapter(adapter) };
