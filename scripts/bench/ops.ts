@@ -267,7 +267,9 @@ async function modelProfile(
     const captured: Captured[] = [];
     gpu.dispatch = (spec, params, tensors, grid) => {
       // Handles of their own: the pass releases its tensors, whose buffers stay in the pool.
-      const handles = tensors.map((t) => new Tensor(gpu, t.shape, t.buffer));
+      const handles = tensors.map((t) =>
+        t instanceof Tensor ? new Tensor(gpu, t.shape, t.buffer) : t
+      );
       captured.push({ spec, params: Array.from(params), tensors: handles, grid });
       original.call(gpu, spec, params, tensors, grid);
     };
