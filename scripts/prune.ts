@@ -38,6 +38,8 @@ const DEMO = {
   flops: "0.6",
   out: "out/demo-prune",
   samples: "256",
+  "latency-seq": "64",
+  "latency-runs": "5",
 };
 
 /** Splits a flat mask into per-layer rows. */
@@ -231,6 +233,8 @@ if (import.meta.main) {
 
     // ---- write everything to a temporary sibling, then rename
     const tmp = `${out}.tmp-${Deno.pid}`;
+    const parent = out.includes("/") ? out.slice(0, out.lastIndexOf("/")) : ".";
+    await Deno.mkdir(parent || "/", { recursive: true });
     try {
       const cm = result.compact!;
       await writeCheckpoint(tmp, {
