@@ -64,8 +64,9 @@ export class BufferPool {
     const cls = sizeClass(bytes);
     const list = this.#free.get(cls);
     if (list && list.length > 0) {
-      // FIFO: when buffers are released in the order they were taken, the next pass gets the
-      // same buffers back and hits the bind-group cache.
+      // Lowest id first (the list is kept sorted): a pass that takes and returns buffers in the
+      // same sequence gets the same buffers every time, whatever the release order, so its bind
+      // groups are cache hits in steady state.
       if (!avoid) return list.shift()!;
       for (let i = 0; i < list.length; i++) {
         if (!avoid.has(list[i])) return list.splice(i, 1)[0];
@@ -81,8 +82,14 @@ export class BufferPool {
   /** Returns a buffer to the pool. */
   release(buffer: GPUBuffer): void {
     const list = this.#free.get(buffer.size);
-    if (list) list.push(buffer);
-    else this.#free.set(buffer.size, [buffer]);
+    if (!list) {
+      this.#free.set(buffer.size, [buffer]);
+      return;
+    }
+    const id = this.id(buffer);
+    let i = list.length;
+    while (i > 0 && this.id(list[i - 1]) > id) i--;
+    list.splice(i, 0, buffer);
   }
 
   /** Destroys every free buffer (held ones are untouched). */
