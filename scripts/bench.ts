@@ -11,9 +11,15 @@ import { matmulSection } from "./bench/matmul.ts";
 import { normsSection } from "./bench/norms.ts";
 import { loadsSection } from "./bench/loads.ts";
 import { modelSection } from "./bench/model.ts";
+import { benchOps } from "./bench/ops.ts";
 
 /** Every section, in run order. Add new ones (model forward/backward, training) here. */
-const SECTIONS: BenchSection[] = [matmulSection, normsSection, loadsSection, modelSection];
+const opsSection: BenchSection = {
+  name: "ops",
+  run: (ctx) => benchOps(ctx.gpu, { quick: ctx.quick }),
+};
+
+const SECTIONS: BenchSection[] = [matmulSection, normsSection, opsSection, loadsSection, modelSection];
 
 const { values } = parseArgs({
   args: Deno.args,
