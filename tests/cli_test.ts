@@ -133,3 +133,77 @@ Deno.test("bad input gives a one-line error and a non-zero exit", async () => {
   assert(p3.code === 1 && p3.stderr.includes("unknown task"), p3.stderr);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("deno task prune end to end on the demo model writes a complete, loadable output", async () => {
+  const dir = await Deno.makeTempDir();
+  const out = `${dir}/pruned`;
+  const r = await run("prune.ts", [
+    "--model",
+    `${ROOT}demo/model`,
+    "--task",
+    "sst2",
+    "--data",
+    `${ROOT}demo/data`,
+    "--flops",
+    "0.5",
+    "--samples",
+    "64",
+    "--dev-limit",
+    "64",
+    "--latency-batch",
+    "4",
+    "--latency-seq",
+    "16",
+    "--latency-runs",
+    "1",
+    "--out",
+    out,
+  ]);
+  assert(r.code === 0, r.stderr.slice(-3000));
+  for (
+    const f of [
+      "config.json",
+      "model.safetensors",
+      "vocab.txt",
+      "tokenizer_config.json",
+      "masks.json",
+      "report.md",
+      "report.json",
+      "layers.svg",
+    ]
+  ) {
+    assert((await Deno.stat(`${out}/${f}`)).isFile, `${f} missing`);
+  }
+  const report = JSON.parse(await Deno.readTextFile(`${out}/report.json`));
+  assert(report.flops.ratio <= 0.5 + 1e-9, `FLOPs ratio ${report.flops.ratio}`);
+  for (const stage of ["unpruned", "search", "rearrange", "tune", "compact"]) {
+    assert(typeof report.metrics[stage]?.accuracy === "number", `no ${stage} metric`);
+  }
+  // the compact model is the tuned masked model
+  assert(Math.abs(report.metrics.compact.accuracy - report.metrics.tune.accuracy) < 1e-12);
+  const masks = JSON.parse(await Deno.readTextFile(`${out}/masks.json`));
+  assert(masks.sample_indices.length === 64 && masks.head_fisher.length === 4);
+  const config = JSON.parse(await Deno.readTextFile(`${out}/config.json`));
+  const kept = report.kept.neurons as number[];
+  if (kept.some((n) => n !== 512)) assert(Array.isArray(config.intermediate_sizes));
+  // the output loads and evaluates
+  const e = await run("eval.ts", [
+    "--model",
+    out,
+    "--task",
+    "sst2",
+    "--data",
+    `${ROOT}demo/data`,
+    "--limit",
+    "64",
+    "--out",
+    `${dir}/m.json`,
+  ]);
+  assert(e.code === 0, e.stderr);
+  const m = JSON.parse(await Deno.readTextFile(`${dir}/m.json`));
+  assert(
+    Math.abs(m.metrics.accuracy - report.metrics.compact.accuracy) < 1e-12,
+    `${m.metrics.accuracy} vs ${report.metrics.compact.accuracy}`,
+  );
+  await Deno.remove(dir, { recursive: true });
+});
