@@ -19,7 +19,13 @@ const opsSection: BenchSection = {
   run: (ctx) => benchOps(ctx.gpu, { quick: ctx.quick }),
 };
 
-const SECTIONS: BenchSection[] = [matmulSection, normsSection, opsSection, loadsSection, modelSection];
+const SECTIONS: BenchSection[] = [
+  matmulSection,
+  normsSection,
+  opsSection,
+  loadsSection,
+  modelSection,
+];
 
 const { values } = parseArgs({
   args: Deno.args,
