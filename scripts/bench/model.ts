@@ -11,6 +11,7 @@ import { uploadBatch, uploadMasks } from "../../lib/model/inputs.ts";
 import { createRandomModel } from "../../lib/model/model.ts";
 import { backward, forward } from "../../lib/model/run.ts";
 import { type BenchSection, median, printTable } from "./common.ts";
+import { loadOrt } from "./ort.ts";
 
 interface Shape {
   name: string;
@@ -88,7 +89,9 @@ async function torchAndOnnx(
   };
   if (out.onnx) {
     try {
-      const ort = await import("npm:onnxruntime-node@1.20.1");
+      const loaded = await loadOrt();
+      if (!loaded.ok) throw new Error(loaded.reason);
+      const ort = loaded.ort;
       const session = await ort.InferenceSession.create(onnx, {
         intraOpNumThreads: navigator.hardwareConcurrency,
       });
