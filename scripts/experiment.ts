@@ -5,7 +5,8 @@
  * Each writes Markdown + CSV + SVG into --out (default results/<name>/) atomically, with the exact
  * command, the adapter and the commit in the Markdown header. Cells are cached by their inputs
  * under <out>/cells/, so reruns are incremental and an interrupted run resumes. `all` also
- * regenerates the results section of README.md.
+ * regenerates the results section of README.md (`--readme-only` does just that, from the results
+ * already written).
  * @module
  */
 import { parseArgs } from "node:util";
@@ -671,6 +672,7 @@ if (import.meta.main) {
         "dev-limit": { type: "string", default: "0" },
         data: { type: "string" },
         margin: { type: "string", default: "0.02" },
+        "readme-only": { type: "boolean", default: false },
       },
     });
     const name = positionals[0];
@@ -691,6 +693,12 @@ if (import.meta.main) {
       data: values.data,
       margin: Number(values.margin),
     };
+    if (values["readme-only"]) {
+      // regenerate README.md's results section from the experiments already written
+      await updateReadme(s, name === "all" ? NAMES : [name]);
+      console.log("README.md results section regenerated");
+      return;
+    }
     const gpu = await getGpu();
     const adapter = gpu.adapter.summary;
     const models = await discoverModels(s);
