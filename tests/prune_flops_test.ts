@@ -88,3 +88,20 @@ Deno.test("countMacs rejects wrong lengths, out-of-range counts and bad s", asyn
     InvalidArgumentError,
   );
 });
+
+Deno.test("countFlops(config, seqLen, masks) counts kept units of a config (BERT-base by hand)", async () => {
+  const { makeConfig } = await import("../lib/model/config.ts");
+  const { countFlops } = await import("../lib/prune/flops.ts");
+  const c = makeConfig({ arch: "bert", head: "classification", numLabels: 2 });
+  // full BERT-base at s = 128: 11,173,625,856 MACs (hand value)
+  if (countFlops(c, 128) !== 2 * 11_173_625_856) throw new Error(`full ${countFlops(c, 128)}`);
+  const L = 12, H = 12, F = 3072;
+  const head = new Float64Array(L * H).fill(1), ffn = new Float64Array(L * F).fill(1);
+  head.fill(0, 0, 6); // layer 0 keeps 6 heads
+  ffn.fill(0, F, 2 * F); // layer 1 keeps no neurons
+  const s = 39.05;
+  const a = 4 * s * 768 * 64 + 2 * s * s * 64, b = 2 * s * 768;
+  const want = 2 * ((L * H - 6) * a + (L * F - F) * b);
+  const got = countFlops(c, s, { head, ffn, L, H, F });
+  if (Math.abs(got - want) > 1e-9 * want) throw new Error(`${got} vs ${want}`);
+});

@@ -4,7 +4,8 @@
  * @module
  */
 import { InvalidArgumentError } from "../errors.ts";
-import type { ModelDims } from "./types.ts";
+import type { EncoderConfig } from "../model/config.ts";
+import type { MaskSet, ModelDims } from "./types.ts";
 
 /**
  * The per-task sequence lengths s used for FLOPs accounting: dev-set average tokenized lengths of
@@ -71,12 +72,50 @@ export function countMacs(
   return total;
 }
 
-/** FLOPs of the prunable parts (2·countMacs) for the same arguments as `countMacs`. */
+/**
+ * FLOPs of the prunable parts (2·countMacs). Two forms: `countFlops(dims, s, keptHeads,
+ * keptNeurons)` with per-layer counts, or `countFlops(config, s, masks?)` with an `EncoderConfig`
+ * and a `MaskSet` over its units (a unit counts when its mask value is non-zero; without masks,
+ * the heads and neurons the config's layers have).
+ */
 export function countFlops(
-  dims: ModelDims,
+  dims: ModelDims | EncoderConfig,
   s: number,
-  keptHeads: ArrayLike<number>,
-  keptNeurons: ArrayLike<number>,
+  keptHeads?: ArrayLike<number> | MaskSet,
+  keptNeurons?: ArrayLike<number>,
 ): number {
-  return 2 * countMacs(dims, s, keptHeads, keptNeurons);
+  if ("numLayers" in dims) {
+    const c = dims;
+    const d: ModelDims = {
+      L: c.numLayers,
+      H: c.numHeads,
+      F: c.intermediateSize,
+      d: c.hiddenSize,
+      dh: c.headDim,
+    };
+    if (keptHeads === undefined) {
+      return 2 * countMacs(d, s, c.layerHeads.map((h) => h.length), c.layerFfn);
+    }
+    const m = keptHeads as MaskSet;
+    if (!("head" in m) || m.L !== d.L) {
+      throw new InvalidArgumentError(
+        "countFlops(config, s, masks): masks must be a MaskSet of the config's layers",
+      );
+    }
+    const heads: number[] = [], neurons: number[] = [];
+    for (let l = 0; l < m.L; l++) {
+      let h = 0, n = 0;
+      for (let i = 0; i < m.H; i++) h += m.head[l * m.H + i] !== 0 ? 1 : 0;
+      for (let j = 0; j < m.F; j++) n += m.ffn[l * m.F + j] !== 0 ? 1 : 0;
+      heads.push(h);
+      neurons.push(n);
+    }
+    return 2 * countMacs({ ...d, H: m.H, F: m.F }, s, heads, neurons);
+  }
+  if (keptHeads === undefined || keptNeurons === undefined || "head" in (keptHeads as object)) {
+    throw new InvalidArgumentError(
+      "countFlops(dims, s, keptHeads, keptNeurons) needs per-layer counts",
+    );
+  }
+  return 2 * countMacs(dims, s, keptHeads as ArrayLike<number>, keptNeurons);
 }
