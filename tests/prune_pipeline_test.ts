@@ -303,3 +303,30 @@ Deno.test("prune() meets the FLOPs budget and its compact model equals the tuned
   r.compact!.release();
   model.release();
 });
+
+Deno.test("prune() on a DistilBERT QA model (pad-masked span loss, all-token tuning)", async () => {
+  const model = await randomModel("distilbert", "qa", 31, 3);
+  const samples = randomBatches(50, 64, 16, 24, "qa", 2, 8);
+  const r = await prune(model, samples, { budget: { flops: 0.6 }, seqLen: 20 });
+  assert(r.report.macs.ratio <= 0.6 + 1e-12, `MACs ratio ${r.report.macs.ratio}`);
+  assert(r.fisher.head.every((v) => Number.isFinite(v) && v >= 0));
+  assert(r.report.tuning.some((t) => t.status === "tuned"), JSON.stringify(r.report.tuning));
+  const L = 3, H = 4, F = 48;
+  const masks = {
+    head: Array.from(
+      { length: L },
+      (_, l) => Array.from(r.masks.tuned.head.slice(l * H, (l + 1) * H)),
+    ),
+    ffn: Array.from(
+      { length: L },
+      (_, l) => Array.from(r.masks.tuned.ffn.slice(l * F, (l + 1) * F)),
+    ),
+  };
+  const ref = await runModel(model, samples[0], { masks, maskGrads: false });
+  const got = await runModel(r.compact!, samples[0], { maskGrads: false });
+  const rf = [...ref.startLogits!.flat(), ...ref.endLogits!.flat()];
+  const gf = [...got.startLogits!.flat(), ...got.endLogits!.flat()];
+  assertClose(gf, rf, 1e-4 * (1 + maxAbs(rf)), 0, "compact vs masked (QA)");
+  r.compact!.release();
+  model.release();
+});
