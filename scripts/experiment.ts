@@ -288,6 +288,7 @@ async function accuracyVsFlops(
         xLabel: "FLOPs kept (%)",
         yLabel: "dev metric",
         baselines: list.map((x) => ({ label: `unpruned ${x.arch}`, y: x.base })),
+        legend: "bottom-right",
       }),
     );
   }

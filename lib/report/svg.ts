@@ -51,6 +51,8 @@ export interface LineChartOptions {
   width?: number;
   /** Height (default 420). */
   height?: number;
+  /** Legend corner inside the plot (default "top-left"). */
+  legend?: "top-left" | "bottom-right";
 }
 
 /** A line chart with optional error bars and horizontal baselines. */
