@@ -18,7 +18,7 @@ import { collectFisher, type FisherResult } from "../lib/prune/fisher.ts";
 import { TASK_SEQ_LEN } from "../lib/prune/flops.ts";
 import { measureLatencyTable, measureModelLatency } from "../lib/prune/latency.ts";
 import { prune, type PruneOptions } from "../lib/prune/pipeline.ts";
-import type { MaskSet } from "../lib/prune/types.ts";
+import { ConstraintTooSmallError, type MaskSet } from "../lib/prune/types.ts";
 import { lineChart } from "../lib/report/svg.ts";
 import { trainRun } from "../lib/train/run.ts";
 import {
@@ -444,17 +444,37 @@ async function latency(
           async () => {
             const table = await measureLatencyTable(p.model, { batch: B, seqLen: S });
             const fisher = await run.fisher(seed);
-            const r = await prune(p.model, sampleBatches(p, s.samples, seed), {
-              budget: { latency: c },
-              seqLen: seqLenOf(p),
-              fisher,
-              latencyTable: table,
-            });
+            const L = p.model.config.numLayers;
+            const fullLut = L * (table.mha[table.mha.length - 1] + table.ffn[table.ffn.length - 1]);
+            let r;
+            try {
+              r = await prune(p.model, sampleBatches(p, s.samples, seed), {
+                budget: { latency: c },
+                seqLen: seqLenOf(p),
+                fisher,
+                latencyTable: table,
+              });
+            } catch (e) {
+              if (!(e instanceof ConstraintTooSmallError)) throw e;
+              // the sub-layers' fixed costs (LN, biases, residuals: lut[0]) exceed the budget
+              const empty = L * (table.mha[0] + table.ffn[0]);
+              return {
+                infeasible: true,
+                emptyRatio: empty / fullLut,
+                predicted: NaN,
+                predictedFull: fullLut,
+                measured: NaN,
+                metric: NaN,
+                macs: NaN,
+              };
+            }
             const measured = await measureModelLatency(r.compact!, { batch: B, seqLen: S });
             const metric = (await evaluate(r.compact!, p.dev)).main;
             const predictedFull = r.report.latency!.full;
             r.compact!.release();
             return {
+              infeasible: false,
+              emptyRatio: NaN,
               predicted: r.report.latency!.predicted,
               predictedFull,
               measured,
@@ -463,6 +483,34 @@ async function latency(
             };
           },
         );
+        if (cell.infeasible) {
+          t.push([
+            `${Math.round(c * 100)}%`,
+            `infeasible: a model with no units costs ${
+              (cell.emptyRatio * 100).toFixed(0)
+            }% of the full LUT latency`,
+            "",
+            "",
+            "",
+            "",
+          ]);
+          rows.push([
+            run.m.name,
+            run.m.task,
+            B,
+            S,
+            c,
+            "",
+            cell.predictedFull,
+            full,
+            "",
+            "",
+            "",
+            "",
+          ]);
+          console.error(`latency ${run.m.name} ${B}x${S} c=${c}: infeasible`);
+          continue;
+        }
         t.push([
           `${Math.round(c * 100)}%`,
           cell.predicted * 1000,
