@@ -790,7 +790,7 @@ async function updateReadme(s: ExperimentSettings, names: string[]): Promise<voi
     try {
       const md = await Deno.readTextFile(`${s.out}/${n}/README.md`);
       body.push(
-        md.replace(/^# Experiment: /m, "### ").replace(
+        md.replace(/^## /gm, "#### ").replace(/^# Experiment: /m, "### ").replace(
           /\]\(([\w.-]+\.svg)\)/g,
           `](${s.out}/${n}/$1)`,
         ),
