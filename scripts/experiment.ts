@@ -598,7 +598,7 @@ async function cost(
   ];
   const seed = s.seeds[0];
   const first = runs[0];
-  const sizes = [256, 512, 1024, 2048, 4096];
+  const sizes = s.costSizes;
   const t: (string | number)[][] = [];
   for (const n of sizes) {
     const cell = await cells.get({
@@ -722,6 +722,7 @@ if (import.meta.main) {
         data: { type: "string" },
         margin: { type: "string", default: "0.02" },
         "readme-only": { type: "boolean", default: false },
+        "cost-sizes": { type: "string", default: "256,512,1024,2048,4096" },
       },
     });
     const name = positionals[0];
@@ -741,6 +742,7 @@ if (import.meta.main) {
       devLimit: Number(values["dev-limit"]),
       data: values.data,
       margin: Number(values.margin),
+      costSizes: values["cost-sizes"]!.split(",").map(Number),
     };
     if (values["readme-only"]) {
       // regenerate README.md's results section from the experiments already written

@@ -47,6 +47,8 @@ export interface ExperimentSettings {
   data?: string;
   /** Minimum margin over the trivial baseline for a zoo model to count. */
   margin: number;
+  /** Sample counts of the cost experiment. */
+  costSizes: number[];
 }
 
 /** Finds checkpoints under `dir` (any subfolder with config.json), with their task. */
