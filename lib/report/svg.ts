@@ -129,13 +129,16 @@ export function lineChart(series: LineSeries[], o: LineChartOptions): string {
       }
       out.push(`<circle cx="${X(p.x)}" cy="${Y(p.y)}" r="3" fill="${col}"/>`);
     }
-    const ly = m.t + 8 + i * 18;
+    const bottom = o.legend === "bottom-right";
+    const ly = bottom ? Hh - m.b - 12 - (series.length - 1 - i) * 18 : m.t + 8 + i * 18;
+    const lx = bottom ? W - m.r - 260 : m.l + 12;
+    const dash = s.dashed ? ' stroke-dasharray="5 3"' : "";
     out.push(
-      `<line x1="${m.l + 12}" x2="${
-        m.l + 36
-      }" y1="${ly}" y2="${ly}" stroke="${col}" stroke-width="2"/>`,
+      `<line x1="${lx}" x2="${
+        lx + 24
+      }" y1="${ly}" y2="${ly}" stroke="${col}" stroke-width="2"${dash}/>`,
     );
-    out.push(`<text x="${m.l + 42}" y="${ly + 4}">${esc(s.label)}</text>`);
+    out.push(`<text x="${lx + 30}" y="${ly + 4}">${esc(s.label)}</text>`);
   });
   out.push("</svg>");
   return out.join("\n");
