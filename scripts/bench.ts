@@ -12,6 +12,7 @@ import { normsSection } from "./bench/norms.ts";
 import { loadsSection } from "./bench/loads.ts";
 import { modelSection } from "./bench/model.ts";
 import { benchOps } from "./bench/ops.ts";
+import { trainSection } from "./bench/train.ts";
 
 /** Every section, in run order. Add new ones (model forward/backward, training) here. */
 const opsSection: BenchSection = {
@@ -25,6 +26,7 @@ const SECTIONS: BenchSection[] = [
   opsSection,
   loadsSection,
   modelSection,
+  trainSection,
 ];
 
 const { values } = parseArgs({
