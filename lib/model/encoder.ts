@@ -258,19 +258,11 @@ export function attentionOutput(
   } else {
     attn = biasRows(x, model.param(`l${l}.o.b`));
   }
-  const attnD = drop(attn, c.hiddenDropout, o, siteSeed(o, l, 2));
-  st.sum1 = add(attnD, x);
-  if (attnD !== attn) attnD.release();
-  attn.release();
-  const ln1 = layerNorm(
-    st.sum1,
-    model.param(`l${l}.ln1.g`),
-    model.param(`l${l}.ln1.b`),
-    c.layerNormEps,
-  );
-  st.mean1 = ln1.mean;
-  st.rstd1 = ln1.rstd;
-  st.u = ln1.y;
+  const r = residualNorm(model, `l${l}.ln1`, attn, x, siteSeed(o, l, 2), o);
+  st.sum1 = r.sum;
+  st.mean1 = r.mean;
+  st.rstd1 = r.rstd;
+  st.u = r.y;
 }
 
 /**
@@ -299,19 +291,36 @@ export function ffnForward(
   } else {
     f = biasRows(u, model.param(`l${l}.ffn2.b`));
   }
-  const fD = drop(f, c.hiddenDropout, o, siteSeed(o, l, 3));
-  st.sum2 = add(fD, u);
-  if (fD !== f) fD.release();
-  f.release();
-  const ln2 = layerNorm(
-    st.sum2,
-    model.param(`l${l}.ln2.g`),
-    model.param(`l${l}.ln2.b`),
-    c.layerNormEps,
+  const r = residualNorm(model, `l${l}.ln2`, f, u, siteSeed(o, l, 3), o);
+  st.sum2 = r.sum;
+  st.mean2 = r.mean;
+  st.rstd2 = r.rstd;
+  st.y = r.y;
+}
+
+/**
+ * The tail every sub-layer shares: LN(residual + dropout(out)) with the LayerNorm `ln` (`.g`,
+ * `.b`). Consumes `out`; returns the pre-LN sum and the LayerNorm's output and statistics.
+ */
+function residualNorm(
+  model: Model,
+  ln: string,
+  out: Tensor,
+  residual: Tensor,
+  seed: number,
+  o: PassOptions,
+): { sum: Tensor; mean: Tensor; rstd: Tensor; y: Tensor } {
+  const dropped = drop(out, model.config.hiddenDropout, o, seed);
+  const sum = add(dropped, residual);
+  if (dropped !== out) dropped.release();
+  out.release();
+  const r = layerNorm(
+    sum,
+    model.param(`${ln}.g`),
+    model.param(`${ln}.b`),
+    model.config.layerNormEps,
   );
-  st.mean2 = ln2.mean;
-  st.rstd2 = ln2.rstd;
-  st.y = ln2.y;
+  return { sum, mean: r.mean, rstd: r.rstd, y: r.y };
 }
 
 /** A tensor shaped like `like` whose every row is `bias` (a zero-width sub-layer's output). */

@@ -69,20 +69,15 @@ export function requireUniform(model: Model): { L: number; H: number; F: number 
   return { L: c.numLayers, H: c.numHeads, F: c.intermediateSize };
 }
 
-/** One backward of per-example mask gradients; returns host rows [B][L·(H+F)] packed per layer. */
+/**
+ * One forward and backward of per-example mask gradients, read back with one submit: per layer,
+ * head rows [B·H] and FFN rows [B·F].
+ */
 async function perExampleGrads(
   model: Model,
   input: ModelInput,
   qaMaskPads: boolean,
-): Promise<
-  {
-    head: Float32Array[];
-    ffn: Float32Array[];
-    logits?: Float32Array;
-    start?: Float32Array;
-    end?: Float32Array;
-  }
-> {
+): Promise<{ head: Float32Array[]; ffn: Float32Array[] }> {
   const c = model.config;
   const gpu = model.gpu;
   const batch = uploadBatch(gpu, c, input);
@@ -92,16 +87,13 @@ async function perExampleGrads(
   const L = c.numLayers, B = batch.B;
   const H = c.numHeads, F = c.intermediateSize;
   const per = B * (H + F);
-  const packed = gpu.empty([L * per + (fwd.logits?.size ?? 0)]);
+  const packed = gpu.empty([L * per]);
   for (let l = 0; l < L; l++) {
     if (mg.head[l]) gpu.copy(mg.head[l]!, packed, 0, l * per);
     if (mg.ffn[l]) gpu.copy(mg.ffn[l]!, packed, 0, l * per + B * H);
   }
-  if (fwd.logits) gpu.copy(fwd.logits, packed, 0, L * per);
   const host = await packed.read();
   packed.release();
-  const start = fwd.start ? await fwd.start.read() : undefined;
-  const end = fwd.end ? await fwd.end.read() : undefined;
   mg.release();
   fwd.release();
   masks.release();
@@ -111,8 +103,7 @@ async function perExampleGrads(
     head.push(host.subarray(l * per, l * per + B * H));
     ffn.push(host.subarray(l * per + B * H, (l + 1) * per));
   }
-  const logits = fwd.logits ? host.subarray(L * per) : undefined;
-  return { head, ffn, logits, start, end };
+  return { head, ffn };
 }
 
 function softmax(row: ArrayLike<number>): Float64Array {

@@ -187,6 +187,29 @@ export async function tuneMasks(
     fm?.release();
     return st;
   };
+  /** Records a sub-layer's solve; applies accepted values, or stops tuning under "break". */
+  const accept = (
+    layer: number,
+    kind: "mha" | "ffn",
+    units: number[],
+    res: ReturnType<typeof solveMaskLs>,
+    target: Float64Array,
+    offset: number,
+  ) => {
+    report.push({
+      layer,
+      kind,
+      status: res.accepted ? "tuned" : "rejected",
+      reason: res.reason,
+      units: units.length,
+      e1: res.e1,
+      ev: res.ev,
+      min: res.min,
+      max: res.max,
+    });
+    if (res.accepted) units.forEach((u, a) => (target[offset + u] = res.x[a]));
+    else if ((o.onTuneFailure ?? "skip") === "break") stopped = true;
+  };
   const total = 2 * L;
   for (let l = 0; l < L; l++) {
     // ---- teacher pass for layer l: targets and next input
@@ -292,19 +315,7 @@ export async function tuneMasks(
         lambda,
         intercept: { gBeta, gBetaBeta: tokens * d, qBeta: rSum },
       });
-      report.push({
-        layer: l,
-        kind: "mha",
-        status: res.accepted ? "tuned" : "rejected",
-        reason: res.reason,
-        units: k,
-        e1: res.e1,
-        ev: res.ev,
-        min: res.min,
-        max: res.max,
-      });
-      if (res.accepted) keptHeads.forEach((h, a) => (cur.head[l * H + h] = res.x[a]));
-      else if ((o.onTuneFailure ?? "skip") === "break") stopped = true;
+      accept(l, "mha", keptHeads, res, cur.head, l * H);
     }
     o.onProgress?.(2 * l + 1, total);
 
@@ -367,19 +378,7 @@ export async function tuneMasks(
         keptNeurons.forEach((j, bIdx) => (G[a * k + bIdx] = GaccF[i * F + j] * W[i * F + j]));
       });
       const res = solveMaskLs(G, q, rrFfn, { lambda });
-      report.push({
-        layer: l,
-        kind: "ffn",
-        status: res.accepted ? "tuned" : "rejected",
-        reason: res.reason,
-        units: k,
-        e1: res.e1,
-        ev: res.ev,
-        min: res.min,
-        max: res.max,
-      });
-      if (res.accepted) keptNeurons.forEach((j, a) => (cur.ffn[l * F + j] = res.x[a]));
-      else if ((o.onTuneFailure ?? "skip") === "break") stopped = true;
+      accept(l, "ffn", keptNeurons, res, cur.ffn, l * F);
     }
     o.onProgress?.(2 * l + 2, total);
 
