@@ -1,7 +1,8 @@
 /**
  * `deno task train --task sst2 [--data DIR] [--layers 4 --hidden 256 --heads 4 --ffn 1024]
  * [--arch bert|distilbert] [--vocab FILE] [--init DIR] [--epochs 3] [--max-steps N] [--lr 1e-4]
- * [--batch 32] [--seed 42] [--eval-every N] [--mlm-steps N --mlm-lr 5e-4 --mlm-text all|task]
+ * [--batch 32] [--seed 42] [--eval-every N] [--mlm-steps N --mlm-lr 5e-4 --mlm-text all|task
+ * --mlm-length 128 --no-mlm-pack]
  * [--limit N] [--dev-limit N] [--max-length N] [--f16] [--force] --out DIR`: trains a model from
  * random init or a checkpoint and writes an HF checkpoint + metrics.json + curve.svg.
  * @module
@@ -17,7 +18,8 @@ import { runCli } from "./cli.ts";
 const USAGE = "usage: deno task train --task NAME --out DIR [--data DIR] [--init DIR] " +
   "[--arch bert|distilbert --layers 4 --hidden 256 --heads 4 --ffn 1024 --max-positions 512 --vocab FILE] " +
   "[--epochs 3 --max-steps N --lr 1e-4 --batch 32 --seed 42 --eval-every N --warmup 0.06 " +
-  "--weight-decay 0.01 --clip 1] [--mlm-steps N --mlm-lr 5e-4 --mlm-batch 32 --mlm-text all|task] " +
+  "--weight-decay 0.01 --clip 1] [--mlm-steps N --mlm-lr 5e-4 --mlm-batch 32 --mlm-length 128 --no-mlm-pack " +
+  "--mlm-text all|task] " +
   "[--limit N --dev-limit N --max-length N] [--f16] [--force]";
 
 /** Parses a numeric option (undefined when absent); raises on garbage. */
@@ -62,6 +64,8 @@ if (import.meta.main) {
         "mlm-steps": s,
         "mlm-lr": s,
         "mlm-batch": s,
+        "mlm-length": s,
+        "no-mlm-pack": { type: "boolean" },
         "mlm-text": s,
         limit: s,
         "dev-limit": s,
@@ -108,6 +112,8 @@ if (import.meta.main) {
       mlmSteps: num(values, "mlm-steps", true),
       mlm: { lr: num(values, "mlm-lr"), batchSize: num(values, "mlm-batch", true) },
       mlmText,
+      mlmMaxLength: num(values, "mlm-length", true),
+      mlmPack: !values["no-mlm-pack"],
       limit: num(values, "limit", true),
       devLimit: num(values, "dev-limit", true),
       maxLength: num(values, "max-length", true),

@@ -273,3 +273,60 @@ Deno.test("fineTune: keeps the best evaluation's parameters", async () => {
   assert(r.curve.length === r.steps && r.steps === 12);
   m.release();
 });
+
+Deno.test("reHead: a checkpoint of another task keeps every encoder weight and gets a fresh head", async () => {
+  const { makeConfig } = await import("../lib/model/config.ts");
+  const { randomWeights } = await import("../lib/model/random.ts");
+  const { reHead } = await import("../lib/train/run.ts");
+  const config = makeConfig({
+    arch: "bert",
+    head: "classification",
+    numLabels: 2,
+    vocabSize: 40,
+    hiddenSize: 16,
+    numLayers: 2,
+    numHeads: 2,
+    intermediateSize: 32,
+    maxPositions: 16,
+  });
+  const host = { config, weights: randomWeights(config, 3) };
+  assert(reHead(host, "classification", 2, 9) === host, "same head: checkpoint unchanged");
+  const qa = reHead(host, "qa", 2, 9);
+  assertEquals(qa.config.head, "qa");
+  assert(!qa.weights.has("cls.w") && !qa.weights.has("pool.w"), "old head removed");
+  assertEquals(qa.weights.get("qa.w")!.shape, [2, 16]);
+  const reg = reHead(host, "regression", 1, 9);
+  assertEquals(reg.weights.get("cls.w")!.shape, [1, 16]);
+  for (const [name, t] of host.weights) {
+    if (/^(pool|pre|cls|qa)\./.test(name)) continue;
+    assert(qa.weights.get(name)!.data === t.data, `${name} kept`);
+  }
+  assert(reg.weights.get("pool.w")!.data !== host.weights.get("pool.w")!.data, "pooler re-drawn");
+});
+
+Deno.test("encodeMlmTexts pack: full windows whose pieces are the texts' pieces each followed by [SEP]", async () => {
+  const { encodeMlmTexts } = await import("../lib/train/mlm.ts");
+  const { loadTokenizer } = await import("../lib/text/wordpiece.ts");
+  const tok = await loadTokenizer(new URL("../demo/model", import.meta.url).pathname);
+  const texts = ["a gripping film", "", "the plot is thin and the acting worse .", "ok"];
+  const stream: number[] = [];
+  for (const t of texts) {
+    const ids = tok.tokenize(t).ids;
+    if (ids.length) stream.push(...ids, tok.sepId);
+  }
+  const items = encodeMlmTexts(tok, texts, 6, { pack: true });
+  const inner = items.map((e) => e.inputIds.slice(1, -1));
+  for (const e of items) {
+    assertEquals(e.inputIds[0], tok.clsId);
+    assertEquals(e.inputIds[e.inputIds.length - 1], tok.sepId);
+  }
+  for (const w of inner.slice(0, -1)) assertEquals(w.length, 4);
+  // the final [SEP] of the stream is dropped when it would end the last window alone
+  const joined = inner.flat();
+  assert(joined.length >= stream.length - 1, "nothing but a trailing [SEP] is lost");
+  assertEquals(joined, stream.slice(0, joined.length));
+  const unpacked = encodeMlmTexts(tok, texts, 6);
+  const expected = texts.reduce((a, t) => a + Math.ceil(tok.tokenize(t).ids.length / 4), 0);
+  assertEquals(unpacked.length, expected, "unpacked: one window per ≤4 pieces of each text");
+  assert(items.length < unpacked.length, "packing uses fewer windows");
+});

@@ -114,23 +114,42 @@ export function maskBatch(
 }
 
 /**
- * Encodes raw texts for MLM: each text is tokenized and cut into windows of at most
- * `maxLength − 2` word pieces, each wrapped as [CLS] … [SEP] (single segment).
+ * Encodes raw texts for MLM. Unpacked (default): each text is tokenized and cut into windows of at
+ * most `maxLength − 2` word pieces, each wrapped as [CLS] … [SEP] (single segment). Packed
+ * (`pack: true`, RoBERTa's FULL-SENTENCES): the texts' pieces are concatenated in order with a
+ * [SEP] after each text and cut into full windows of `maxLength − 2`, so that short sentences do
+ * not waste a step on padding and per-step overhead; the last partial window is kept.
  */
 export function encodeMlmTexts(
   tok: WordPieceTokenizer,
   texts: string[],
   maxLength = 128,
+  o: { pack?: boolean } = {},
 ): Encoded[] {
   if (maxLength < 3) throw new InvalidArgumentError(`MLM maxLength must be ≥ 3, got ${maxLength}`);
   const out: Encoded[] = [];
   const w = maxLength - 2;
+  const emit = (ids: number[]) => {
+    const piece = [tok.clsId, ...ids, tok.sepId];
+    out.push({ inputIds: piece, tokenTypeIds: new Array(piece.length).fill(0) });
+  };
+  if (o.pack) {
+    let cur: number[] = [];
+    for (const t of texts) {
+      const ids = tok.tokenize(t).ids;
+      if (ids.length === 0) continue;
+      cur.push(...ids, tok.sepId);
+      while (cur.length >= w) {
+        emit(cur.slice(0, w));
+        cur = cur.slice(w);
+      }
+    }
+    if (cur.length > 0) emit(cur[cur.length - 1] === tok.sepId ? cur.slice(0, -1) : cur);
+    return out;
+  }
   for (const t of texts) {
     const ids = tok.tokenize(t).ids;
-    for (let i = 0; i < ids.length; i += w) {
-      const piece = [tok.clsId, ...ids.slice(i, i + w), tok.sepId];
-      out.push({ inputIds: piece, tokenTypeIds: new Array(piece.length).fill(0) });
-    }
+    for (let i = 0; i < ids.length; i += w) emit(ids.slice(i, i + w));
   }
   return out;
 }

@@ -11,7 +11,10 @@ import { checkTask, DEFAULT_DATA_DIR, loadTask, type TaskData } from "../data/ta
 import { InvalidArgumentError } from "../errors.ts";
 import { getGpu, type Gpu } from "../gpu/context.ts";
 import { type Arch, makeConfig, type TaskHead } from "../model/config.ts";
-import { createRandomModel, loadCheckpoint, Model, saveCheckpoint } from "../model/model.ts";
+import { type HostCheckpoint, readCheckpoint } from "../model/checkpoint.ts";
+import { createRandomModel, Model, saveCheckpoint, uploadModel } from "../model/model.ts";
+import { randomWeights } from "../model/random.ts";
+import { isHeadParam } from "../model/weights.ts";
 import { mainMetricName } from "../eval/evaluate.ts";
 import { lineChart } from "../report/svg.ts";
 import { loadTokenizer, type WordPieceTokenizer } from "../text/wordpiece.ts";
@@ -60,6 +63,10 @@ export interface TrainRunOptions extends FineTuneOptions {
   mlm?: Omit<MlmOptions, "steps" | "onStep">;
   /** Where MLM text comes from: "task" (this task's train text) or "all" (all GLUE train sets here and the SQuAD by-article train contexts). Default "all". */
   mlmText?: "task" | "all";
+  /** MLM window length in pieces incl. [CLS]/[SEP] (default 128, at most maxPositions). */
+  mlmMaxLength?: number;
+  /** Pack MLM texts into full 128-piece windows (default true; see `encodeMlmTexts`). */
+  mlmPack?: boolean;
   /** Shared data root for MLM text (default ../shared/data). */
   mlmDataRoot?: string;
   /** Save as F16 (default F32). */
@@ -203,6 +210,31 @@ async function writeAtomic(path: string, text: string): Promise<void> {
   await Deno.rename(tmp, path);
 }
 
+/**
+ * A checkpoint with the task head `head`/`numLabels`: unchanged when it already has it, otherwise
+ * the embeddings and encoder are kept and the head (pooler/pre-classifier, classifier or QA
+ * outputs) is freshly initialised with `seed` — how a pretrained (e.g. MLM) encoder starts a new task.
+ */
+export function reHead(
+  host: HostCheckpoint,
+  head: TaskHead,
+  numLabels: number,
+  seed: number,
+): HostCheckpoint {
+  const c = host.config;
+  if (c.head === head && c.numLabels === numLabels) return host;
+  const raw = { ...c.raw };
+  for (const k of ["id2label", "label2id", "num_labels", "problem_type", "architectures"]) {
+    delete raw[k];
+  }
+  const config = { ...c, head, numLabels, id2label: undefined, label2id: undefined, raw };
+  const fresh = randomWeights(config, seed);
+  const weights = new Map(host.weights);
+  for (const name of [...weights.keys()]) if (isHeadParam(name)) weights.delete(name);
+  for (const [name, t] of fresh) if (isHeadParam(name)) weights.set(name, t);
+  return { ...host, config, weights };
+}
+
 /** Runs a whole training (see the module doc) and returns the summary written to metrics.json. */
 export async function trainRun(o: TrainRunOptions, gpu?: Gpu): Promise<TrainRunResult> {
   checkTask(o.task);
@@ -212,11 +244,13 @@ export async function trainRun(o: TrainRunOptions, gpu?: Gpu): Promise<TrainRunR
   let model: Model;
   let tok: WordPieceTokenizer;
   if (o.init) {
-    model = await loadCheckpoint(o.init, g);
+    const host = await readCheckpoint(o.init);
     tok = await loadTokenizer(o.init);
-    if (model.config.head !== head) {
-      throw new InvalidArgumentError(
-        `--init model has a ${model.config.head} head; ${o.task} needs ${head}`,
+    model = await uploadModel(reHead(host, head, numLabels, o.seed ?? 42), g);
+    if (host.config.head !== head || host.config.numLabels !== numLabels) {
+      log(
+        `--init has a ${host.config.head} head (${host.config.numLabels} outputs); ${o.task} ` +
+          `needs ${head} (${numLabels}): encoder and embeddings kept, a new head initialised`,
       );
     }
   } else {
@@ -264,12 +298,22 @@ export async function trainRun(o: TrainRunOptions, gpu?: Gpu): Promise<TrainRunR
       `${dev.items.length} ${split} items; model ${c.arch} L${c.numLayers} H${c.hiddenSize} ` +
       `A${c.numHeads} F${c.intermediateSize} V${c.vocabSize}`,
   );
+  const mlmOnly = o.maxSteps === 0;
+  if (mlmOnly && !(o.mlmSteps! > 0)) {
+    throw new InvalidArgumentError("--max-steps 0 (MLM only) needs --mlm-steps > 0");
+  }
   let mlmCurve: CurvePoint[] = [];
   const t0 = performance.now();
   if ((o.mlmSteps ?? 0) > 0) {
     const texts = await mlmTexts(o.mlmText ?? "all", o.task, { data: o.data, root: o.mlmDataRoot });
-    const items = encodeMlmTexts(tok, texts, Math.min(128, c.maxPositions));
-    log(`MLM: ${texts.length} texts → ${items.length} sequences, ${o.mlmSteps} steps`);
+    const items = encodeMlmTexts(tok, texts, Math.min(o.mlmMaxLength ?? 128, c.maxPositions), {
+      pack: o.mlmPack ?? true,
+    });
+    const pieces = items.reduce((a, e) => a + e.inputIds.length, 0);
+    log(
+      `MLM: ${texts.length} texts → ${items.length} sequences (${pieces} pieces), ` +
+        `${o.mlmSteps} steps of ${o.mlm?.batchSize ?? 32}`,
+    );
     mlmCurve = await pretrainMlm(model, tok, items, {
       ...o.mlm,
       steps: o.mlmSteps!,
@@ -277,7 +321,9 @@ export async function trainRun(o: TrainRunOptions, gpu?: Gpu): Promise<TrainRunR
       onStep: o.onMlmStep,
     });
   }
-  const ft = await fineTune(model, trainData.items, dev, o);
+  const ft = mlmOnly
+    ? { curve: [], evals: [], best: undefined, steps: 0, seconds: 0 }
+    : await fineTune(model, trainData.items, dev, o);
   const seconds = (performance.now() - t0) / 1000;
   await saveCheckpoint(model, o.out, { dtype: o.dtype ?? "F32", force: o.force });
   const B = o.batchSize ?? 32;
@@ -293,7 +339,7 @@ export async function trainRun(o: TrainRunOptions, gpu?: Gpu): Promise<TrainRunR
     steps: ft.steps,
     mlmSteps: mlmCurve.length,
     seconds,
-    tokensPerSecond: (tokensPerStep * ft.steps) / ft.seconds,
+    tokensPerSecond: ft.steps ? (tokensPerStep * ft.steps) / ft.seconds : 0,
     shape: {
       arch: c.arch,
       layers: c.numLayers,

@@ -51,6 +51,17 @@ export interface ExperimentSettings {
   costSizes: number[];
 }
 
+/**
+ * The margin a model must clear over its trivial baseline, in its headline metric's units: `margin`
+ * for accuracies (fractions), at least 0.05 for correlations (CoLA, STS-B), `margin`·100 for SQuAD F1
+ * (reported in percent).
+ */
+export function marginOf(task: string, margin: number): number {
+  if (task === "cola" || task === "stsb") return Math.max(margin, 0.05);
+  if (task.startsWith("squad")) return margin * 100;
+  return margin;
+}
+
 /** Finds checkpoints under `dir` (any subfolder with config.json), with their task. */
 export async function discoverModels(s: ExperimentSettings): Promise<ZooModel[]> {
   const out: ZooModel[] = [];
@@ -85,11 +96,16 @@ export async function discoverModels(s: ExperimentSettings): Promise<ZooModel[]>
     }
     if (!task) continue;
     if (s.tasks.length && !s.tasks.includes(task)) continue;
-    if (trained !== undefined && baseline !== undefined && !(trained >= baseline + s.margin)) {
+    if (trained === undefined && baseline !== undefined) {
+      console.error(`skipping ${e.name}: not fine-tuned (no dev evaluation in metrics.json)`);
+      continue;
+    }
+    const margin = marginOf(task, s.margin);
+    if (trained !== undefined && baseline !== undefined && !(trained >= baseline + margin)) {
       console.error(
         `skipping ${e.name}: dev ${trained.toFixed(4)} does not beat its trivial baseline ${
           baseline.toFixed(4)
-        } by ${s.margin}`,
+        } by ${margin}`,
       );
       continue;
     }
