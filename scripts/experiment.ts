@@ -41,7 +41,7 @@ import { runCli } from "./cli.ts";
 
 const NAMES = ["accuracy-vs-flops", "ablation", "latency", "cost", "label-free"];
 const FLOPS_GRID = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
-const ABLATION_GRID = [0.2, 0.3, 0.4, 0.5, 0.6];
+const ABLATION_GRID = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6];
 const LATENCY_GRID = [0.5, 0.6, 0.7, 0.8, 0.9];
 /** Fine-tuning steps timed by the cost experiment (scaled to one epoch). */
 const EPOCH_STEPS_MEASURED = 100;
@@ -316,6 +316,7 @@ async function ablation(
     ),
   ];
   const seed = s.seeds[0];
+  const knees: (string | number)[][] = [];
   for (const run of runs) {
     const base = await unprunedMetric(run, cells);
     const t: (string | number)[][] = [];
@@ -355,6 +356,28 @@ async function ablation(
       mdTable(["FLOPs kept", "search", "+ rearrange", "+ tune"], t),
       "",
     );
+    // the knee: the largest FLOPs fraction where search alone loses ≥ 2 points
+    const pts = run.m.task.startsWith("squad") ? 1 : 100;
+    const kneeRow = [...t].reverse().find((r) => (base - (r[1] as number)) * pts >= 2);
+    if (!kneeRow) {
+      md.push(
+        `Search alone never loses 2 points on this grid (down to ${ABLATION_GRID[0] * 100}%).`,
+        "",
+      );
+      knees.push([run.m.name, run.m.task, "none on the grid", "", "", "", "–"]);
+    } else {
+      const [label, a, b, c] = kneeRow as [string, number, number, number];
+      const holds = a <= b && b <= c;
+      md.push(
+        `Knee (largest FLOPs kept where search alone loses ≥ 2 points): ${label}; search ${
+          a.toFixed(4)
+        } ≤ + rearrange ${b.toFixed(4)} ≤ + tune ${c.toFixed(4)}: ${
+          holds ? "holds" : "does not hold"
+        }.`,
+        "",
+      );
+      knees.push([run.m.name, run.m.task, label, a, b, c, holds ? "yes" : "no"]);
+    }
     // METHOD.md deviations, one at a time, and the whole kwonCode preset, at c = 0.4
     const variants: [string, Partial<PruneOptions>, Parameters<ModelRun["fisher"]>[1]][] = [
       ["ours (defaults)", {}, {}],
@@ -389,6 +412,17 @@ async function ablation(
     }
     md.push(`METHOD.md deviations at 40% FLOPs:`, "", mdTable(["variant", "dev metric"], vt), "");
   }
+  const held = knees.filter((k) => k[6] === "yes");
+  md.push(
+    "## Ablation order at each model's knee",
+    "",
+    mdTable(["model", "task", "knee", "search", "+ rearrange", "+ tune", "order holds"], knees),
+    "",
+    `The order search ≤ + rearrange ≤ + tune holds at the knee for ${held.length} of ${knees.length} models (${
+      new Set(held.map((k) => k[1])).size
+    } distinct tasks).`,
+    "",
+  );
   await Deno.mkdir(out, { recursive: true });
   await writeAtomic(
     `${out}/ablation.csv`,
