@@ -295,6 +295,34 @@ async function accuracyVsFlops(
       }),
     );
   }
+  if (!labelFree) {
+    // the issue's check: the final drop at 60% FLOPs is ≤ 1 point on every model
+    const at = FLOPS_GRID.indexOf(0.6);
+    const drops: (string | number)[][] = [];
+    for (const [task, list] of byTask) {
+      const pts = task.startsWith("squad") ? 1 : 100;
+      for (const x of list) {
+        const drop = (x.base - x.points[at].mean) * pts;
+        drops.push([
+          x.arch,
+          task,
+          x.base.toFixed(4),
+          x.points[at].mean.toFixed(4),
+          drop.toFixed(2),
+          drop <= 1 ? "yes" : "no",
+        ]);
+      }
+    }
+    md.push(
+      "## Drop at 60% FLOPs",
+      "",
+      mdTable(
+        ["model", "task", "unpruned", "60% FLOPs (mean)", "drop (points)", "≤ 1 point"],
+        drops,
+      ),
+      "",
+    );
+  }
   await writeAtomic(`${out}/README.md`, md.join("\n"));
   return md.join("\n");
 }
