@@ -1,6 +1,6 @@
 /**
  * `deno run -A scripts/zoo.ts [--out zoo] [--only sst2-bert,…] [--mlm-steps N] [--max-steps N]
- * [--limit N] [--dev-limit N] [--dry-run]`: trains the experiment models (SST-2, MRPC, STS-B, RTE,
+ * [--limit N] [--dev-limit N] [--no-mlm] [--dry-run]`: trains the experiment models (SST-2, MRPC, STS-B, RTE,
  * CoLA classifiers and a SQuAD v1.1 QA model on the by-article split of dev-v1.1, each in a BERT and
  * a DistilBERT shape) into `<out>/<task>-<arch>/`, skipping entries whose metrics.json exists, then
  * writes `<out>/zoo.md` + `<out>/zoo.json`: best dev metric vs the trivial baseline (majority class;
@@ -123,10 +123,20 @@ if (import.meta.main) {
         limit: s,
         "dev-limit": s,
         "dry-run": { type: "boolean" },
+        "no-mlm": { type: "boolean" },
       },
     });
     const only = values.only?.split(",");
-    const all = zooEntries();
+    // --no-mlm: task entries from random init of their shape (no shared MLM encoder)
+    const all = zooEntries().filter((e) => !(values["no-mlm"] && e.name.startsWith("_base/")))
+      .map((e) => {
+        if (!values["no-mlm"] || !e.options.init) return e;
+        const shape = e.options.init.endsWith("distilbert") ? ZOO_DISTIL : ZOO_BERT;
+        return {
+          ...e,
+          options: { ...e.options, ...shape, init: undefined, maxPositions: 512 },
+        };
+      });
     const picked = all.filter((e) => !only || only.includes(e.name));
     // an entry fine-tuned from a shared encoder brings that encoder's entry along
     const entries = all.filter((e) =>
@@ -173,7 +183,8 @@ if (import.meta.main) {
       let bar: Progress | undefined, mbar: Progress | undefined;
       const r = await trainRun({
         ...o,
-        onMlmStep: (i, total) => (mbar ??= new Progress(`${e.name} mlm`, total, "step")).set(i),
+        onMlmStep: (i, total, loss) =>
+          (mbar ??= new Progress(`${e.name} mlm`, total, "step")).set(i, `loss ${loss.toFixed(3)}`),
         onStep: (i, total, loss) =>
           (bar ??= new Progress(`${e.name}`, total, "step")).set(i, `loss ${loss.toFixed(3)}`),
       }, gpu);

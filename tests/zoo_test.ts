@@ -1,0 +1,39 @@
+/** The zoo's definition: tasks × shapes, shared encoders first, and the baseline rule. */
+import { assert, assertEquals } from "./helpers.ts";
+import { beatsBaseline, zooEntries } from "../scripts/zoo.ts";
+import { marginOf } from "../scripts/experiment/common.ts";
+import type { TrainRunResult } from "../lib/train/run.ts";
+
+Deno.test("zoo: every issue task in a BERT and a DistilBERT shape, each after its MLM encoder", () => {
+  const entries = zooEntries();
+  const names = entries.map((e) => e.name);
+  assertEquals(new Set(names).size, names.length, "unique names");
+  for (const task of ["sst2", "mrpc", "stsb", "rte", "cola", "squad"]) {
+    for (const arch of ["bert", "distilbert"]) {
+      const i = names.indexOf(`${task}-${arch}`);
+      assert(i >= 0, `${task}-${arch} present`);
+      const init = entries[i].options.init!;
+      assertEquals(init, `_base/mlm-${arch}`);
+      assert(names.indexOf(init) >= 0 && names.indexOf(init) < i, "encoder trained first");
+    }
+  }
+  for (const e of entries.filter((e) => e.name.startsWith("_base/"))) {
+    assertEquals(e.options.maxSteps, 0, "encoders are MLM only");
+    assert(e.options.mlmSteps! > 0);
+  }
+});
+
+Deno.test("zoo: 'clearly beats' margins (+2 points, +0.05 correlation) agree with experiment discovery", () => {
+  const r = (task: string, mainMetric: string, best: number, base: number) =>
+    ({ task, mainMetric, best: { main: best }, baseline: { main: base } }) as TrainRunResult;
+  assert(beatsBaseline(r("sst2", "accuracy", 0.53, 0.509)));
+  assert(!beatsBaseline(r("sst2", "accuracy", 0.52, 0.509)));
+  assert(beatsBaseline(r("stsb", "spearmanr", 0.06, 0)));
+  assert(!beatsBaseline(r("stsb", "spearmanr", 0.04, 0)));
+  assert(!beatsBaseline(r("cola", "matthews_correlation", 0.049, 0)));
+  assert(beatsBaseline(r("squad", "f1", 2.5, 0)));
+  assert(!beatsBaseline(r("squad", "f1", 1.5, 0)));
+  assertEquals(marginOf("sst2", 0.02), 0.02);
+  assertEquals(marginOf("stsb", 0.02), 0.05);
+  assertEquals(marginOf("squad", 0.02), 2);
+});
