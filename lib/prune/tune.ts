@@ -97,6 +97,33 @@ function uploadLayerMask(
 }
 
 /** Reads several tensors with one submit, as f64 arrays; optionally releases them. */
+/**
+ * The FFN weights of layer l restricted to the kept neurons, on the GPU: W₁ rows [k, d], b₁ [k] and
+ * W₂ columns [d, k] (gathered on the host), so the LS system costs O(T·k²), not O(T·F²).
+ */
+async function keptFfnWeights(
+  model: Model,
+  l: number,
+  keptNeurons: number[],
+): Promise<{ w1: Tensor; b1: Tensor; w2: Tensor }> {
+  const d = model.config.hiddenSize, F = model.ffn(l), k = keptNeurons.length;
+  const w1 = await model.param(`l${l}.ffn1.w`).read();
+  const b1 = await model.param(`l${l}.ffn1.b`).read();
+  const w2 = await model.param(`l${l}.ffn2.w`).read();
+  const w1k = new Float32Array(k * d), b1k = new Float32Array(k), w2k = new Float32Array(d * k);
+  keptNeurons.forEach((j, a) => {
+    w1k.set(w1.subarray(j * d, (j + 1) * d), a * d);
+    b1k[a] = b1[j];
+    for (let i = 0; i < d; i++) w2k[i * k + a] = w2[i * F + j];
+  });
+  const gpu = model.gpu;
+  return {
+    w1: gpu.upload(w1k, [k, d]),
+    b1: gpu.upload(b1k, [k]),
+    w2: gpu.upload(w2k, [d, k]),
+  };
+}
+
 async function readAll(ts: Tensor[], release = false): Promise<Float64Array[]> {
   const gpu = ts[0].gpu;
   const total = ts.reduce((s, t) => s + t.size, 0);
@@ -323,9 +350,11 @@ export async function tuneMasks(
     const keptNeurons = [...Array(F).keys()].filter((j) => keep.ffn[l * F + j] === 1);
     const tuneFfn = !stopped && keptNeurons.length > 0;
     const us: Tensor[] = [];
-    const w2 = model.param(`l${l}.ffn2.w`);
     const negB2 = tuneFfn ? scale(model.param(`l${l}.ffn2.b`), -1) : undefined;
-    const GaccF = new Float64Array(tuneFfn ? F * F : 0), qAccF = new Float64Array(F);
+    // only the kept neurons enter the LS system: W₁ rows, b₁ and W₂ columns of the kept ones
+    const kept = tuneFfn ? await keptFfnWeights(model, l, keptNeurons) : undefined;
+    const kF = keptNeurons.length;
+    const GaccF = new Float64Array(tuneFfn ? kF * kF : 0), qAccF = new Float64Array(kF);
     let rrFfn = 0;
     for (let b = 0; b < bt.length; b++) {
       const hm = uploadLayerMask(model, bt[b].B, cur.head, l * H, H, true);
@@ -337,7 +366,7 @@ export async function tuneMasks(
       us.push(st.u!);
       if (!tuneFfn) continue;
       const rows = lastCls ? clsRows[b] : tokenRows[b];
-      const h = linear(st.u!, model.param(`l${l}.ffn1.w`), model.param(`l${l}.ffn1.b`));
+      const h = linear(st.u!, kept!.w1, kept!.b1); // [T, k]
       const z = c.hiddenAct === "relu" ? relu(h) : gelu(h);
       h.release();
       const zM = scaleRows(z, rows);
@@ -347,7 +376,7 @@ export async function tuneMasks(
       const R = scaleRows(r1, rows);
       r0.release();
       r1.release();
-      const RW = matmul(R, w2); // [T, d]·[d, F]
+      const RW = matmul(R, kept!.w2); // [T, d]·[d, k]
       const prod = mul(zM, RW);
       const R2 = mul(R, R);
       const [a, q, rqv] = await readAll([
@@ -356,7 +385,7 @@ export async function tuneMasks(
         sumRows(R2),
       ], true);
       for (let i = 0; i < a.length; i++) GaccF[i] += a[i];
-      for (let i = 0; i < F; i++) qAccF[i] += q[i];
+      for (let i = 0; i < kF; i++) qAccF[i] += q[i];
       for (const v of rqv) rrFfn += v;
       for (const t of [zM, R, RW, prod, R2]) t.release();
     }
@@ -370,13 +399,10 @@ export async function tuneMasks(
         reason: stopped ? "tuning stopped earlier" : "no kept neurons",
       });
     } else {
-      const [W] = await readAll([matmul(w2, w2, { transA: true })], true);
-      const k = keptNeurons.length;
-      const G = new Float64Array(k * k), q = new Float64Array(k);
-      keptNeurons.forEach((i, a) => {
-        q[a] = qAccF[i];
-        keptNeurons.forEach((j, bIdx) => (G[a * k + bIdx] = GaccF[i * F + j] * W[i * F + j]));
-      });
+      const [W] = await readAll([matmul(kept!.w2, kept!.w2, { transA: true })], true);
+      const G = new Float64Array(kF * kF), q = Float64Array.from(qAccF);
+      for (let i = 0; i < kF * kF; i++) G[i] = GaccF[i] * W[i];
+      for (const t of [kept!.w1, kept!.b1, kept!.w2]) t.release();
       const res = solveMaskLs(G, q, rrFfn, { lambda });
       accept(l, "ffn", keptNeurons, res, cur.ffn, l * F);
     }
