@@ -199,9 +199,10 @@ function curveSvg(curve: CurvePoint[], mlm: CurvePoint[], task: string): string 
     }
     return pts;
   };
-  const series = [{ label: `${task} fine-tuning loss`, points: smooth(curve) }];
+  const series = curve.length ? [{ label: `${task} fine-tuning loss`, points: smooth(curve) }] : [];
   if (mlm.length) series.unshift({ label: "MLM loss", points: smooth(mlm) });
-  return lineChart(series, { title: `training curve (${task})`, xLabel: "step", yLabel: "loss" });
+  const title = curve.length ? `training curve (${task})` : "MLM pretraining curve";
+  return lineChart(series, { title, xLabel: "step", yLabel: "loss" });
 }
 
 async function writeAtomic(path: string, text: string): Promise<void> {
