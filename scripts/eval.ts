@@ -1,7 +1,8 @@
 /**
  * `deno task eval --model DIR|URL --task NAME [--data DIR|FILE] [--split dev] [--batch N]
  * [--limit N] [--out metrics.json]`: tokenizes a split, runs the model on the GPU, prints a metrics
- * table and writes metrics.json (next to the model unless --out says otherwise).
+ * table and writes metrics.json (next to the model unless --out says otherwise; a training record
+ * there is kept and eval-metrics.json written instead).
  * @module
  */
 import { parseArgs } from "node:util";
@@ -16,6 +17,20 @@ import { runCli } from "./cli.ts";
 
 const USAGE =
   "usage: deno task eval --model DIR|URL --task NAME [--data DIR|FILE] [--split dev] [--batch 32] [--limit N] [--out FILE]";
+
+/**
+ * Where results go without --out: `metrics.json` next to the model (the working directory for a
+ * URL), unless that file is a training record (`deno task train` writes one with `evals`), which
+ * is never overwritten: then `eval-metrics.json` beside it.
+ */
+async function defaultOut(model: string): Promise<string> {
+  const dir = model.includes("://") ? "." : model;
+  try {
+    const old = JSON.parse(await Deno.readTextFile(`${dir}/metrics.json`));
+    if (old && typeof old === "object" && "evals" in old) return `${dir}/eval-metrics.json`;
+  } catch { /* absent or not JSON: ours to write */ }
+  return `${dir}/metrics.json`;
+}
 
 if (import.meta.main) {
   await runCli(async () => {
@@ -56,8 +71,7 @@ if (import.meta.main) {
     bar.done();
     console.log(`| metric | ${values.task} ${split} |\n|---|---|`);
     for (const [k, v] of Object.entries(r.metrics)) console.log(`| ${k} | ${v.toFixed(4)} |`);
-    const out = values.out ??
-      (values.model.includes("://") ? "metrics.json" : `${values.model}/metrics.json`);
+    const out = values.out ?? await defaultOut(values.model);
     const tmp = `${out}.tmp-${Deno.pid}`;
     await Deno.writeTextFile(
       tmp,

@@ -67,3 +67,24 @@ Deno.test("deno task eval writes metrics.json", async () => {
   assert(new TextDecoder().decode(res.stdout).includes("| accuracy |"));
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("deno task eval without --out keeps a training record: eval-metrics.json beside it", async () => {
+  const dir = await Deno.makeTempDir();
+  for (const f of ["config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json"]) {
+    await Deno.copyFile(`${ROOT}demo/model/${f}`, `${dir}/${f}`);
+  }
+  const record = JSON.stringify({ task: "sst2", evals: [{ step: 1, main: 0.5 }] });
+  await Deno.writeTextFile(`${dir}/metrics.json`, record);
+  const args = ["run", "-A", `${ROOT}scripts/eval.ts`, "--model", dir, "--task", "sst2"];
+  const res = await new Deno.Command(Deno.execPath(), {
+    args: [...args, "--data", `${ROOT}demo/data`, "--limit", "16"],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert(res.code === 0, new TextDecoder().decode(res.stderr));
+  assert((await Deno.readTextFile(`${dir}/metrics.json`)) === record, "training record unchanged");
+  const m = JSON.parse(await Deno.readTextFile(`${dir}/eval-metrics.json`));
+  assert(m.examples === 16 && typeof m.metrics.accuracy === "number");
+  await Deno.remove(dir, { recursive: true });
+});
