@@ -856,6 +856,7 @@ if (import.meta.main) {
       options: {
         models: { type: "string", default: "zoo" },
         tasks: { type: "string" },
+        names: { type: "string" },
         out: { type: "string", default: "results" },
         samples: { type: "string", default: "512" },
         seeds: { type: "string", default: "0,1,2" },
@@ -871,13 +872,15 @@ if (import.meta.main) {
       throw new InvalidArgumentError(
         `usage: deno task experiment <${
           [...NAMES, "all"].join("|")
-        }> [--models DIR] [--tasks a,b] [--out DIR]`,
+        }> [--models DIR] [--tasks a,b] [--names model,…] [--out DIR] [--samples N] [--seeds 0,1,2] ` +
+          "[--dev-limit N] [--data DIR] [--margin 0.02] [--cost-sizes 256,…] [--readme-only]",
       );
     }
     const s: ExperimentSettings = {
       models: values.models!,
       out: values.out!,
       tasks: values.tasks ? values.tasks.split(",") : [],
+      names: values.names ? values.names.split(",") : [],
       samples: Number(values.samples),
       seeds: values.seeds!.split(",").map(Number),
       devLimit: Number(values["dev-limit"]),

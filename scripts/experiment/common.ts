@@ -37,6 +37,8 @@ export interface ExperimentSettings {
   out: string;
   /** Tasks to include (empty = all found). */
   tasks: string[];
+  /** Model directory names to include (empty = all found). */
+  names?: string[];
   /** Sample-set size. */
   samples: number;
   /** Seeds of the sample set. */
@@ -75,6 +77,7 @@ export async function discoverModels(s: ExperimentSettings): Promise<ZooModel[]>
   }
   for (const e of entries) {
     if (!e.isDirectory) continue;
+    if (s.names?.length && !s.names.includes(e.name)) continue;
     const dir = `${s.models}/${e.name}`;
     let config;
     try {
