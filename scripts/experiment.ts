@@ -11,7 +11,7 @@
  */
 import { parseArgs } from "node:util";
 import { InvalidArgumentError } from "../lib/errors.ts";
-import { evaluate } from "../lib/eval/evaluate.ts";
+import { evaluate, mainMetricName } from "../lib/eval/evaluate.ts";
 import { getGpu } from "../lib/gpu/context.ts";
 import type { MaskValues } from "../lib/model/inputs.ts";
 import { collectFisher, type FisherResult } from "../lib/prune/fisher.ts";
@@ -289,7 +289,7 @@ async function accuracyVsFlops(
       lineChart(series, {
         title: `${task}: dev metric vs FLOPs kept${labelFree ? " (label-free vs labelled)" : ""}`,
         xLabel: "FLOPs kept (%)",
-        yLabel: "dev metric",
+        yLabel: `dev ${mainMetricName(task)}`,
         baselines: list.map((x) => ({ label: `unpruned ${x.arch}`, y: x.base })),
         legend: "bottom-right",
       }),
