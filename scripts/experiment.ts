@@ -406,6 +406,7 @@ async function ablation(
       );
       knees.push([run.m.name, run.m.task, label, a, b, c, holds ? "yes" : "no"]);
     }
+    if (s.presetModels?.length && !s.presetModels.includes(run.m.name)) continue;
     // METHOD.md deviations, one at a time, and the whole kwonCode preset, at c = 0.4
     const variants: [string, Partial<PruneOptions>, Parameters<ModelRun["fisher"]>[1]][] = [
       ["ours (defaults)", {}, {}],
@@ -857,6 +858,7 @@ if (import.meta.main) {
         models: { type: "string", default: "zoo" },
         tasks: { type: "string" },
         names: { type: "string" },
+        "preset-models": { type: "string" },
         out: { type: "string", default: "results" },
         samples: { type: "string", default: "512" },
         seeds: { type: "string", default: "0,1,2" },
@@ -872,7 +874,7 @@ if (import.meta.main) {
       throw new InvalidArgumentError(
         `usage: deno task experiment <${
           [...NAMES, "all"].join("|")
-        }> [--models DIR] [--tasks a,b] [--names model,…] [--out DIR] [--samples N] [--seeds 0,1,2] ` +
+        }> [--models DIR] [--tasks a,b] [--names model,…] [--preset-models model,…] [--out DIR] [--samples N] [--seeds 0,1,2] ` +
           "[--dev-limit N] [--data DIR] [--margin 0.02] [--cost-sizes 256,…] [--readme-only]",
       );
     }
@@ -881,6 +883,7 @@ if (import.meta.main) {
       out: values.out!,
       tasks: values.tasks ? values.tasks.split(",") : [],
       names: values.names ? values.names.split(",") : [],
+      presetModels: values["preset-models"] ? values["preset-models"].split(",") : [],
       samples: Number(values.samples),
       seeds: values.seeds!.split(",").map(Number),
       devLimit: Number(values["dev-limit"]),

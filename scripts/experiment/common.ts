@@ -39,6 +39,8 @@ export interface ExperimentSettings {
   tasks: string[];
   /** Model directory names to include (empty = all found). */
   names?: string[];
+  /** Ablation: models that also get the METHOD.md-deviation presets (empty = all). */
+  presetModels?: string[];
   /** Sample-set size. */
   samples: number;
   /** Seeds of the sample set. */
