@@ -399,9 +399,9 @@ async function ablation(
       md.push(
         `Knee (largest FLOPs kept where search alone loses ≥ 2 points): ${label}; search ${
           a.toFixed(4)
-        } ≤ + rearrange ${b.toFixed(4)} ≤ + tune ${c.toFixed(4)}: ${
-          holds ? "holds" : "does not hold"
-        }.`,
+        }, + rearrange ${b.toFixed(4)}, + tune ${
+          c.toFixed(4)
+        }: the order search ≤ + rearrange ≤ + tune ${holds ? "holds" : "does not hold"}.`,
         "",
       );
       knees.push([run.m.name, run.m.task, label, a, b, c, holds ? "yes" : "no"]);
