@@ -10,6 +10,16 @@ import { loadTokenizer } from "../lib/text/wordpiece.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 
+/** Runs `scripts/eval.ts` with `args` from the repository root. */
+function runEval(args: string[]): Promise<Deno.CommandOutput> {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${ROOT}scripts/eval.ts`, ...args],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+}
+
 Deno.test("evaluate() equals per-example predictions scored by hand (demo model, SST-2 dev)", async () => {
   const model = await loadCheckpoint(`${ROOT}demo/model`);
   const tok = await loadTokenizer(`${ROOT}demo/model`);
@@ -39,26 +49,18 @@ Deno.test("evaluate() equals per-example predictions scored by hand (demo model,
 
 Deno.test("deno task eval writes metrics.json", async () => {
   const dir = await Deno.makeTempDir();
-  const res = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      `${ROOT}scripts/eval.ts`,
-      "--model",
-      `${ROOT}demo/model`,
-      "--task",
-      "sst2",
-      "--data",
-      `${ROOT}demo/data`,
-      "--limit",
-      "32",
-      "--out",
-      `${dir}/m.json`,
-    ],
-    cwd: ROOT,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
+  const res = await runEval([
+    "--model",
+    `${ROOT}demo/model`,
+    "--task",
+    "sst2",
+    "--data",
+    `${ROOT}demo/data`,
+    "--limit",
+    "32",
+    "--out",
+    `${dir}/m.json`,
+  ]);
   assert(res.code === 0, new TextDecoder().decode(res.stderr));
   const m = JSON.parse(await Deno.readTextFile(`${dir}/m.json`));
   assert(
@@ -75,13 +77,8 @@ Deno.test("deno task eval without --out keeps a training record: eval-metrics.js
   }
   const record = JSON.stringify({ task: "sst2", evals: [{ step: 1, main: 0.5 }] });
   await Deno.writeTextFile(`${dir}/metrics.json`, record);
-  const args = ["run", "-A", `${ROOT}scripts/eval.ts`, "--model", dir, "--task", "sst2"];
-  const res = await new Deno.Command(Deno.execPath(), {
-    args: [...args, "--data", `${ROOT}demo/data`, "--limit", "16"],
-    cwd: ROOT,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
+  const data = `${ROOT}demo/data`;
+  const res = await runEval(["--model", dir, "--task", "sst2", "--data", data, "--limit", "16"]);
   assert(res.code === 0, new TextDecoder().decode(res.stderr));
   assert((await Deno.readTextFile(`${dir}/metrics.json`)) === record, "training record unchanged");
   const m = JSON.parse(await Deno.readTextFile(`${dir}/eval-metrics.json`));
