@@ -5,13 +5,14 @@
  * parameter gradients into a gradient map. Every function only records GPU work.
  * @module
  */
+import { InvalidArgumentError } from "../errors.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { gelu, geluBackward, relu, reluBackward } from "../ops/activation.ts";
 import { dropout, dropoutBackward } from "../ops/dropout.ts";
 import { add, addInto } from "../ops/elementwise.ts";
 import { embeddingBackward, embeddingGather } from "../ops/embedding.ts";
 import { mergeHeads, mergeHeadsBackward, splitHeads, splitHeadsBackward } from "../ops/heads.ts";
-import { layerNorm, layerNormBackward } from "../ops/layernorm.ts";
+import { layerNorm, layerNormBackward, layerNormBackwardDx } from "../ops/layernorm.ts";
 import {
   scaleColsGrouped,
   scaleColsGroupedBackward,
@@ -113,6 +114,47 @@ export function accumulate(grads: Grads, name: string, g: Tensor): void {
     addInto(cur, g);
     g.release();
   } else grads.set(name, g);
+}
+
+/**
+ * Backward of a model linear layer `name` (a weight [out, in]) given dY and its input X: returns
+ * dX = dY·W and, only when `grads` is given, adds dW = dYᵀ·X into grads[name]. Passes that want
+ * mask gradients alone (the Fisher pass) give no `grads` and skip the dW products — a third of
+ * the backward's matmul work.
+ */
+export function linearGrads(
+  grads: Grads | undefined,
+  name: string,
+  dy: Tensor,
+  x: Tensor,
+  model: Model,
+): Tensor {
+  const w = model.param(name);
+  if (!grads) return matmul(dy, w);
+  const r = linearBackward(dy, x, w, { dwInto: grads.get(name) });
+  if (!grads.has(name)) grads.set(name, r.dw);
+  return r.dx!;
+}
+
+/**
+ * Backward of the model LayerNorm `ln` (`.g`, `.b`): returns dx and, only when `grads` is given,
+ * adds dgamma/dbeta into it (otherwise those column sums are not computed at all).
+ */
+export function normGrads(
+  grads: Grads | undefined,
+  ln: string,
+  dy: Tensor,
+  x: Tensor,
+  mean: Tensor,
+  rstd: Tensor,
+  model: Model,
+): Tensor {
+  const gamma = model.param(`${ln}.g`);
+  if (!grads) return layerNormBackwardDx(dy, x, mean, rstd, gamma);
+  const r = layerNormBackward(dy, x, mean, rstd, gamma);
+  accumulate(grads, `${ln}.g`, r.dgamma);
+  accumulate(grads, `${ln}.b`, r.dbeta);
+  return r.dx;
 }
 
 /** Embeddings: LN(word[ids] + pos[pos] (+ type[types])), then dropout in training. */
@@ -341,7 +383,9 @@ export interface LayerMaskGrads {
 
 /**
  * Backward of one layer given dY. Returns dX and the per-example mask gradients; when `grads` is
- * given, adds the layer's parameter gradients into it. Releases the layer's saved activations
+ * given, adds the layer's parameter gradients into it. `needDx: false` (the first layer of a pass
+ * that wants mask gradients only) stops once the head-mask gradient is known — no attention
+ * backward below it, no dX (returned as undefined). Releases the layer's saved activations
  * except `x`.
  */
 export function layerBackward(
@@ -354,31 +398,23 @@ export function layerBackward(
   ffnMask: Tensor | undefined,
   grads: Grads | undefined,
   o: PassOptions = {},
-): { dx: Tensor; masks: LayerMaskGrads } {
+  needDx = true,
+): { dx?: Tensor; masks: LayerMaskGrads } {
+  if (!needDx && grads) {
+    throw new InvalidArgumentError("layerBackward: parameter gradients need the full backward");
+  }
   const c = model.config;
   const { B, S } = batch;
   const H = model.heads(l), F = model.ffn(l), dh = c.headDim;
   const masks: LayerMaskGrads = {};
   // LN₂
-  const ln2 = layerNormBackward(dy, st.sum2, st.mean2, st.rstd2, model.param(`l${l}.ln2.g`));
-  if (grads) {
-    accumulate(grads, `l${l}.ln2.g`, ln2.dgamma);
-    accumulate(grads, `l${l}.ln2.b`, ln2.dbeta);
-  } else {
-    ln2.dgamma.release();
-    ln2.dbeta.release();
-  }
-  const dsum2 = ln2.dx; // = dU (residual) and d(ffn output after dropout)
+  const dsum2 = normGrads(grads, `l${l}.ln2`, dy, st.sum2, st.mean2, st.rstd2, model); // = dU
+  // (residual) and d(ffn output after dropout)
   const df = undrop(dsum2, c.hiddenDropout, o, siteSeed(o, l, 3));
   if (grads) accumulate(grads, `l${l}.ffn2.b`, sumRows(df));
   let du = dsum2;
   if (F > 0) {
-    const w2 = linearBackward(df, st.zm!, model.param(`l${l}.ffn2.w`), {
-      dwInto: grads?.get(`l${l}.ffn2.w`),
-    });
-    if (grads && !grads.has(`l${l}.ffn2.w`)) grads.set(`l${l}.ffn2.w`, w2.dw);
-    else if (!grads) w2.dw.release();
-    let dz = w2.dx!;
+    let dz = linearGrads(grads, `l${l}.ffn2.w`, df, st.zm!, model);
     if (ffnMask) {
       const r = scaleColsGroupedBackward(dz, st.z!, ffnMask, S);
       dz.release();
@@ -388,45 +424,36 @@ export function layerBackward(
     const dh1 = c.hiddenAct === "relu" ? reluBackward(dz, st.h!) : geluBackward(dz, st.h!);
     dz.release();
     if (grads) accumulate(grads, `l${l}.ffn1.b`, sumRows(dh1));
-    const w1 = linearBackward(dh1, st.u, model.param(`l${l}.ffn1.w`), {
-      dwInto: grads?.get(`l${l}.ffn1.w`),
-    });
-    if (grads && !grads.has(`l${l}.ffn1.w`)) grads.set(`l${l}.ffn1.w`, w1.dw);
-    else if (!grads) w1.dw.release();
+    const dU = linearGrads(grads, `l${l}.ffn1.w`, dh1, st.u, model);
     dh1.release();
-    du = add(dsum2, w1.dx!);
-    w1.dx!.release();
+    du = add(dsum2, dU);
+    dU.release();
     dsum2.release();
   }
   if (df !== dsum2 && !df.released) df.release();
   // LN₁
-  const ln1 = layerNormBackward(du, st.sum1, st.mean1, st.rstd1, model.param(`l${l}.ln1.g`));
+  const dsum1 = normGrads(grads, `l${l}.ln1`, du, st.sum1, st.mean1, st.rstd1, model);
   du.release();
-  if (grads) {
-    accumulate(grads, `l${l}.ln1.g`, ln1.dgamma);
-    accumulate(grads, `l${l}.ln1.b`, ln1.dbeta);
-  } else {
-    ln1.dgamma.release();
-    ln1.dbeta.release();
-  }
-  const dsum1 = ln1.dx;
   const dattn = undrop(dsum1, c.hiddenDropout, o, siteSeed(o, l, 2));
   if (grads) accumulate(grads, `l${l}.o.b`, sumRows(dattn));
-  let dx = dsum1;
-  if (H > 0) {
-    const wo = linearBackward(dattn, st.merged!, model.param(`l${l}.o.w`), {
-      dwInto: grads?.get(`l${l}.o.w`),
-    });
-    if (grads && !grads.has(`l${l}.o.w`)) grads.set(`l${l}.o.w`, wo.dw);
-    else if (!grads) wo.dw.release();
-    let dctxBase = mergeHeadsBackward(wo.dx!, B, S, H);
-    wo.dx!.release();
+  let dx: Tensor | undefined = dsum1;
+  if (H > 0 && (needDx || headMask)) {
+    const dMerged = linearGrads(grads, `l${l}.o.w`, dattn, st.merged!, model);
+    let dctxBase = mergeHeadsBackward(dMerged, B, S, H);
+    dMerged.release();
     if (headMask) {
       const flat = [B * H, S * dh];
       const r = scaleRowsBackward(dctxBase.view(flat), st.ctx!.view(flat), headMask);
       dctxBase.release();
       dctxBase = r.dx;
       masks.head = r.ds;
+    }
+    if (!needDx) {
+      dctxBase.release();
+      dsum1.release();
+      if (dattn !== dsum1 && !dattn.released) dattn.release();
+      releaseLayerState(st);
+      return { masks };
     }
     const dctx = dctxBase.shape.length === 3 ? dctxBase : dctxBase.view([B * H, S, dh]);
     const dProbsD = matmul(dctx, st.v!, { transB: true });
@@ -447,18 +474,18 @@ export function layerBackward(
     dk.release();
     dv.release();
     if (grads) accumulate(grads, `l${l}.qkv.b`, sumRows(dqkv));
-    const wq = linearBackward(dqkv, st.x, model.param(`l${l}.qkv.w`), {
-      dwInto: grads?.get(`l${l}.qkv.w`),
-    });
-    if (grads && !grads.has(`l${l}.qkv.w`)) grads.set(`l${l}.qkv.w`, wq.dw);
-    else if (!grads) wq.dw.release();
+    const dX = linearGrads(grads, `l${l}.qkv.w`, dqkv, st.x, model);
     dqkv.release();
-    dx = add(dsum1, wq.dx!);
-    wq.dx!.release();
+    dx = add(dsum1, dX);
+    dX.release();
     dsum1.release();
   }
   if (dattn !== dsum1 && !dattn.released) dattn.release();
   releaseLayerState(st);
+  if (!needDx) {
+    dx.release();
+    return { masks };
+  }
   return { dx, masks };
 }
 

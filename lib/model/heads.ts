@@ -7,11 +7,11 @@
 import type { Tensor } from "../gpu/tensor.ts";
 import { relu, reluBackward, tanh, tanhBackward } from "../ops/activation.ts";
 import { dropout, dropoutBackward } from "../ops/dropout.ts";
-import { linear, linearBackward } from "../ops/matmul.ts";
+import { linear } from "../ops/matmul.ts";
 import { joinPairs, splitPairs } from "../ops/pairs.ts";
 import { sumRows } from "../ops/reduce.ts";
 import { selectRows, selectRowsBackward } from "../ops/rows.ts";
-import { accumulate, type Grads, type PassOptions, siteSeed } from "./encoder.ts";
+import { accumulate, type Grads, linearGrads, type PassOptions, siteSeed } from "./encoder.ts";
 import type { BatchTensors } from "./inputs.ts";
 import type { Model } from "./model.ts";
 
@@ -89,26 +89,19 @@ export function headBackward(
     const pairs = joinPairs(d.start!, d.end!);
     const pr = pairs.view([batch.B * batch.S, 2]);
     keep("qa.b", sumRows(pr));
-    const r = linearBackward(pr, st.qaIn!, model.param("qa.w"), { dwInto: grads?.get("qa.w") });
-    if (grads && !grads.has("qa.w")) grads.set("qa.w", r.dw);
-    else if (!grads) r.dw.release();
+    const dIn = linearGrads(grads, "qa.w", pr, st.qaIn!, model);
     pairs.release();
     const pq = c.arch === "distilbert" ? p : 0;
     if (pq > 0) {
-      const dy = dropoutBackward(r.dx!, pq, siteSeed(o, 1000, 0));
-      r.dx!.release();
+      const dy = dropoutBackward(dIn, pq, siteSeed(o, 1000, 0));
+      dIn.release();
       return dy;
     }
-    return r.dx!;
+    return dIn;
   }
   const bert = c.arch === "bert";
   keep("cls.b", sumRows(d.logits!));
-  const rc = linearBackward(d.logits!, st.actDropped!, model.param("cls.w"), {
-    dwInto: grads?.get("cls.w"),
-  });
-  if (grads && !grads.has("cls.w")) grads.set("cls.w", rc.dw);
-  else if (!grads) rc.dw.release();
-  let dAct = rc.dx!;
+  let dAct = linearGrads(grads, "cls.w", d.logits!, st.actDropped!, model);
   if (p > 0) {
     const t = dropoutBackward(dAct, p, siteSeed(o, 1000, 1));
     dAct.release();
@@ -118,14 +111,10 @@ export function headBackward(
   dAct.release();
   const pw = bert ? "pool" : "pre";
   keep(`${pw}.b`, sumRows(dPre));
-  const rp = linearBackward(dPre, st.cls!, model.param(`${pw}.w`), {
-    dwInto: grads?.get(`${pw}.w`),
-  });
-  if (grads && !grads.has(`${pw}.w`)) grads.set(`${pw}.w`, rp.dw);
-  else if (!grads) rp.dw.release();
+  const dCls = linearGrads(grads, `${pw}.w`, dPre, st.cls!, model);
   dPre.release();
-  const dy = selectRowsBackward(rp.dx!, batch.clsRows, batch.B * batch.S);
-  rp.dx!.release();
+  const dy = selectRowsBackward(dCls, batch.clsRows, batch.B * batch.S);
+  dCls.release();
   return dy;
 }
 

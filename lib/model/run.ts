@@ -140,7 +140,8 @@ export function backward(
   const headGrads: (Tensor | undefined)[] = Array(L).fill(undefined);
   const ffnGrads: (Tensor | undefined)[] = Array(L).fill(undefined);
   for (let l = L - 1; l >= 0; l--) {
-    const r: { dx: Tensor; masks: LayerMaskGrads } = layerBackward(
+    // without parameter gradients nothing below layer 0 needs dX
+    const r: { dx?: Tensor; masks: LayerMaskGrads } = layerBackward(
       model,
       l,
       layers[l],
@@ -150,14 +151,16 @@ export function backward(
       masks?.ffn[l],
       o.grads,
       o,
+      o.grads !== undefined || l > 0,
     );
     dy.release();
-    dy = r.dx;
     headGrads[l] = r.masks.head;
     ffnGrads[l] = r.masks.ffn;
+    if (!r.dx) break; // layer 0 of a mask-gradient-only pass
+    dy = r.dx;
   }
   if (o.grads) embeddingsBackward(model, batch, emb, dy, o.grads, o);
-  dy.release();
+  if (!dy.released) dy.release();
   return {
     head: headGrads,
     ffn: ffnGrads,

@@ -99,26 +99,15 @@ export function layerNormBackward(
   rstd: Tensor,
   gamma: Tensor,
 ): { dx: Tensor; dgamma: Tensor; dbeta: Tensor } {
+  const r = layerNormBackwardDx(dy, x, mean, rstd, gamma);
   const [rows, cols] = rowsCols("layerNormBackward", x);
-  expectSize("layerNormBackward", "dy", dy, x.size, `shape of x ${shapeStr(x)}`);
-  expectSize("layerNormBackward", "mean", mean, rows, "rows of x");
-  expectSize("layerNormBackward", "rstd", rstd, rows, "rows of x");
-  expectSize("layerNormBackward", "gamma", gamma, cols, `last dim of x ${shapeStr(x)}`);
   const gpu = x.gpu;
-  const dx = gpu.empty(x.shape);
   const dgamma = gpu.empty([cols]);
   const dbeta = gpu.empty([cols]);
-  const cpu = kernelClass(gpu) === "cpu";
-  const [nx, ny] = grid1d(rows, cpu ? CPU_ROWS_WG : 1);
-  gpu.dispatch(
-    cpu ? BACKWARD_DX_ROWS : BACKWARD_DX(rowWg(cols)),
-    [rows, cols, nx, 0, 0, 0],
-    [dy, x, mean, rstd, gamma, dx],
-    [nx, ny],
-  );
-  if (cols === 0) return { dx, dgamma, dbeta };
+  if (cols === 0) return { dx: r, dgamma, dbeta };
   const chunks = Math.max(1, Math.ceil(rows / ROWS_PER_CHUNK));
   if (chunks > 65535) {
+    r.release();
     throw new ShapeError(`layerNormBackward: ${rows} rows is past the supported maximum`);
   }
   const part = gpu.empty([2, chunks, cols]);
@@ -127,5 +116,34 @@ export function layerNormBackward(
   gpu.dispatch(PARAM_PARTIAL, params, [dy, x, mean, rstd, part], [colGroups, chunks]);
   gpu.dispatch(PARAM_FINAL, params, [part, dgamma, dbeta], [colGroups]);
   part.release();
-  return { dx, dgamma, dbeta };
+  return { dx: r, dgamma, dbeta };
+}
+
+/**
+ * The input gradient of `layerNormBackward` alone (no dgamma/dbeta): for passes that need only
+ * dx, such as the Fisher pass's mask gradients.
+ */
+export function layerNormBackwardDx(
+  dy: Tensor,
+  x: Tensor,
+  mean: Tensor,
+  rstd: Tensor,
+  gamma: Tensor,
+): Tensor {
+  const [rows, cols] = rowsCols("layerNormBackward", x);
+  expectSize("layerNormBackward", "dy", dy, x.size, `shape of x ${shapeStr(x)}`);
+  expectSize("layerNormBackward", "mean", mean, rows, "rows of x");
+  expectSize("layerNormBackward", "rstd", rstd, rows, "rows of x");
+  expectSize("layerNormBackward", "gamma", gamma, cols, `last dim of x ${shapeStr(x)}`);
+  const gpu = x.gpu;
+  const dx = gpu.empty(x.shape);
+  const cpu = kernelClass(gpu) === "cpu";
+  const [nx, ny] = grid1d(rows, cpu ? CPU_ROWS_WG : 1);
+  gpu.dispatch(
+    cpu ? BACKWARD_DX_ROWS : BACKWARD_DX(rowWg(cols)),
+    [rows, cols, nx, 0, 0, 0],
+    [dy, x, mean, rstd, gamma, dx],
+    [nx, ny],
+  );
+  return dx;
 }

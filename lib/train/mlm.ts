@@ -218,7 +218,7 @@ export function mlmForwardBackward(
     r.masks.head?.release();
     r.masks.ffn?.release();
     dy.release();
-    dy = r.dx;
+    dy = r.dx!;
   }
   embeddingsBackward(model, bt, emb, dy, grads, pass);
   dy.release();

@@ -53,6 +53,8 @@ export interface ExperimentSettings {
   margin: number;
   /** Sample counts of the cost experiment. */
   costSizes: number[];
+  /** Models of latency, label-free and cost's sample sweep (empty = one per architecture). */
+  focus?: string[];
 }
 
 /**

@@ -1,0 +1,127 @@
+// `deno task experiment` as a user runs it, on the embedded demo model with tiny sample sets:
+// the files each experiment writes (Markdown header, CSV, SVG), the numbers in them against an
+// independent evaluation of the unpruned model, the cell cache (a rerun recomputes nothing), and
+// one-line errors for bad input.
+import { evaluate } from "../lib/eval/evaluate.ts";
+import { loadTask } from "../lib/data/tasks.ts";
+import { loadCheckpoint } from "../lib/model/model.ts";
+import { loadTokenizer } from "../lib/text/wordpiece.ts";
+import { assert, assertEquals } from "./helpers.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+const DEV = 48;
+
+async function experiment(args: string[]): Promise<{ code: number; stderr: string }> {
+  const res = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${ROOT}scripts/experiment.ts`, ...args],
+    cwd: ROOT,
+    env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp", NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return { code: res.code, stderr: new TextDecoder().decode(res.stderr) };
+}
+
+async function cellFiles(dir: string): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for await (const e of Deno.readDir(dir)) {
+    out.set(e.name, (await Deno.stat(`${dir}/${e.name}`)).mtime!.getTime());
+  }
+  return out;
+}
+
+Deno.test("deno task experiment: accuracy-vs-flops and ablation on the demo model, cached reruns, bad input", async () => {
+  const tmp = await Deno.makeTempDir();
+  const models = `${tmp}/models`, out = `${tmp}/results`;
+  await Deno.mkdir(`${models}/demo-sst2`, { recursive: true });
+  for await (const e of Deno.readDir(`${ROOT}demo/model`)) {
+    await Deno.copyFile(`${ROOT}demo/model/${e.name}`, `${models}/demo-sst2/${e.name}`);
+  }
+  const common = [
+    "--models",
+    models,
+    "--data",
+    `${ROOT}demo/data`,
+    "--samples",
+    "32",
+    "--dev-limit",
+    String(DEV),
+    "--out",
+    out,
+  ];
+  const r1 = await experiment(["accuracy-vs-flops", ...common, "--seeds", "0"]);
+  assert(r1.code === 0, r1.stderr);
+
+  // the unpruned metric, evaluated here independently of the experiment's code path
+  const model = await loadCheckpoint(`${ROOT}demo/model`);
+  const tok = await loadTokenizer(`${ROOT}demo/model`);
+  const dev = await loadTask(tok, "sst2", "dev", { data: `${ROOT}demo/data`, limit: DEV });
+  const unpruned = (await evaluate(model, dev)).main;
+  model.release();
+
+  const md = await Deno.readTextFile(`${out}/accuracy-vs-flops/README.md`);
+  assert(md.includes("- command: `deno task experiment accuracy-vs-flops"), md);
+  assert(/- adapter: \S/.test(md) && /- commit: \S/.test(md), md);
+  assert(md.includes(`| unpruned | ${unpruned.toFixed(4)} |`), md);
+  const csv = (await Deno.readTextFile(`${out}/accuracy-vs-flops/accuracy-vs-flops.csv`))
+    .trim().split("\n");
+  assertEquals(
+    csv[0],
+    "task,arch,model,importance,flops_kept,seed,macs_ratio,metric",
+  );
+  assertEquals(csv.length - 1, 10, "one row per FLOPs fraction");
+  for (const line of csv.slice(1)) {
+    const [task, , name, , c, , macs, metric] = line.split(",");
+    assertEquals([task, name], ["sst2", "demo-sst2"]);
+    // the search meets the budget; accuracy on 48 examples is a multiple of 1/48
+    assert(Number(macs) <= Number(c) + 1e-9, `MACs ratio ${macs} over budget ${c}`);
+    assert(Math.abs(Number(metric) * DEV - Math.round(Number(metric) * DEV)) < 1e-6, line);
+    // nothing to remove at 100%: tuning the full mask reproduces the unpruned model
+    if (Number(c) === 1) assert(Math.abs(Number(metric) - unpruned) < 1e-9, line);
+  }
+  const svg = await Deno.readTextFile(`${out}/accuracy-vs-flops/sst2.svg`);
+  assert(svg.startsWith("<svg") && svg.includes("FLOPs kept (%)") && svg.includes("unpruned"));
+
+  // a rerun finds every cell cached: no cell file is rewritten, the tables are identical
+  const before = await cellFiles(`${out}/cells`);
+  const r2 = await experiment(["accuracy-vs-flops", ...common, "--seeds", "0"]);
+  assert(r2.code === 0, r2.stderr);
+  assertEquals(await cellFiles(`${out}/cells`), before);
+  const md2 = await Deno.readTextFile(`${out}/accuracy-vs-flops/README.md`);
+  assertEquals(md2.replace(/- commit: .*/, ""), md.replace(/- commit: .*/, ""));
+
+  // ablation: the three stages at each FLOPs fraction, and the knee sentence or its absence
+  const r3 = await experiment([
+    "ablation",
+    ...common,
+    "--seeds",
+    "0",
+    "--preset-models",
+    "none",
+  ]);
+  assert(r3.code === 0, r3.stderr);
+  const abl = await Deno.readTextFile(`${out}/ablation/README.md`);
+  assert(abl.includes("| FLOPs kept | search | + rearrange | + tune |"), abl);
+  assert(abl.includes("Knee (") || abl.includes("Search alone never loses 2 points"), abl);
+  const rows = (await Deno.readTextFile(`${out}/ablation/ablation.csv`)).trim().split("\n");
+  assertEquals(rows.filter((l) => l.includes(",stages,")).length, 6);
+
+  // bad input: a one-line error naming the problem, non-zero exit, nothing written
+  const bad = await experiment(["accuracy-vs-flop", ...common]);
+  assert(bad.code !== 0 && bad.stderr.includes("usage: deno task experiment"), bad.stderr);
+  const badFocus = await experiment(["latency", ...common, "--focus", "no-such-model"]);
+  assert(badFocus.code !== 0 && badFocus.stderr.includes("--focus"), badFocus.stderr);
+  await assertNoDir(`${out}/latency`);
+  const noModels = await experiment(["ablation", ...common, "--models", `${tmp}/nothing`]);
+  assert(noModels.code !== 0 && noModels.stderr.includes("no models directory"), noModels.stderr);
+  await Deno.remove(tmp, { recursive: true });
+});
+
+async function assertNoDir(p: string): Promise<void> {
+  try {
+    await Deno.stat(p);
+  } catch {
+    return;
+  }
+  throw new Error(`${p} exists`);
+}
