@@ -869,7 +869,7 @@ if (import.meta.main) {
         names: { type: "string" },
         "preset-models": { type: "string" },
         out: { type: "string", default: "results" },
-        samples: { type: "string", default: "512" },
+        samples: { type: "string", default: "128" },
         seeds: { type: "string", default: "0,1,2" },
         "dev-limit": { type: "string", default: "0" },
         data: { type: "string" },

@@ -8,7 +8,8 @@
  */
 import { InvalidArgumentError } from "../errors.ts";
 import type { Tensor } from "../gpu/tensor.ts";
-import { axpby, mul, scale } from "../ops/elementwise.ts";
+import { add, axpby, mul, scale } from "../ops/elementwise.ts";
+import { layerNorm } from "../ops/layernorm.ts";
 import { mergeHeads } from "../ops/heads.ts";
 import { scaleRows } from "../ops/masks.ts";
 import { matmul } from "../ops/matmul.ts";
@@ -105,7 +106,7 @@ async function keptFfnWeights(
   model: Model,
   l: number,
   keptNeurons: number[],
-): Promise<{ w1: Tensor; b1: Tensor; w2: Tensor }> {
+): Promise<{ w1: Tensor; b1: Tensor; w2: Tensor; w2Host: Float32Array }> {
   const d = model.config.hiddenSize, F = model.ffn(l), k = keptNeurons.length;
   const w1 = await model.param(`l${l}.ffn1.w`).read();
   const b1 = await model.param(`l${l}.ffn1.b`).read();
@@ -121,6 +122,7 @@ async function keptFfnWeights(
     w1: gpu.upload(w1k, [k, d]),
     b1: gpu.upload(b1k, [k]),
     w2: gpu.upload(w2k, [d, k]),
+    w2Host: w2k,
   };
 }
 
@@ -164,7 +166,7 @@ export async function tuneMasks(
     throw new InvalidArgumentError('teacher "ta" needs taMask');
   }
   const c = model.config, gpu = model.gpu;
-  const d = c.hiddenSize, dh = c.headDim;
+  const d = c.hiddenSize, dh = c.headDim, eps = c.layerNormEps;
   const cur: MaskSet = {
     head: Float64Array.from(keep.head),
     ffn: Float64Array.from(keep.ffn),
@@ -356,6 +358,8 @@ export async function tuneMasks(
     const kF = keptNeurons.length;
     const GaccF = new Float64Array(tuneFfn ? kF * kF : 0), qAccF = new Float64Array(kF);
     let rrFfn = 0;
+    // the kept neurons' activations Z_k per batch, reused to advance the student past this FFN
+    const zs: Tensor[] = [];
     for (let b = 0; b < bt.length; b++) {
       const hm = uploadLayerMask(model, bt[b].B, cur.head, l * H, H, true);
       const st: Partial<LayerState> = { ctx: ctxs[b] };
@@ -370,7 +374,7 @@ export async function tuneMasks(
       const z = c.hiddenAct === "relu" ? relu(h) : gelu(h);
       h.release();
       const zM = scaleRows(z, rows);
-      z.release();
+      zs.push(z);
       const r0 = axpby(tSum2[b], st.u!, 1, -1);
       const r1 = addRowVector(r0, negB2!);
       const R = scaleRows(r1, rows);
@@ -408,9 +412,28 @@ export async function tuneMasks(
     }
     o.onProgress?.(2 * l + 2, total);
 
-    // ---- advance both models to layer l + 1 (the student's FFN with its tuned mask)
+    // ---- advance both models to layer l + 1 (the student's FFN with its tuned mask). When the
+    // kept neurons' activations are at hand, Y = LN₂(U + Z_k·diag(m_k)·W₂,ₖᵀ + b₂): the pruned
+    // neurons (mask 0) contribute nothing, so the full-width FFN need not run again.
     const nextXs: Tensor[] = [];
+    let w2m: Tensor | undefined;
+    if (zs.length === bt.length && kept) {
+      const w2s = Float32Array.from(kept.w2Host);
+      for (let i = 0; i < d; i++) {
+        for (let a = 0; a < kF; a++) w2s[i * kF + a] *= cur.ffn[l * F + keptNeurons[a]];
+      }
+      w2m = gpu.upload(w2s, [d, kF]);
+    }
     for (let b = 0; b < bt.length; b++) {
+      if (w2m) {
+        const f = linear(zs[b], w2m, model.param(`l${l}.ffn2.b`));
+        const sum = add(f, us[b]);
+        f.release();
+        const r = layerNorm(sum, model.param(`l${l}.ln2.g`), model.param(`l${l}.ln2.b`), eps);
+        nextXs.push(r.y);
+        for (const t of [sum, r.mean, r.rstd, us[b]]) t.release();
+        continue;
+      }
       const fm = uploadLayerMask(model, bt[b].B, cur.ffn, l * F, F, false);
       const st: Partial<LayerState> = {};
       ffnForward(model, l, us[b], bt[b], fm, st);
@@ -420,6 +443,8 @@ export async function tuneMasks(
         t?.release();
       }
     }
+    w2m?.release();
+    for (const z of zs) z.release();
     for (let b = 0; b < bt.length; b++) {
       if (xs[b] !== xt[b]) xs[b].release();
       xt[b].release();
