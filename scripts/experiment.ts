@@ -28,6 +28,7 @@ import { trainRun } from "../lib/train/run.ts";
 import {
   Cells,
   csv,
+  devLimitOf,
   discoverModels,
   type ExperimentSettings,
   header,
@@ -147,7 +148,7 @@ async function unprunedMetric(run: ModelRun, cells: Cells): Promise<number> {
     kind: "unpruned",
     model: run.m.dir,
     stamp: run.stamp,
-    dev: run.s.devLimit,
+    dev: devLimitOf(run.m, run.s),
   }, async () => {
     const p = await run.p();
     return (await evaluate(p.model, p.dev)).main;
@@ -194,7 +195,7 @@ async function accuracyVsFlops(
               c,
               seed,
               samples: s.samples,
-              dev: s.devLimit,
+              dev: devLimitOf(run.m, s),
               labelFree: lf,
             },
             () =>
@@ -360,7 +361,7 @@ async function ablation(
           c,
           seed,
           samples: s.samples,
-          dev: s.devLimit,
+          dev: devLimitOf(run.m, s),
         },
         () => pruneCell(run, seed, { budget: { flops: c } }, ["search", "rearrange", "tune"]),
       );
@@ -434,7 +435,7 @@ async function ablation(
           c: 0.4,
           seed,
           samples: s.samples,
-          dev: s.devLimit,
+          dev: devLimitOf(run.m, s),
           label,
         },
         () => pruneCell(run, seed, { budget: { flops: 0.4 }, ...opts }, ["tune"], fo),
@@ -507,7 +508,7 @@ async function latency(
             B,
             S,
             samples: s.samples,
-            dev: s.devLimit,
+            dev: devLimitOf(run.m, s),
             adapter,
           },
           async () => {
@@ -678,7 +679,7 @@ async function flopsLatency(
     B,
     S,
     samples: s.samples,
-    dev: s.devLimit,
+    dev: devLimitOf(run.m, s),
     adapter,
   }, async () => {
     const fisher = await run.fisher(seed);
@@ -872,6 +873,7 @@ if (import.meta.main) {
         samples: { type: "string", default: "128" },
         seeds: { type: "string", default: "0,1,2" },
         "dev-limit": { type: "string", default: "0" },
+        "squad-dev-limit": { type: "string", default: "500" },
         data: { type: "string" },
         margin: { type: "string", default: "0.02" },
         "readme-only": { type: "boolean", default: false },
@@ -885,7 +887,7 @@ if (import.meta.main) {
         `usage: deno task experiment <${
           [...NAMES, "all"].join("|")
         }> [--models DIR] [--tasks a,b] [--names model,…] [--preset-models model,…] [--out DIR] [--samples N] [--seeds 0,1,2] ` +
-          "[--dev-limit N] [--data DIR] [--margin 0.02] [--cost-sizes 256,…] [--focus model,…] [--readme-only]",
+          "[--dev-limit N] [--squad-dev-limit 500] [--data DIR] [--margin 0.02] [--cost-sizes 256,…] [--focus model,…] [--readme-only]",
       );
     }
     const s: ExperimentSettings = {
@@ -897,6 +899,7 @@ if (import.meta.main) {
       samples: Number(values.samples),
       seeds: values.seeds!.split(",").map(Number),
       devLimit: Number(values["dev-limit"]),
+      squadDevLimit: Number(values["squad-dev-limit"]),
       data: values.data,
       margin: Number(values.margin),
       costSizes: values["cost-sizes"]!.split(",").map(Number),

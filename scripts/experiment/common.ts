@@ -47,6 +47,12 @@ export interface ExperimentSettings {
   seeds: number[];
   /** Dev examples evaluated per cell (0 = all). */
   devLimit: number;
+  /**
+   * Held-out questions per cell for SQuAD models when `devLimit` is 0 (0 = all): a SQuAD
+   * evaluation costs ~10× a GLUE one (384-piece windows), so by default the first 500 of the
+   * by-article held-out split, the same 500 the zoo's training run evaluated.
+   */
+  squadDevLimit?: number;
   /** Data directory (default ../shared/data). */
   data?: string;
   /** Minimum margin over the trivial baseline for a zoo model to count. */
@@ -122,6 +128,11 @@ export async function discoverModels(s: ExperimentSettings): Promise<ZooModel[]>
   return out;
 }
 
+/** The dev/held-out examples evaluated per cell for model `m` (0 = all). */
+export function devLimitOf(m: { task: string }, s: ExperimentSettings): number {
+  return s.devLimit || (m.task.startsWith("squad") ? s.squadDevLimit ?? 0 : 0);
+}
+
 /** Loaded model with its data. */
 export interface Prepared {
   /** The model on the GPU. */
@@ -142,7 +153,7 @@ export async function prepare(m: ZooModel, s: ExperimentSettings): Promise<Prepa
   const train = await loadTask(tok, m.task, "train", { data: s.data });
   const dev = await loadTask(tok, m.task, squad ? "heldout" : "dev", {
     data: s.data,
-    limit: s.devLimit || undefined,
+    limit: devLimitOf(m, s) || undefined,
   });
   return { model, tok, train, dev };
 }
@@ -266,7 +277,11 @@ export async function header(
     `- commit: ${commit}`,
     `- models: ${s.models}; samples: ${s.samples} per seed, seeds ${
       s.seeds.join(", ")
-    }; dev examples per cell: ${s.devLimit || "all"}`,
+    }; dev examples per cell: ${s.devLimit || "all"}${
+      !s.devLimit && s.squadDevLimit
+        ? ` (SQuAD: the first ${s.squadDevLimit} held-out questions)`
+        : ""
+    }`,
     extra,
     "",
   ].join("\n");
