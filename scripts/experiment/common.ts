@@ -31,7 +31,7 @@ export interface ZooModel {
 
 /** Experiment-wide settings (defaults chosen so `experiment all` fits ~3 h on a 2-core CPU). */
 export interface ExperimentSettings {
-  /** Models directory. */
+  /** Models directories (comma-separated). */
   models: string;
   /** Output directory. */
   out: string;
@@ -74,21 +74,32 @@ export function marginOf(task: string, margin: number): number {
   return margin;
 }
 
-/** Finds checkpoints under `dir` (any subfolder with config.json), with their task. */
+/**
+ * Finds checkpoints in the `--models` directories (comma-separated; any subfolder with
+ * config.json), with their task.
+ */
 export async function discoverModels(s: ExperimentSettings): Promise<ZooModel[]> {
   const out: ZooModel[] = [];
-  let entries: Deno.DirEntry[];
-  try {
-    entries = [...Deno.readDirSync(s.models)].sort((a, b) => a.name.localeCompare(b.name));
-  } catch {
-    throw new InvalidArgumentError(
-      `no models directory ${s.models}: train the zoo first (deno task zoo) or pass --models`,
-    );
+  const entries: { root: string; e: Deno.DirEntry }[] = [];
+  for (const root of s.models.split(",").filter((r) => r !== "")) {
+    try {
+      for (const e of Deno.readDirSync(root)) entries.push({ root, e });
+    } catch {
+      throw new InvalidArgumentError(
+        `no models directory ${root}: train the zoo first (deno task zoo) or pass --models`,
+      );
+    }
   }
-  for (const e of entries) {
+  entries.sort((a, b) => a.e.name.localeCompare(b.e.name));
+  for (const { root, e } of entries) {
     if (!e.isDirectory) continue;
     if (s.names?.length && !s.names.includes(e.name)) continue;
-    const dir = `${s.models}/${e.name}`;
+    if (out.some((m) => m.name === e.name)) {
+      throw new InvalidArgumentError(
+        `two models named ${e.name} in --models ${s.models}: names must be unique`,
+      );
+    }
+    const dir = `${root}/${e.name}`;
     let config;
     try {
       config = parseConfig(
