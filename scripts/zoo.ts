@@ -197,7 +197,19 @@ if (import.meta.main) {
       }, gpu);
       results.push({ name: e.name, ...r });
     }
-    const rows = results.map((r) => ({
+    // the summary covers every entry trained in --out, not only this invocation's
+    const summary: (TrainRunResult & { name: string })[] = [];
+    for (const e of all) {
+      const done = results.find((x) => x.name === e.name);
+      if (done) summary.push(done);
+      else if (await exists(`${values.out}/${e.name}/metrics.json`)) {
+        summary.push({
+          name: e.name,
+          ...JSON.parse(await Deno.readTextFile(`${values.out}/${e.name}/metrics.json`)),
+        });
+      }
+    }
+    const rows = summary.map((r) => ({
       name: r.name,
       task: r.task,
       arch: r.shape?.arch,
