@@ -24,7 +24,6 @@ import {
   type LayerState,
   releaseLayerState,
 } from "../model/encoder.ts";
-import { gelu, relu } from "../ops/activation.ts";
 import { linear } from "../ops/matmul.ts";
 import { type BatchTensors, type ModelInput, uploadBatch } from "../model/inputs.ts";
 import type { Model } from "../model/model.ts";
@@ -244,7 +243,10 @@ export async function tuneMasks(
     // ---- teacher pass for layer l: targets and next input
     const tSum1: Tensor[] = [], tSum2: Tensor[] = [], tNext: Tensor[] = [];
     for (let b = 0; b < bt.length; b++) {
-      const st = runLayer(l, xt[b], b, teacher, teacherKind === "full" || !!o.taMaskCurrentFfn);
+      // the full teacher's masks are all ones: run it unmasked (no mask multiplications)
+      const st = teacherKind === "full"
+        ? runLayer(l, xt[b], b, undefined)
+        : runLayer(l, xt[b], b, teacher, !!o.taMaskCurrentFfn);
       tSum1.push(st.sum1);
       tSum2.push(st.sum2);
       if (teacherKind === "ta" && !o.taMaskCurrentFfn) {
@@ -370,9 +372,8 @@ export async function tuneMasks(
       us.push(st.u!);
       if (!tuneFfn) continue;
       const rows = lastCls ? clsRows[b] : tokenRows[b];
-      const h = linear(st.u!, kept!.w1, kept!.b1); // [T, k]
-      const z = c.hiddenAct === "relu" ? relu(h) : gelu(h);
-      h.release();
+      // [T, k], the activation fused into the matmul's epilogue
+      const z = linear(st.u!, kept!.w1, kept!.b1, c.hiddenAct === "relu" ? "relu" : "gelu");
       const zM = scaleRows(z, rows);
       zs.push(z);
       const r0 = axpby(tSum2[b], st.u!, 1, -1);
