@@ -112,6 +112,9 @@ Deno.test("deno task experiment: accuracy-vs-flops and ablation on the demo mode
   const badFocus = await experiment(["latency", ...common, "--focus", "no-such-model"]);
   assert(badFocus.code !== 0 && badFocus.stderr.includes("--focus"), badFocus.stderr);
   await assertNoDir(`${out}/latency`);
+  // several --models directories: the same model name twice is refused
+  const twice = await experiment(["ablation", ...common, "--models", `${models},${models}`]);
+  assert(twice.code !== 0 && twice.stderr.includes("two models named demo-sst2"), twice.stderr);
   const noModels = await experiment(["ablation", ...common, "--models", `${tmp}/nothing`]);
   assert(noModels.code !== 0 && noModels.stderr.includes("no models directory"), noModels.stderr);
   await Deno.remove(tmp, { recursive: true });

@@ -17,6 +17,11 @@ Deno.test("zoo: every issue task in a BERT and a DistilBERT shape, each after it
       assert(names.indexOf(init) >= 0 && names.indexOf(init) < i, "encoder trained first");
     }
   }
+  // DistilBERT at 1e-3 stayed at the majority class on SST-2; its shape trains at ≤ 5e-4
+  for (const e of entries.filter((e) => /^[a-z0-9]+-distilbert$/.test(e.name))) {
+    assert(e.options.lr! <= 5e-4, `${e.name} lr ${e.options.lr}`);
+  }
+  assertEquals(entries.find((e) => e.name === "sst2-bert")!.options.lr, 1e-3);
   for (const e of entries.filter((e) => e.name.startsWith("_base/"))) {
     assertEquals(e.options.maxSteps, 0, "encoders are MLM only");
     assert(e.options.mlmSteps! > 0);
