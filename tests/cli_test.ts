@@ -1,23 +1,6 @@
 // The CLIs as a user runs them: `deno task forward` against the PyTorch fixture, and one-line
 // errors with a non-zero exit for bad input to forward and prune.
-import { assert, assertClose, loadFixture, maxAbs } from "./helpers.ts";
-
-const ROOT = new URL("../", import.meta.url).pathname;
-
-async function run(
-  script: string,
-  args: string[],
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const res = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}scripts/${script}`, ...args],
-    cwd: ROOT,
-    env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp", NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: res.code, stdout: dec.decode(res.stdout), stderr: dec.decode(res.stderr) };
-}
+import { assert, assertClose, DEMO_ARGS, loadFixture, maxAbs, ROOT, runScript } from "./helpers.ts";
 
 Deno.test("deno task forward reproduces the PyTorch reference, including Fisher", async () => {
   const f = await loadFixture<{
@@ -42,7 +25,7 @@ Deno.test("deno task forward reproduces the PyTorch reference, including Fisher"
     ffn_mask: f.ffn_mask,
   };
   await Deno.writeTextFile(`${dir}/in.json`, JSON.stringify(input));
-  const r = await run("forward.ts", [
+  const r = await runScript("forward.ts", [
     "--model",
     `${ROOT}tests/fixtures/${f.model}`,
     "--input",
@@ -89,7 +72,7 @@ Deno.test("bad input gives a one-line error and a non-zero exit", async () => {
   ];
   for (const [name, json, message] of cases) {
     await Deno.writeTextFile(`${dir}/in.json`, JSON.stringify(json));
-    const r = await run("forward.ts", ["--model", model, "--input", `${dir}/in.json`]);
+    const r = await runScript("forward.ts", ["--model", model, "--input", `${dir}/in.json`]);
     assert(r.code !== 0, `${name}: exit code ${r.code}`);
     const lines = r.stderr.trim().split("\n");
     assert(
@@ -97,7 +80,7 @@ Deno.test("bad input gives a one-line error and a non-zero exit", async () => {
       `${name}: ${r.stderr}`,
     );
   }
-  const p1 = await run("prune.ts", [
+  const p1 = await runScript("prune.ts", [
     "--model",
     model,
     "--task",
@@ -109,7 +92,7 @@ Deno.test("bad input gives a one-line error and a non-zero exit", async () => {
   ]);
   assert(p1.code === 1 && p1.stderr.includes("(0, 1]"), p1.stderr);
   await Deno.mkdir(`${dir}/exists`);
-  const p2 = await run("prune.ts", [
+  const p2 = await runScript("prune.ts", [
     "--model",
     model,
     "--task",
@@ -120,7 +103,7 @@ Deno.test("bad input gives a one-line error and a non-zero exit", async () => {
     `${dir}/exists`,
   ]);
   assert(p2.code === 1 && p2.stderr.includes("--force"), p2.stderr);
-  const p3 = await run("prune.ts", [
+  const p3 = await runScript("prune.ts", [
     "--model",
     model,
     "--task",
@@ -137,13 +120,8 @@ Deno.test("bad input gives a one-line error and a non-zero exit", async () => {
 Deno.test("deno task prune end to end on the demo model writes a complete, loadable output", async () => {
   const dir = await Deno.makeTempDir();
   const out = `${dir}/pruned`;
-  const r = await run("prune.ts", [
-    "--model",
-    `${ROOT}demo/model`,
-    "--task",
-    "sst2",
-    "--data",
-    `${ROOT}demo/data`,
+  const r = await runScript("prune.ts", [
+    ...DEMO_ARGS,
     "--flops",
     "0.5",
     "--samples",
@@ -187,7 +165,7 @@ Deno.test("deno task prune end to end on the demo model writes a complete, loada
   const kept = report.kept.neurons as number[];
   if (kept.some((n) => n !== 512)) assert(Array.isArray(config.intermediate_sizes));
   // the output loads and evaluates
-  const e = await run("eval.ts", [
+  const e = await runScript("eval.ts", [
     "--model",
     out,
     "--task",

@@ -1,24 +1,14 @@
 // Evaluation against an independent path: the embedded demo model on the first dev examples,
 // evaluate() (length-sorted batches) vs one-example-at-a-time forward passes scored by hand; and
 // `deno task eval` writing metrics.json.
-import { assert } from "./helpers.ts";
+import { assert, DEMO_ARGS, ROOT, runScript } from "./helpers.ts";
 import { loadTask } from "../lib/data/tasks.ts";
 import { evaluate } from "../lib/eval/evaluate.ts";
 import { loadCheckpoint } from "../lib/model/model.ts";
 import { runModel } from "../lib/model/run.ts";
 import { loadTokenizer } from "../lib/text/wordpiece.ts";
 
-const ROOT = new URL("../", import.meta.url).pathname;
-
-/** Runs `scripts/eval.ts` with `args` from the repository root. */
-function runEval(args: string[]): Promise<Deno.CommandOutput> {
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}scripts/eval.ts`, ...args],
-    cwd: ROOT,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-}
+const runEval = (args: string[]) => runScript("eval.ts", args);
 
 Deno.test("evaluate() equals per-example predictions scored by hand (demo model, SST-2 dev)", async () => {
   const model = await loadCheckpoint(`${ROOT}demo/model`);
@@ -50,23 +40,18 @@ Deno.test("evaluate() equals per-example predictions scored by hand (demo model,
 Deno.test("deno task eval writes metrics.json", async () => {
   const dir = await Deno.makeTempDir();
   const res = await runEval([
-    "--model",
-    `${ROOT}demo/model`,
-    "--task",
-    "sst2",
-    "--data",
-    `${ROOT}demo/data`,
+    ...DEMO_ARGS,
     "--limit",
     "32",
     "--out",
     `${dir}/m.json`,
   ]);
-  assert(res.code === 0, new TextDecoder().decode(res.stderr));
+  assert(res.code === 0, res.stderr);
   const m = JSON.parse(await Deno.readTextFile(`${dir}/m.json`));
   assert(
     m.task === "sst2" && m.examples === 32 && m.metrics.accuracy >= 0 && m.metrics.accuracy <= 1,
   );
-  assert(new TextDecoder().decode(res.stdout).includes("| accuracy |"));
+  assert(res.stdout.includes("| accuracy |"));
   await Deno.remove(dir, { recursive: true });
 });
 
@@ -79,7 +64,7 @@ Deno.test("deno task eval without --out keeps a training record: eval-metrics.js
   await Deno.writeTextFile(`${dir}/metrics.json`, record);
   const data = `${ROOT}demo/data`;
   const res = await runEval(["--model", dir, "--task", "sst2", "--data", data, "--limit", "16"]);
-  assert(res.code === 0, new TextDecoder().decode(res.stderr));
+  assert(res.code === 0, res.stderr);
   assert((await Deno.readTextFile(`${dir}/metrics.json`)) === record, "training record unchanged");
   const m = JSON.parse(await Deno.readTextFile(`${dir}/eval-metrics.json`));
   assert(m.examples === 16 && typeof m.metrics.accuracy === "number");

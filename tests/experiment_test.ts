@@ -6,21 +6,10 @@ import { evaluate } from "../lib/eval/evaluate.ts";
 import { loadTask } from "../lib/data/tasks.ts";
 import { loadCheckpoint } from "../lib/model/model.ts";
 import { loadTokenizer } from "../lib/text/wordpiece.ts";
-import { assert, assertEquals } from "./helpers.ts";
+import { assert, assertEquals, ROOT, runScript } from "./helpers.ts";
 
-const ROOT = new URL("../", import.meta.url).pathname;
 const DEV = 48;
-
-async function experiment(args: string[]): Promise<{ code: number; stderr: string }> {
-  const res = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}scripts/experiment.ts`, ...args],
-    cwd: ROOT,
-    env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp", NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return { code: res.code, stderr: new TextDecoder().decode(res.stderr) };
-}
+const experiment = (args: string[]) => runScript("experiment.ts", args);
 
 async function cellFiles(dir: string): Promise<Map<string, number>> {
   const out = new Map<string, number>();

@@ -1,5 +1,6 @@
 /**
- * Test helpers: assertions (node:assert/strict), fixture loading and tolerance checks.
+ * Test helpers: assertions (node:assert/strict), fixture loading, tolerance checks and running a
+ * CLI script as a user does.
  * @module
  */
 import assertNode from "node:assert/strict";
@@ -75,4 +76,33 @@ export function maxAbs(x: ArrayLike<number>): number {
 export async function loadFixture<T = Record<string, unknown>>(name: string): Promise<T> {
   const url = new URL(`./fixtures/${name}`, import.meta.url);
   return JSON.parse(await Deno.readTextFile(url)) as T;
+}
+
+/** The repository root (with a trailing slash). */
+export const ROOT = new URL("../", import.meta.url).pathname;
+
+/** The demo model and its data, as CLI arguments (`--model … --task sst2 --data …`). */
+export const DEMO_ARGS = [
+  "--model",
+  `${ROOT}demo/model`,
+  "--task",
+  "sst2",
+  "--data",
+  `${ROOT}demo/data`,
+];
+
+/** Runs `scripts/<script>` with `args` from the repository root; decoded stdout and stderr. */
+export async function runScript(
+  script: string,
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const res = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${ROOT}scripts/${script}`, ...args],
+    cwd: ROOT,
+    env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp", NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: res.code, stdout: dec.decode(res.stdout), stderr: dec.decode(res.stderr) };
 }

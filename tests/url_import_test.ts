@@ -1,9 +1,8 @@
 // Use by URL: serve the repository over HTTP on 127.0.0.1 and run, in a separate process with no
 // file-read permission, a script that imports http://127.0.0.1:PORT/mod.ts and prunes a small
 // random model through the public API. Proves that nothing in the module reads files beside itself.
-import { assert } from "./helpers.ts";
+import { assert, ROOT } from "./helpers.ts";
 
-const ROOT = new URL("../", import.meta.url).pathname;
 const TYPES: Record<string, string> = {
   ts: "application/typescript",
   wgsl: "text/plain",

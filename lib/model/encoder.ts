@@ -344,7 +344,7 @@ export function ffnForward(
  * The tail every sub-layer shares: LN(residual + dropout(out)) with the LayerNorm `ln` (`.g`,
  * `.b`). Consumes `out`; returns the pre-LN sum and the LayerNorm's output and statistics.
  */
-function residualNorm(
+export function residualNorm(
   model: Model,
   ln: string,
   out: Tensor,

@@ -8,8 +8,7 @@
  */
 import { InvalidArgumentError } from "../errors.ts";
 import type { Tensor } from "../gpu/tensor.ts";
-import { add, axpby, mul, scale } from "../ops/elementwise.ts";
-import { layerNorm } from "../ops/layernorm.ts";
+import { axpby, mul, scale } from "../ops/elementwise.ts";
 import { mergeHeads } from "../ops/heads.ts";
 import { scaleRows } from "../ops/masks.ts";
 import { matmul } from "../ops/matmul.ts";
@@ -23,6 +22,7 @@ import {
   layerForward,
   type LayerState,
   releaseLayerState,
+  residualNorm,
 } from "../model/encoder.ts";
 import { linear } from "../ops/matmul.ts";
 import { type BatchTensors, type ModelInput, uploadBatch } from "../model/inputs.ts";
@@ -165,7 +165,7 @@ export async function tuneMasks(
     throw new InvalidArgumentError('teacher "ta" needs taMask');
   }
   const c = model.config, gpu = model.gpu;
-  const d = c.hiddenSize, dh = c.headDim, eps = c.layerNormEps;
+  const d = c.hiddenSize, dh = c.headDim;
   const cur: MaskSet = {
     head: Float64Array.from(keep.head),
     ffn: Float64Array.from(keep.ffn),
@@ -418,7 +418,7 @@ export async function tuneMasks(
     // neurons (mask 0) contribute nothing, so the full-width FFN need not run again.
     const nextXs: Tensor[] = [];
     let w2m: Tensor | undefined;
-    if (zs.length === bt.length && kept) {
+    if (kept) {
       const w2s = Float32Array.from(kept.w2Host);
       for (let i = 0; i < d; i++) {
         for (let a = 0; a < kF; a++) w2s[i * kF + a] *= cur.ffn[l * F + keptNeurons[a]];
@@ -428,11 +428,9 @@ export async function tuneMasks(
     for (let b = 0; b < bt.length; b++) {
       if (w2m) {
         const f = linear(zs[b], w2m, model.param(`l${l}.ffn2.b`));
-        const sum = add(f, us[b]);
-        f.release();
-        const r = layerNorm(sum, model.param(`l${l}.ln2.g`), model.param(`l${l}.ln2.b`), eps);
+        const r = residualNorm(model, `l${l}.ln2`, f, us[b], 0, {}); // consumes f
         nextXs.push(r.y);
-        for (const t of [sum, r.mean, r.rstd, us[b]]) t.release();
+        for (const t of [r.sum, r.mean, r.rstd, us[b]]) t.release();
         continue;
       }
       const fm = uploadLayerMask(model, bt[b].B, cur.ffn, l * F, F, false);
