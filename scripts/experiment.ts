@@ -38,6 +38,7 @@ import {
   prepare,
   type Prepared,
   sampleBatches,
+  samplesOf,
   writeAtomic,
   type ZooModel,
 } from "./experiment/common.ts";
@@ -48,7 +49,7 @@ const FLOPS_GRID = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
 const ABLATION_GRID = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6];
 const LATENCY_GRID = [0.5, 0.6, 0.7, 0.8, 0.9];
 /** Fine-tuning steps timed by the cost experiment (scaled to one epoch). */
-const EPOCH_STEPS_MEASURED = 100;
+const EPOCH_STEPS_MEASURED = 40;
 
 function maskValues(m: MaskSet): MaskValues {
   return {
@@ -80,7 +81,7 @@ class ModelRun {
       const p = await this.p();
       f = await collectFisher(
         p.model,
-        sampleBatches(p, o.samples ?? this.s.samples, seed, o.withReplacement),
+        sampleBatches(p, o.samples ?? samplesOf(this.m, this.s), seed, o.withReplacement),
         {
           labelFree: o.labelFree,
           groupSize: o.groupSize,
@@ -114,7 +115,7 @@ async function pruneCell(
   const p = await run.p();
   const batches = sampleBatches(
     p,
-    fisherOpts.samples ?? run.s.samples,
+    fisherOpts.samples ?? samplesOf(run.m, run.s),
     seed,
     fisherOpts.withReplacement,
   );
@@ -155,6 +156,28 @@ async function unprunedMetric(run: ModelRun, cells: Cells): Promise<number> {
   });
 }
 
+/**
+ * The full pipeline (search, rearrangement, tuning, compaction) at FLOPs fraction `c` on the
+ * sample set of `seed`, and the compact model's dev metric: the cell accuracy-vs-flops,
+ * label-free and the ablation's "+ tune" column share.
+ */
+function flopsCell(run: ModelRun, cells: Cells, c: number, seed: number, labelFree = false) {
+  const s = run.s;
+  return cells.get(
+    {
+      kind: "flops",
+      model: run.m.dir,
+      stamp: run.stamp,
+      c,
+      seed,
+      samples: samplesOf(run.m, s),
+      dev: devLimitOf(run.m, s),
+      labelFree,
+    },
+    () => pruneCell(run, seed, { budget: { flops: c }, labelFree }, ["tune"], { labelFree }),
+  );
+}
+
 // ---------------------------------------------------------------- experiments
 
 async function accuracyVsFlops(
@@ -187,22 +210,7 @@ async function accuracyVsFlops(
       for (const lf of variants) {
         const vals: number[] = [];
         for (const seed of labelFree ? [s.seeds[0]] : s.seeds) {
-          const cell = await cells.get(
-            {
-              kind: "flops",
-              model: run.m.dir,
-              stamp: run.stamp,
-              c,
-              seed,
-              samples: s.samples,
-              dev: devLimitOf(run.m, s),
-              labelFree: lf,
-            },
-            () =>
-              pruneCell(run, seed, { budget: { flops: c }, labelFree: lf }, ["tune"], {
-                labelFree: lf,
-              }),
-          );
+          const cell = await flopsCell(run, cells, c, seed, lf);
           vals.push(cell.metrics.tune);
           macs = cell.macsRatio;
           rows.push([
@@ -353,18 +361,24 @@ async function ablation(
     const base = await unprunedMetric(run, cells);
     const t: (string | number)[][] = [];
     for (const c of ABLATION_GRID) {
-      const cell = await cells.get(
+      // search and rearrangement need no tuning: their masks are evaluated on the unpruned
+      // model; "+ tune" is the accuracy-vs-flops cell of the same seed (computed once)
+      const stages = await cells.get(
         {
-          kind: "ablation",
+          kind: "ablation-masks",
           model: run.m.dir,
           stamp: run.stamp,
           c,
           seed,
-          samples: s.samples,
+          samples: samplesOf(run.m, s),
           dev: devLimitOf(run.m, s),
         },
-        () => pruneCell(run, seed, { budget: { flops: c } }, ["search", "rearrange", "tune"]),
+        () => pruneCell(run, seed, { budget: { flops: c }, tune: false }, ["search", "rearrange"]),
       );
+      const tuned = await flopsCell(run, cells, c, seed);
+      const cell: { metrics: Record<string, number> } = {
+        metrics: { ...stages.metrics, tune: tuned.metrics.tune },
+      };
       t.push([
         `${Math.round(c * 100)}%`,
         cell.metrics.search,
@@ -427,19 +441,21 @@ async function ablation(
     ];
     const vt: (string | number)[][] = [];
     for (const [label, opts, fo] of variants) {
-      const cell = await cells.get(
-        {
-          kind: "preset",
-          model: run.m.dir,
-          stamp: run.stamp,
-          c: 0.4,
-          seed,
-          samples: s.samples,
-          dev: devLimitOf(run.m, s),
-          label,
-        },
-        () => pruneCell(run, seed, { budget: { flops: 0.4 }, ...opts }, ["tune"], fo),
-      );
+      const cell = label === "ours (defaults)"
+        ? await flopsCell(run, cells, 0.4, seed)
+        : await cells.get(
+          {
+            kind: "preset",
+            model: run.m.dir,
+            stamp: run.stamp,
+            c: 0.4,
+            seed,
+            samples: samplesOf(run.m, s),
+            dev: devLimitOf(run.m, s),
+            label,
+          },
+          () => pruneCell(run, seed, { budget: { flops: 0.4 }, ...opts }, ["tune"], fo),
+        );
       vt.push([label, cell.metrics.tune]);
       rows.push([run.m.name, run.m.task, label, 0.4, "", "", cell.metrics.tune]);
     }
@@ -507,7 +523,7 @@ async function latency(
             seed,
             B,
             S,
-            samples: s.samples,
+            samples: samplesOf(run.m, s),
             dev: devLimitOf(run.m, s),
             adapter,
           },
@@ -518,7 +534,7 @@ async function latency(
             const fullLut = L * (table.mha[table.mha.length - 1] + table.ffn[table.ffn.length - 1]);
             let r;
             try {
-              r = await prune(p.model, sampleBatches(p, s.samples, seed), {
+              r = await prune(p.model, sampleBatches(p, samplesOf(run.m, s), seed), {
                 budget: { latency: c },
                 seqLen: seqLenOf(p),
                 fisher,
@@ -678,12 +694,12 @@ async function flopsLatency(
     seed,
     B,
     S,
-    samples: s.samples,
+    samples: samplesOf(run.m, s),
     dev: devLimitOf(run.m, s),
     adapter,
   }, async () => {
     const fisher = await run.fisher(seed);
-    const r = await prune(p.model, sampleBatches(p, s.samples, seed), {
+    const r = await prune(p.model, sampleBatches(p, samplesOf(run.m, s), seed), {
       budget: { flops: 0.5 },
       seqLen: S,
       fisher,
@@ -787,12 +803,12 @@ async function cost(
       kind: "cost-model",
       model: run.m.dir,
       stamp: run.stamp,
-      samples: s.samples,
+      samples: samplesOf(run.m, s),
       seed,
       adapter,
     }, async () => {
       const p = await run.p();
-      const r = await prune(p.model, sampleBatches(p, s.samples, seed), {
+      const r = await prune(p.model, sampleBatches(p, samplesOf(run.m, s), seed), {
         budget: { flops: 0.5 },
         seqLen: seqLenOf(p),
       });
@@ -823,7 +839,7 @@ async function cost(
       };
     });
     mt.push([run.m.name, cell.params, cell.pruning, cell.epoch, cell.epoch / cell.pruning]);
-    rows.push([run.m.name, s.samples, "", "", "", "", cell.pruning, cell.epoch]);
+    rows.push([run.m.name, samplesOf(run.m, s), "", "", "", "", cell.pruning, cell.epoch]);
   }
   md.push(
     "## Pruning vs one epoch of retraining",
@@ -874,6 +890,7 @@ if (import.meta.main) {
         seeds: { type: "string", default: "0,1,2" },
         "dev-limit": { type: "string", default: "0" },
         "squad-dev-limit": { type: "string", default: "500" },
+        "squad-samples": { type: "string", default: "64" },
         data: { type: "string" },
         margin: { type: "string", default: "0.02" },
         "readme-only": { type: "boolean", default: false },
@@ -887,7 +904,7 @@ if (import.meta.main) {
         `usage: deno task experiment <${
           [...NAMES, "all"].join("|")
         }> [--models DIR] [--tasks a,b] [--names model,…] [--preset-models model,…] [--out DIR] [--samples N] [--seeds 0,1,2] ` +
-          "[--dev-limit N] [--squad-dev-limit 500] [--data DIR] [--margin 0.02] [--cost-sizes 256,…] [--focus model,…] [--readme-only]",
+          "[--dev-limit N] [--squad-dev-limit 500] [--squad-samples 64] [--data DIR] [--margin 0.02] [--cost-sizes 256,…] [--focus model,…] [--readme-only]",
       );
     }
     const s: ExperimentSettings = {
@@ -900,11 +917,30 @@ if (import.meta.main) {
       seeds: values.seeds!.split(",").map(Number),
       devLimit: Number(values["dev-limit"]),
       squadDevLimit: Number(values["squad-dev-limit"]),
+      squadSamples: Number(values["squad-samples"]),
       data: values.data,
       margin: Number(values.margin),
       costSizes: values["cost-sizes"]!.split(",").map(Number),
       focus: values.focus ? values.focus.split(",") : [],
     };
+    const counts: [string, number[], number][] = [
+      ["--samples", [s.samples], 1],
+      ["--seeds", s.seeds, 0],
+      ["--dev-limit", [s.devLimit], 0],
+      ["--squad-dev-limit", [s.squadDevLimit!], 0],
+      ["--squad-samples", [s.squadSamples!], 0],
+      ["--cost-sizes", s.costSizes, 1],
+    ];
+    for (const [flag, vs, min] of counts) {
+      if (!vs.every((v) => Number.isInteger(v) && v >= min)) {
+        throw new InvalidArgumentError(
+          `${flag} needs ${min ? "positive" : "non-negative"} integers, got ${
+            values[flag.slice(2) as keyof typeof values]
+          }`,
+        );
+      }
+    }
+    if (!(s.margin >= 0)) throw new InvalidArgumentError(`--margin needs a number ≥ 0`);
     if (values["readme-only"]) {
       // regenerate README.md's results section from the experiments already written
       await updateReadme(s, name === "all" ? NAMES : [name]);

@@ -94,12 +94,22 @@ Deno.test("deno task experiment: accuracy-vs-flops and ablation on the demo mode
   assert(abl.includes("Knee (") || abl.includes("Search alone never loses 2 points"), abl);
   const rows = (await Deno.readTextFile(`${out}/ablation/ablation.csv`)).trim().split("\n");
   assertEquals(rows.filter((l) => l.includes(",stages,")).length, 6);
+  // "+ tune" is the whole pipeline at that budget: the accuracy-vs-flops value of the same seed
+  for (const l of rows.filter((l) => l.includes(",stages,"))) {
+    const f = l.split(",");
+    const same = csv.find((x) => x.split(",")[4] === f[3]);
+    assert(same, `no accuracy-vs-flops row at ${f[3]}`);
+    assertEquals(Number(f[6]), Number(same.split(",")[7]), l);
+  }
 
   // bad input: a one-line error naming the problem, non-zero exit, nothing written
   const bad = await experiment(["accuracy-vs-flop", ...common]);
   assert(bad.code !== 0 && bad.stderr.includes("usage: deno task experiment"), bad.stderr);
   const badFocus = await experiment(["latency", ...common, "--focus", "no-such-model"]);
   assert(badFocus.code !== 0 && badFocus.stderr.includes("--focus"), badFocus.stderr);
+  await assertNoDir(`${out}/latency`);
+  const badCount = await experiment(["latency", ...common, "--samples", "0"]);
+  assert(badCount.code !== 0 && badCount.stderr.includes("--samples needs"), badCount.stderr);
   await assertNoDir(`${out}/latency`);
   // several --models directories: the same model name twice is refused
   const twice = await experiment(["ablation", ...common, "--models", `${models},${models}`]);

@@ -43,6 +43,12 @@ export interface ExperimentSettings {
   presetModels?: string[];
   /** Sample-set size. */
   samples: number;
+  /**
+   * Sample-set size for SQuAD models (0 or absent = `samples`): a SQuAD sample is one 384-piece
+   * window, ~15× the pieces of an SST-2 sentence, so by default the experiments draw 64 of them
+   * (24,576 pieces, still 6× the pieces of 128 SST-2 sentences).
+   */
+  squadSamples?: number;
   /** Seeds of the sample set. */
   seeds: number[];
   /** Dev examples evaluated per cell (0 = all). */
@@ -142,6 +148,11 @@ export async function discoverModels(s: ExperimentSettings): Promise<ZooModel[]>
 /** The dev/held-out examples evaluated per cell for model `m` (0 = all). */
 export function devLimitOf(m: { task: string }, s: ExperimentSettings): number {
   return s.devLimit || (m.task.startsWith("squad") ? s.squadDevLimit ?? 0 : 0);
+}
+
+/** The sample-set size for model `m`: `squadSamples` for SQuAD models when set, else `samples`. */
+export function samplesOf(m: { task: string }, s: ExperimentSettings): number {
+  return (m.task.startsWith("squad") && s.squadSamples) || s.samples;
 }
 
 /** Loaded model with its data. */
@@ -286,9 +297,9 @@ export async function header(
     `- command: \`deno task experiment ${Deno.args.join(" ")}\``,
     `- adapter: ${adapter}`,
     `- commit: ${commit}`,
-    `- models: ${s.models}; samples: ${s.samples} per seed, seeds ${
-      s.seeds.join(", ")
-    }; dev examples per cell: ${s.devLimit || "all"}${
+    `- models: ${s.models}; samples: ${s.samples} per seed${
+      s.squadSamples ? ` (SQuAD: ${s.squadSamples} windows)` : ""
+    }, seeds ${s.seeds.join(", ")}; dev examples per cell: ${s.devLimit || "all"}${
       !s.devLimit && s.squadDevLimit
         ? ` (SQuAD: the first ${s.squadDevLimit} held-out questions)`
         : ""
