@@ -201,3 +201,39 @@ fn param_final(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) 
   f_dgamma[c] = sgx;
   f_dbeta[c] = sg;
 }
+
+// ---------------------------------------------------------------- inference: residual + LayerNorm
+// CPU class, C % 4 == 0: y = LayerNorm(a + r), no statistics kept (inference passes only), one
+// invocation per row. a and r are read from flat textures (lib/ops/flat_texture.ts: texel t at
+// (t mod 2^shift, t >> shift)), which llvmpipe fetches through its SIMD path; the sum is formed
+// again in each of the three passes rather than stored. Params.chunk holds the textures' shift.
+@group(0) @binding(1) var n_a: texture_2d<f32>;
+@group(0) @binding(2) var n_r: texture_2d<f32>;
+@group(0) @binding(3) var<storage, read> n_gamma: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> n_beta: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> n_y: array<vec4<f32>>;
+
+fn n_sum(t: u32) -> vec4<f32> {
+  let at = vec2<u32>(t & ((1u << p.chunk) - 1u), t >> p.chunk);
+  return textureLoad(n_a, at, 0) + textureLoad(n_r, at, 0);
+}
+
+@compute @workgroup_size(WG)
+fn add_forward_rows_tex(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: vec3u) {
+  let row = row_index(wid) * WG + lid3.x;
+  if (row >= p.rows) { return; }
+  let c4 = p.cols / 4u;
+  let base = row * c4;
+  var s = vec4<f32>(0.0);
+  for (var c = 0u; c < c4; c++) { s += n_sum(base + c); }
+  let mean = (s.x + s.y + s.z + s.w) / f32(p.cols);
+  var q = vec4<f32>(0.0);
+  for (var c = 0u; c < c4; c++) {
+    let d = n_sum(base + c) - mean;
+    q += d * d;
+  }
+  let rstd = inverseSqrt((q.x + q.y + q.z + q.w) / f32(p.cols) + p.eps);
+  for (var c = 0u; c < c4; c++) {
+    n_y[base + c] = (n_sum(base + c) - mean) * rstd * n_gamma[c] + n_beta[c];
+  }
+}

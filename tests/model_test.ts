@@ -8,6 +8,7 @@ import { backward, forward, runModel } from "../lib/model/run.ts";
 import { type ModelInput, uploadBatch, uploadMasks } from "../lib/model/inputs.ts";
 import { expectedShapes, toHfNames } from "../lib/model/weights.ts";
 import type { Grads } from "../lib/model/encoder.ts";
+import type { Tensor } from "../lib/gpu/tensor.ts";
 
 interface Fixture {
   model: string;
@@ -93,6 +94,28 @@ for (const name of CASES) {
     assertClose(flat(r.headMaskGrad!), hg, 1e-3 * Math.max(1e-3, maxAbs(hg)), 0, "head mask grad");
     assertClose(flat(r.ffnMaskGrad!), fg, 1e-3 * Math.max(1e-3, maxAbs(fg)), 0, "ffn mask grad");
     assert(maxAbs(hg) > 0 || name.includes("pruned"), "reference head grads must be non-trivial");
+
+    // An inference pass (no saved activations) takes the fused attention kernel on CPU
+    // adapters: its outputs must match the same PyTorch reference.
+    {
+      const inp = input(f);
+      const batch = uploadBatch(m.gpu, m.config, inp);
+      const masks = uploadMasks(m.gpu, m.config, batch.B, { head: f.head_mask, ffn: f.ffn_mask });
+      const fwd = forward(m, batch, masks, {});
+      const pairs: [Tensor | undefined, number[][] | undefined, string][] = [
+        [fwd.logits, f.logits, "inference logits"],
+        [fwd.start, f.start_logits, "inference start logits"],
+        [fwd.end, f.end_logits, "inference end logits"],
+      ];
+      for (const [t, ref, what] of pairs) {
+        if (!ref) continue;
+        const r = flat(ref);
+        assertClose(await t!.read(), r, 1e-4 * Math.max(1, maxAbs(r)), 0, what);
+      }
+      fwd.release();
+      masks.release();
+      batch.release();
+    }
 
     // Parameter gradients of HF's batch loss (QA's per-side means are not a per-example scale:
     // classification and regression only).

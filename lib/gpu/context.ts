@@ -187,26 +187,38 @@ export class Gpu {
   /**
    * Records a copy of `rows` rows of `width` texels (4·width floats each, consecutive in `src`
    * from element `srcOffset`) into the top-left corner of `dst` (the open compute pass is ended
-   * and resumed by the next dispatch). WebGPU requires a row pitch that is a multiple of 256
-   * bytes, i.e. `width % 16 == 0`, and `srcOffset % 4 == 0`; raises `InvalidArgumentError`
-   * otherwise and `ShapeError` when the region is out of range.
+   * and resumed by the next dispatch), starting at row `dstRow` of `dst`. WebGPU requires a row
+   * pitch that is a multiple of 256 bytes, i.e. `width % 16 == 0` (any width for a single row),
+   * and `srcOffset % 4 == 0`; raises `InvalidArgumentError` otherwise and `ShapeError` when the
+   * region is out of range.
    */
-  copyToTexture(src: Tensor, dst: Texture2D, width: number, rows: number, srcOffset = 0): void {
-    if (width % 16 !== 0 || srcOffset % 4 !== 0) {
+  copyToTexture(
+    src: Tensor,
+    dst: Texture2D,
+    width: number,
+    rows: number,
+    srcOffset = 0,
+    dstRow = 0,
+  ): void {
+    if ((width % 16 !== 0 && rows > 1) || srcOffset % 4 !== 0) {
       throw new InvalidArgumentError(
-        `copyToTexture: width ${width} texels must be a multiple of 16 and offset ${srcOffset} of 4`,
+        `copyToTexture: width ${width} texels must be a multiple of 16 (or one row) and offset ${srcOffset} of 4`,
       );
     }
-    if (width > dst.width || rows > dst.height || srcOffset + width * 4 * rows > src.size) {
+    if (
+      width > dst.width || dstRow + rows > dst.height || srcOffset + width * 4 * rows > src.size
+    ) {
       throw new ShapeError(
-        `copyToTexture: ${rows}×${width} texels from element ${srcOffset} of ${src.size} into a ${dst.height}×${dst.width} texture`,
+        `copyToTexture: ${rows}×${width} texels from element ${srcOffset} of ${src.size} into rows ${dstRow}… of a ${dst.height}×${dst.width} texture`,
       );
     }
     if (width === 0 || rows === 0) return;
     const enc = this.#endPass();
     enc.copyBufferToTexture(
-      { buffer: src.buffer, offset: srcOffset * 4, bytesPerRow: width * 16, rowsPerImage: rows },
-      { texture: dst.texture },
+      rows > 1
+        ? { buffer: src.buffer, offset: srcOffset * 4, bytesPerRow: width * 16, rowsPerImage: rows }
+        : { buffer: src.buffer, offset: srcOffset * 4 },
+      { texture: dst.texture, origin: [0, dstRow, 0] },
       [width, rows, 1],
     );
     this.#touched.add(src.buffer);

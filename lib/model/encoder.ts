@@ -7,12 +7,18 @@
  */
 import { InvalidArgumentError } from "../errors.ts";
 import type { Tensor } from "../gpu/tensor.ts";
+import { fusedAttention, fusedAttentionApplies } from "../ops/attention.ts";
 import { gelu, geluBackward, relu, reluBackward } from "../ops/activation.ts";
 import { dropout, dropoutBackward } from "../ops/dropout.ts";
 import { add, addInto } from "../ops/elementwise.ts";
 import { embeddingBackward, embeddingGather } from "../ops/embedding.ts";
 import { mergeHeads, mergeHeadsBackward, splitHeads, splitHeadsBackward } from "../ops/heads.ts";
-import { layerNorm, layerNormBackward, layerNormBackwardDx } from "../ops/layernorm.ts";
+import {
+  addLayerNormInference,
+  layerNorm,
+  layerNormBackward,
+  layerNormBackwardDx,
+} from "../ops/layernorm.ts";
 import {
   scaleColsGrouped,
   scaleColsGroupedBackward,
@@ -37,6 +43,13 @@ export interface PassOptions {
   seed?: number;
   /** Keep activations for `backward`. Default false. */
   save?: boolean;
+  /**
+   * Inference only (ignored with `save` or `train`): run attention and each residual +
+   * LayerNorm through the fused kernels where they apply (CPU adapters; lib/ops/attention.ts,
+   * `addLayerNormInference`); the layer state then holds the merged context and the sub-layer
+   * outputs but no q, k, v, probabilities, per-head context, pre-LN sums or LN statistics.
+   */
+  fused?: boolean;
 }
 
 /** Activations of one layer saved for its backward. */
@@ -85,12 +98,12 @@ export interface LayerState {
 
 /** Activations of the embeddings saved for backward. */
 export interface EmbeddingState {
-  /** Sum of word, position and type embeddings [B·S, d]. */
-  sum: Tensor;
-  /** LN mean. */
-  mean: Tensor;
-  /** LN rstd. */
-  rstd: Tensor;
+  /** Sum of word, position and type embeddings [B·S, d] (not kept by fused inference passes). */
+  sum?: Tensor;
+  /** LN mean (not kept by fused inference passes). */
+  mean?: Tensor;
+  /** LN rstd (not kept by fused inference passes). */
+  rstd?: Tensor;
   /** Output after LN (and dropout) [B·S, d]. */
   out: Tensor;
   /** LN output before dropout (same as `out` in eval). */
@@ -164,6 +177,32 @@ export function embeddingsForward(
   o: PassOptions = {},
 ): EmbeddingState {
   const c = model.config;
+  if (o.fused && !o.save && !o.train) {
+    // inference: word rows, then position (+ type) rows, summed and normalised in one kernel
+    const pos = embeddingGather(model.param("emb.pos"), batch.pos);
+    if (c.arch === "bert" && batch.types && c.typeVocabSize > 0) {
+      const typ = embeddingGather(model.param("emb.type"), batch.types);
+      addInto(pos, typ);
+      typ.release();
+    }
+    const word = embeddingGather(model.param("emb.word"), batch.ids);
+    const y = addLayerNormInference(
+      word,
+      pos,
+      model.param("emb.ln.g"),
+      model.param("emb.ln.b"),
+      c.layerNormEps,
+    );
+    if (y) {
+      word.release();
+      pos.release();
+      return { out: y, normed: y };
+    }
+    addInto(word, pos);
+    pos.release();
+    const ln = layerNorm(word, model.param("emb.ln.g"), model.param("emb.ln.b"), c.layerNormEps);
+    return { sum: word, mean: ln.mean, rstd: ln.rstd, out: ln.y, normed: ln.y };
+  }
   const sum = embeddingGather(model.param("emb.word"), batch.ids);
   const pos = embeddingGather(model.param("emb.pos"), batch.pos);
   addInto(sum, pos);
@@ -189,7 +228,7 @@ export function embeddingsBackward(
 ): void {
   const c = model.config;
   const dNormed = undrop(dOut, c.hiddenDropout, o, siteSeed(o, -1, 0));
-  const ln = layerNormBackward(dNormed, st.sum, st.mean, st.rstd, model.param("emb.ln.g"));
+  const ln = layerNormBackward(dNormed, st.sum!, st.mean!, st.rstd!, model.param("emb.ln.g"));
   if (dNormed !== dOut) dNormed.release();
   accumulate(grads, "emb.ln.g", ln.dgamma);
   accumulate(grads, "emb.ln.b", ln.dbeta);
@@ -209,7 +248,7 @@ export function embeddingsBackward(
 /** Releases the embedding activations. */
 export function releaseEmbeddingState(st: EmbeddingState): void {
   for (const t of new Set([st.sum, st.mean, st.rstd, st.out, st.normed])) {
-    if (!t.released) t.release();
+    if (t && !t.released) t.release();
   }
 }
 
@@ -245,6 +284,25 @@ export function attentionForward(
   st: Partial<LayerState>,
   o: PassOptions = {},
 ): void {
+  const c = model.config;
+  const H = model.heads(l), dh = c.headDim;
+  if (o.fused && !o.save && !o.train && H > 0) {
+    const shape = {
+      B: batch.B,
+      S: batch.S,
+      H,
+      dh,
+      scale: 1 / Math.sqrt(dh),
+      mode: c.arch,
+    } as const;
+    if (fusedAttentionApplies(model.gpu, shape)) {
+      const qkv = linear(x, model.param(`l${l}.qkv.w`), model.param(`l${l}.qkv.b`));
+      st.merged = fusedAttention(qkv, batch.keyMask, headMask, shape)!;
+      qkv.release();
+      attentionProjection(model, l, x, st, o);
+      return;
+    }
+  }
   attentionContext(model, l, x, batch, st, o);
   attentionOutput(model, l, x, batch, headMask, st, o);
 }
@@ -290,16 +348,29 @@ export function attentionOutput(
   const c = model.config;
   const { B, S } = batch;
   const H = model.heads(l), dh = c.headDim;
-  let attn: Tensor;
   if (H > 0) {
     const ctxRows = st.ctx!.view([B * H, S * dh]);
     const masked = headMask ? scaleRows(ctxRows, headMask) : ctxRows;
     st.merged = mergeHeads(masked.view([B * H, S, dh]), B, S, H);
     if (masked !== ctxRows) masked.release();
-    attn = linear(st.merged, model.param(`l${l}.o.w`), model.param(`l${l}.o.b`));
-  } else {
-    attn = biasRows(x, model.param(`l${l}.o.b`));
   }
+  attentionProjection(model, l, x, st, o);
+}
+
+/**
+ * W_o, residual and LN₁ from the merged masked context `st.merged` (or, with 0 heads, from b_o
+ * alone): fills sum1, mean1, rstd1 and u.
+ */
+function attentionProjection(
+  model: Model,
+  l: number,
+  x: Tensor,
+  st: Partial<LayerState>,
+  o: PassOptions,
+): void {
+  const attn = model.heads(l) > 0
+    ? linear(st.merged!, model.param(`l${l}.o.w`), model.param(`l${l}.o.b`))
+    : biasRows(x, model.param(`l${l}.o.b`));
   const r = residualNorm(model, `l${l}.ln1`, attn, x, siteSeed(o, l, 2), o);
   st.sum1 = r.sum;
   st.mean1 = r.mean;
@@ -324,10 +395,14 @@ export function ffnForward(
   const F = model.ffn(l);
   let f: Tensor;
   if (F > 0) {
-    const h = linear(u, model.param(`l${l}.ffn1.w`), model.param(`l${l}.ffn1.b`));
-    const z = c.hiddenAct === "relu" ? relu(h) : gelu(h);
-    st.h = h;
-    st.z = z;
+    if (o.fused && !o.save && !o.train) {
+      // inference: the activation runs in the matmul epilogue (no pre-activation kept)
+      st.z = linear(u, model.param(`l${l}.ffn1.w`), model.param(`l${l}.ffn1.b`), c.hiddenAct);
+    } else {
+      st.h = linear(u, model.param(`l${l}.ffn1.w`), model.param(`l${l}.ffn1.b`));
+      st.z = c.hiddenAct === "relu" ? relu(st.h) : gelu(st.h);
+    }
+    const z = st.z;
     st.zm = ffnMask ? scaleColsGrouped(z, ffnMask, batch.S) : z;
     f = linear(st.zm, model.param(`l${l}.ffn2.w`), model.param(`l${l}.ffn2.b`));
   } else {
@@ -351,7 +426,20 @@ export function residualNorm(
   residual: Tensor,
   seed: number,
   o: PassOptions,
-): { sum: Tensor; mean: Tensor; rstd: Tensor; y: Tensor } {
+): { sum?: Tensor; mean?: Tensor; rstd?: Tensor; y: Tensor } {
+  if (o.fused && !o.save && !o.train) {
+    const y = addLayerNormInference(
+      out,
+      residual,
+      model.param(`${ln}.g`),
+      model.param(`${ln}.b`),
+      model.config.layerNormEps,
+    );
+    if (y) {
+      out.release();
+      return { y };
+    }
+  }
   const dropped = drop(out, model.config.hiddenDropout, o, seed);
   const sum = add(dropped, residual);
   if (dropped !== out) dropped.release();

@@ -63,11 +63,13 @@ export function forward(
   o: ForwardOptions = {},
 ): ForwardResult {
   const L = model.config.numLayers;
-  const emb = embeddingsForward(model, batch, o);
+  // inference passes take the fused attention kernel where it applies (CPU adapters)
+  const pass = { ...o, fused: o.fused ?? (!o.save && !o.train) };
+  const emb = embeddingsForward(model, batch, pass);
   const layers: LayerState[] = [];
   let x = emb.out;
   for (let l = 0; l < L; l++) {
-    const st = layerForward(model, l, x, batch, masks?.head[l], masks?.ffn[l], o);
+    const st = layerForward(model, l, x, batch, masks?.head[l], masks?.ffn[l], pass);
     if (!o.save) {
       releaseLayerState(st);
       if (l === 0) releaseEmbeddingState({ ...emb, out: emb.out === x ? emb.out : x });
@@ -76,7 +78,7 @@ export function forward(
     x = st.y;
   }
   if (!o.save && L === 0) {
-    for (const t of new Set([emb.sum, emb.mean, emb.rstd])) t.release();
+    for (const t of new Set([emb.sum, emb.mean, emb.rstd])) t?.release();
     if (emb.normed !== emb.out) emb.normed.release();
   }
   const hidden = x;

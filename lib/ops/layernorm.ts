@@ -8,6 +8,7 @@ import src from "../../kernels/layernorm.wgsl" with { type: "text" };
 import { InvalidArgumentError, ShapeError } from "../errors.ts";
 import { f32Bits, type KernelSpec } from "../gpu/context.ts";
 import type { Tensor } from "../gpu/tensor.ts";
+import { flatTexture, flatTextureFits } from "./flat_texture.ts";
 import { grid1d } from "./grid.ts";
 import { kernelClass } from "./kernel_class.ts";
 
@@ -30,6 +31,11 @@ const FORWARD = (wg: number) => spec("forward", ["read", "read", "read", "rw", "
 const BACKWARD_DX = (wg: number) =>
   spec("backward_dx", ["read", "read", "read", "read", "read", "rw"], wg);
 const FORWARD_ROWS = spec("forward_rows", ["read", "read", "read", "rw", "rw", "rw"], CPU_ROWS_WG);
+const ADD_FORWARD_ROWS_TEX = spec(
+  "add_forward_rows_tex",
+  ["texture", "texture", "read", "read", "rw"],
+  CPU_ROWS_WG,
+);
 const BACKWARD_DX_ROWS = spec(
   "backward_dx_rows",
   ["read", "read", "read", "read", "read", "rw"],
@@ -85,6 +91,45 @@ export function layerNorm(
     [nx, ny],
   );
   return { y, mean, rstd };
+}
+
+/**
+ * Inference-only y = LayerNorm(a + r) (residual add and LayerNorm in one kernel, no statistics
+ * kept), for CPU adapters and C % 4 == 0: a and r are read through flat textures
+ * (lib/ops/flat_texture.ts). Returns undefined, recording nothing, elsewhere: callers then run
+ * `add` and `layerNorm`. The sum's vector components are added in a different order than
+ * `layerNorm`'s serial loop (equal up to fp32 rounding).
+ */
+export function addLayerNormInference(
+  a: Tensor,
+  r: Tensor,
+  gamma: Tensor,
+  beta: Tensor,
+  eps: number,
+): Tensor | undefined {
+  const [rows, cols] = rowsCols("addLayerNormInference", a);
+  if (r.size !== a.size) {
+    throw new ShapeError(`addLayerNormInference: residual ${shapeStr(r)} vs ${shapeStr(a)}`);
+  }
+  expectSize("addLayerNormInference", "gamma", gamma, cols, `last dim of a ${shapeStr(a)}`);
+  expectSize("addLayerNormInference", "beta", beta, cols, `last dim of a ${shapeStr(a)}`);
+  if (!(eps >= 0)) throw new InvalidArgumentError(`addLayerNormInference: eps must be ≥ 0`);
+  const gpu = a.gpu;
+  if (kernelClass(gpu) !== "cpu" || cols % 4 !== 0 || !flatTextureFits(gpu, a.size)) {
+    return undefined;
+  }
+  const ta = flatTexture(a), tr = flatTexture(r);
+  const y = gpu.empty(a.shape);
+  const [nx, ny] = grid1d(rows, CPU_ROWS_WG);
+  gpu.dispatchResources(
+    ADD_FORWARD_ROWS_TEX,
+    [rows, cols, nx, f32Bits(eps), ta.shift, 0],
+    [ta.tex, tr.tex, gamma, beta, y],
+    [nx, ny],
+  );
+  gpu.textures.release(ta.tex);
+  gpu.textures.release(tr.tex);
+  return y;
 }
 
 /**

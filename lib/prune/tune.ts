@@ -199,7 +199,7 @@ export async function tuneMasks(
     const e = embeddingsForward(model, b, {}); // eval: out is the LayerNorm output
     xt.push(e.out);
     xs.push(e.out);
-    for (const t of [e.sum, e.mean, e.rstd]) t.release();
+    for (const t of [e.sum, e.mean, e.rstd]) t?.release();
   }
   const runLayer = (
     l: number,
@@ -430,7 +430,7 @@ export async function tuneMasks(
         const f = linear(zs[b], w2m, model.param(`l${l}.ffn2.b`));
         const r = residualNorm(model, `l${l}.ln2`, f, us[b], 0, {}); // consumes f
         nextXs.push(r.y);
-        for (const t of [r.sum, r.mean, r.rstd, us[b]]) t.release();
+        for (const t of [r.sum, r.mean, r.rstd, us[b]]) t?.release();
         continue;
       }
       const fm = uploadLayerMask(model, bt[b].B, cur.ffn, l * F, F, false);

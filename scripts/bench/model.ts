@@ -133,6 +133,8 @@ export const modelSection: BenchSection = {
       "model",
       "batch×seq",
       "ours fwd ms",
+      "unfused fwd ms",
+      "fused gain",
       "ours fwd+bwd ms",
       "torch fwd ms",
       "torch fwd+bwd ms",
@@ -178,6 +180,11 @@ export const modelSection: BenchSection = {
         return median(ts);
       };
       const fwd = await time(() => forward(model, batch, undefined, {}).release());
+      // the same inference pass without the fused CPU-adapter kernels (lib/ops/attention.ts,
+      // addLayerNormInference, activation in the matmul epilogue), timed in the same run
+      const unfused = await time(() =>
+        forward(model, batch, undefined, { fused: false }).release()
+      );
       const fb = await time(() => {
         const f = forward(model, batch, masks, { save: true, withLoss: true });
         const grads = new Map();
@@ -194,6 +201,8 @@ export const modelSection: BenchSection = {
         s.name,
         `${s.B}×${s.S}`,
         f(fwd),
+        f(unfused),
+        (unfused / fwd).toFixed(2),
         f(fb),
         f(peer.torchFwd && peer.torchFwd * 1000),
         f(peer.torchFb && peer.torchFb * 1000),
@@ -201,7 +210,13 @@ export const modelSection: BenchSection = {
         peer.ortFwd ? (fwd / (peer.ortFwd * 1000)).toFixed(2) : "—",
         peer.torchFb ? (fb / (peer.torchFb * 1000)).toFixed(2) : "—",
       ]);
-      results.push({ shape: s, oursForwardMs: fwd, oursForwardBackwardMs: fb, ...peer });
+      results.push({
+        shape: s,
+        oursForwardMs: fwd,
+        oursForwardUnfusedMs: unfused,
+        oursForwardBackwardMs: fb,
+        ...peer,
+      });
       if (peer.note) console.error(`model bench: ${peer.note}`);
     }
     console.log(

@@ -1,0 +1,141 @@
+// The fused inference kernels of CPU adapters against float64 references written out here.
+// Attention (lib/ops/attention.ts) against a float64 reference of
+// Hugging Face's attention written out here: scores q·kᵀ/√dh, the BERT additive mask
+// ((1 − mask)·f32 min) or DistilBERT's masked_fill, softmax over keys, P·V, head mask, merged
+// heads. Shapes cover head widths 32 and 64, padding, a fully masked example (uniform weights),
+// and totals that leave a partial last texture row. Residual + LayerNorm
+// (`addLayerNormInference`) against torch.nn.LayerNorm's definition (biased variance).
+import { assert, assertClose, maxAbs } from "./helpers.ts";
+import { getGpu } from "../lib/gpu/context.ts";
+import { fusedAttention } from "../lib/ops/attention.ts";
+import { flatTextureWidth } from "../lib/ops/flat_texture.ts";
+import { kernelClass } from "../lib/ops/kernel_class.ts";
+import { addLayerNormInference } from "../lib/ops/layernorm.ts";
+
+const F32_MIN = -3.4028234663852886e38;
+
+function rand(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 32 - 0.5;
+  };
+}
+
+function reference(
+  qkv: Float32Array,
+  keyMask: Float32Array,
+  headMask: Float32Array | undefined,
+  B: number,
+  S: number,
+  H: number,
+  dh: number,
+  mode: "bert" | "distilbert",
+): Float64Array {
+  const W = 3 * H * dh, out = new Float64Array(B * S * H * dh);
+  const scale = 1 / Math.sqrt(dh);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < H; h++) {
+      for (let i = 0; i < S; i++) {
+        const s = new Float64Array(S);
+        for (let j = 0; j < S; j++) {
+          let dot = 0;
+          for (let k = 0; k < dh; k++) {
+            dot += qkv[(b * S + i) * W + h * dh + k] * qkv[(b * S + j) * W + (H + h) * dh + k];
+          }
+          const m = keyMask[b * S + j];
+          // f32 arithmetic of the masked score, as PyTorch computes it
+          s[j] = mode === "bert"
+            ? Math.fround(Math.fround(dot * scale) + Math.fround((1 - m) * F32_MIN))
+            : (m === 0 ? F32_MIN : dot * scale);
+        }
+        const mx = Math.max(...s);
+        const e = s.map((v) => Math.exp(v - mx));
+        const sum = e.reduce((a, v) => a + v, 0);
+        const f = headMask ? headMask[b * H + h] : 1;
+        for (let k = 0; k < dh; k++) {
+          let acc = 0;
+          for (let j = 0; j < S; j++) acc += e[j] * qkv[(b * S + j) * W + (2 * H + h) * dh + k];
+          out[(b * S + i) * H * dh + h * dh + k] = (acc / sum) * f;
+        }
+      }
+    }
+  }
+  return out;
+}
+
+Deno.test("fused attention equals the float64 Hugging Face attention (both mask modes, partial texture rows)", async () => {
+  const gpu = await getGpu();
+  if (kernelClass(gpu) !== "cpu") return; // the kernel only runs on CPU adapters
+  const cases = [
+    { B: 3, S: 37, H: 3, dh: 32, mode: "bert" as const, hm: true },
+    { B: 2, S: 19, H: 2, dh: 64, mode: "distilbert" as const, hm: false },
+    { B: 2, S: 70, H: 1, dh: 32, mode: "distilbert" as const, hm: true },
+    { B: 1, S: 5, H: 4, dh: 8, mode: "bert" as const, hm: false },
+  ];
+  for (const c of cases) {
+    const { B, S, H, dh, mode } = c;
+    const r = rand(B * 1000 + S * 10 + H);
+    const qkv = Float32Array.from({ length: B * S * 3 * H * dh }, () => 4 * r());
+    const keyMask = new Float32Array(B * S);
+    for (let b = 0; b < B; b++) {
+      // example b has b·3 padding positions; the last example of the first case is all padding
+      const real = c.B === 3 && b === 2 ? 0 : S - 3 * b;
+      for (let j = 0; j < real; j++) keyMask[b * S + j] = 1;
+    }
+    const headMask = c.hm
+      ? Float32Array.from({ length: B * H }, (_, i) => i % 3 === 1 ? 0 : 0.5 + i / 7)
+      : undefined;
+    const total = qkv.length;
+    const w = flatTextureWidth(total, gpu.textures.maxDim);
+    const tq = gpu.upload(qkv, [B * S, 3 * H * dh]);
+    const tm = gpu.upload(keyMask, [B, S]);
+    const th = headMask ? gpu.upload(headMask, [B * H]) : undefined;
+    const out = fusedAttention(tq, tm, th, { B, S, H, dh, scale: 1 / Math.sqrt(dh), mode });
+    assert(out, `fused attention did not apply to ${JSON.stringify(c)}`);
+    const got = await out.read();
+    const ref = reference(qkv, keyMask, headMask, B, S, H, dh, mode);
+    assertClose(
+      got,
+      ref,
+      1e-5 * Math.max(1, maxAbs(ref)),
+      1e-5,
+      `${JSON.stringify(c)} (texture width ${w}, partial row ${total % (4 * w) !== 0})`,
+    );
+    for (const t of [tq, tm, th, out]) t?.release();
+  }
+});
+
+Deno.test("fused residual + LayerNorm equals LayerNorm(a + r) in float64 (partial texture rows)", async () => {
+  const gpu = await getGpu();
+  if (kernelClass(gpu) !== "cpu") return;
+  for (const [R, C] of [[37, 16], [300, 128], [5, 772]]) {
+    const r = rand(R * 31 + C);
+    const a = Float32Array.from({ length: R * C }, () => 3 * r() + 1);
+    const res = Float32Array.from({ length: R * C }, () => 2 * r());
+    const g = Float32Array.from({ length: C }, () => 1 + r());
+    const b = Float32Array.from({ length: C }, () => r());
+    const eps = 1e-12;
+    const ref = new Float64Array(R * C);
+    for (let i = 0; i < R; i++) {
+      let mean = 0, v = 0;
+      for (let c = 0; c < C; c++) mean += a[i * C + c] + res[i * C + c];
+      mean /= C;
+      for (let c = 0; c < C; c++) v += (a[i * C + c] + res[i * C + c] - mean) ** 2;
+      const rstd = 1 / Math.sqrt(v / C + eps);
+      for (let c = 0; c < C; c++) {
+        ref[i * C + c] = (a[i * C + c] + res[i * C + c] - mean) * rstd * g[c] + b[c];
+      }
+    }
+    const ts = [
+      gpu.upload(a, [R, C]),
+      gpu.upload(res, [R, C]),
+      gpu.upload(g, [C]),
+      gpu.upload(b, [C]),
+    ];
+    const y = addLayerNormInference(ts[0], ts[1], ts[2], ts[3], eps);
+    assert(y, `fused LayerNorm did not apply to [${R}, ${C}]`);
+    assertClose(await y.read(), ref, 2e-5 * Math.max(1, maxAbs(ref)), 0, `[${R}, ${C}]`);
+    for (const t of [...ts, y]) t.release();
+  }
+});
