@@ -11,6 +11,7 @@ import { matmulSection } from "./bench/matmul.ts";
 import { normsSection } from "./bench/norms.ts";
 import { loadsSection } from "./bench/loads.ts";
 import { modelSection } from "./bench/model.ts";
+import { prunedSection } from "./bench/pruned.ts";
 import { benchOps } from "./bench/ops.ts";
 import { trainSection } from "./bench/train.ts";
 
@@ -26,6 +27,7 @@ const SECTIONS: BenchSection[] = [
   opsSection,
   loadsSection,
   modelSection,
+  prunedSection,
   trainSection,
 ];
 
