@@ -48,8 +48,9 @@ export interface PassOptions {
    * LayerNorm through the fused kernels where they apply (CPU adapters; lib/ops/attention.ts,
    * `addLayerNormInference`); the layer state then holds the merged context and the sub-layer
    * outputs but no q, k, v, probabilities, per-head context, pre-LN sums or LN statistics.
+   * `"attention"` fuses the attention only (pre-LN sums and statistics are kept).
    */
-  fused?: boolean;
+  fused?: boolean | "attention";
 }
 
 /** Activations of one layer saved for its backward. */
@@ -177,7 +178,7 @@ export function embeddingsForward(
   o: PassOptions = {},
 ): EmbeddingState {
   const c = model.config;
-  if (o.fused && !o.save && !o.train) {
+  if (o.fused === true && !o.save && !o.train) {
     // inference: word rows, then position (+ type) rows, summed and normalised in one kernel
     const pos = embeddingGather(model.param("emb.pos"), batch.pos);
     if (c.arch === "bert" && batch.types && c.typeVocabSize > 0) {
@@ -361,7 +362,7 @@ export function attentionOutput(
  * W_o, residual and LN₁ from the merged masked context `st.merged` (or, with 0 heads, from b_o
  * alone): fills sum1, mean1, rstd1 and u.
  */
-function attentionProjection(
+export function attentionProjection(
   model: Model,
   l: number,
   x: Tensor,
@@ -395,7 +396,7 @@ export function ffnForward(
   const F = model.ffn(l);
   let f: Tensor;
   if (F > 0) {
-    if (o.fused && !o.save && !o.train) {
+    if (o.fused === true && !o.save && !o.train) {
       // inference: the activation runs in the matmul epilogue (no pre-activation kept)
       st.z = linear(u, model.param(`l${l}.ffn1.w`), model.param(`l${l}.ffn1.b`), c.hiddenAct);
     } else {
@@ -427,7 +428,7 @@ export function residualNorm(
   seed: number,
   o: PassOptions,
 ): { sum?: Tensor; mean?: Tensor; rstd?: Tensor; y: Tensor } {
-  if (o.fused && !o.save && !o.train) {
+  if (o.fused === true && !o.save && !o.train) {
     const y = addLayerNormInference(
       out,
       residual,

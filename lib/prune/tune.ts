@@ -10,13 +10,15 @@ import { InvalidArgumentError } from "../errors.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { axpby, mul, scale } from "../ops/elementwise.ts";
 import { mergeHeads } from "../ops/heads.ts";
-import { scaleRows } from "../ops/masks.ts";
+import { fusedAttention, fusedAttentionApplies } from "../ops/attention.ts";
+import { scaleColsGrouped, scaleRows } from "../ops/masks.ts";
 import { matmul } from "../ops/matmul.ts";
 import { sumRows } from "../ops/reduce.ts";
 import { addRowVector } from "../ops/rows.ts";
 import {
   attentionContext,
   attentionOutput,
+  attentionProjection,
   embeddingsForward,
   ffnForward,
   layerForward,
@@ -210,7 +212,8 @@ export async function tuneMasks(
   ): LayerState => {
     const hm = m ? uploadLayerMask(model, bt[b].B, m.head, l * H, H, true) : undefined;
     const fm = m && maskFfn ? uploadLayerMask(model, bt[b].B, m.ffn, l * F, F, false) : undefined;
-    const st = layerForward(model, l, x, bt[b], hm, fm, {});
+    // the teacher's targets are pre-LN sums: only the attention takes the fused inference kernel
+    const st = layerForward(model, l, x, bt[b], hm, fm, { fused: "attention" });
     hm?.release();
     fm?.release();
     return st;
@@ -265,7 +268,30 @@ export async function tuneMasks(
     // ---- MHA: one attention pass of the student with its current (binary) head mask; the
     // unmasked per-head context is kept for the FFN pass, so attention runs once per layer.
     const keptHeads = [...Array(H).keys()].filter((h) => keep.head[l * H + h] === 1);
-    const ctxs: (Tensor | undefined)[] = [];
+    // the student's unmasked attention context per batch: merged [B·S, H·d_h] from the fused
+    // inference kernel where it applies (CPU adapters), else per head [B·H, S, d_h]
+    const ctxs: ({ t: Tensor; merged: boolean } | undefined)[] = [];
+    const studentContext = (b: number): { t: Tensor; merged: boolean } | undefined => {
+      if (H === 0) return undefined;
+      const shape = {
+        B: bt[b].B,
+        S: bt[b].S,
+        H,
+        dh,
+        scale: 1 / Math.sqrt(dh),
+        mode: c.arch,
+      } as const;
+      if (fusedAttentionApplies(model.gpu, shape)) {
+        const qkv = linear(xs[b], model.param(`l${l}.qkv.w`), model.param(`l${l}.qkv.b`));
+        const t = fusedAttention(qkv, bt[b].keyMask, undefined, shape)!;
+        qkv.release();
+        return { t, merged: true };
+      }
+      const st: Partial<LayerState> = {};
+      attentionContext(model, l, xs[b], bt[b], st);
+      for (const t of [st.q, st.k, st.v, st.probs]) t?.release();
+      return { t: st.ctx!, merged: false };
+    };
     const tuneMha = !stopped && keptHeads.length > 0 && (l > 0 || !!o.tuneFirstMha);
     const hd = H * dh;
     const wo = model.param(`l${l}.o.w`);
@@ -275,16 +301,14 @@ export async function tuneMasks(
       cAcc = new Float64Array(hd);
     let rSum = 0, rrMha = 0, tokens = 0;
     for (let b = 0; b < bt.length; b++) {
-      const st: Partial<LayerState> = {};
-      attentionContext(model, l, xs[b], bt[b], st);
-      ctxs.push(st.ctx);
-      for (const t of [st.q, st.k, st.v, st.probs]) t?.release();
+      const ctx = studentContext(b);
+      ctxs.push(ctx);
       if (!tuneMha) continue;
       const rows = o.clsOnlyLastMha && lastCls ? clsRows[b] : tokenRows[b];
       tokens += o.clsOnlyLastMha && lastCls ? bt[b].B : realTokens[b];
-      const merged = mergeHeads(st.ctx!, bt[b].B, bt[b].S, H);
+      const merged = ctx!.merged ? ctx!.t : mergeHeads(ctx!.t, bt[b].B, bt[b].S, H);
       const ctxM = scaleRows(merged, rows);
-      merged.release();
+      if (!ctx!.merged) merged.release();
       const r0 = axpby(tSum1[b], xs[b], 1, -1);
       const r1 = addRowVector(r0, negBo!);
       const R = scaleRows(r1, rows);
@@ -363,11 +387,23 @@ export async function tuneMasks(
     // the kept neurons' activations Z_k per batch, reused to advance the student past this FFN
     const zs: Tensor[] = [];
     for (let b = 0; b < bt.length; b++) {
-      const hm = uploadLayerMask(model, bt[b].B, cur.head, l * H, H, true);
-      const st: Partial<LayerState> = { ctx: ctxs[b] };
-      attentionOutput(model, l, xs[b], bt[b], hm, st);
-      hm?.release();
-      ctxs[b]?.release();
+      const ctx = ctxs[b];
+      const st: Partial<LayerState> = {};
+      if (ctx?.merged) {
+        // head mask on the merged layout: each head's d_h columns scaled by its value
+        const cols = new Float64Array(H * dh);
+        for (let h = 0; h < H; h++) cols.fill(cur.head[l * H + h], h * dh, (h + 1) * dh);
+        const hm = uploadLayerMask(model, bt[b].B, cols, 0, H * dh, false)!;
+        st.merged = scaleColsGrouped(ctx.t, hm, bt[b].S);
+        hm.release();
+        attentionProjection(model, l, xs[b], st, {});
+      } else {
+        const hm = uploadLayerMask(model, bt[b].B, cur.head, l * H, H, true);
+        st.ctx = ctx?.t;
+        attentionOutput(model, l, xs[b], bt[b], hm, st);
+        hm?.release();
+      }
+      ctx?.t.release();
       for (const t of [st.merged, st.sum1, st.mean1, st.rstd1]) t?.release();
       us.push(st.u!);
       if (!tuneFfn) continue;
