@@ -352,55 +352,65 @@ async function ablation(
       "ablation",
       adapter,
       s,
-      `- stages at FLOPs kept ${ABLATION_GRID.join(", ")}, seed ${s.seeds[0]}; presets at 0.4`,
+      `- stages at FLOPs kept ${ABLATION_GRID.join(", ")}: mean over seeds ${
+        s.seeds.join(", ")
+      } (each seed's sample set pruned separately); presets at 0.4, seed ${s.seeds[0]}`,
     ),
   ];
   const seed = s.seeds[0];
   const knees: (string | number)[][] = [];
   for (const run of runs) {
     const base = await unprunedMetric(run, cells);
-    const t: (string | number)[][] = [];
+    const t: (string | number)[][] = [], stds: (string | number)[][] = [];
     for (const c of ABLATION_GRID) {
-      // search and rearrangement need no tuning: their masks are evaluated on the unpruned
-      // model; "+ tune" is the accuracy-vs-flops cell of the same seed (computed once)
-      const stages = await cells.get(
-        {
-          kind: "ablation-masks",
-          model: run.m.dir,
-          stamp: run.stamp,
-          c,
-          seed,
-          samples: samplesOf(run.m, s),
-          dev: devLimitOf(run.m, s),
-        },
-        () => pruneCell(run, seed, { budget: { flops: c }, tune: false }, ["search", "rearrange"]),
-      );
-      const tuned = await flopsCell(run, cells, c, seed);
-      const cell: { metrics: Record<string, number> } = {
-        metrics: { ...stages.metrics, tune: tuned.metrics.tune },
+      // every seed's sample set, as accuracy-vs-flops: a single seed's stage order is noisy
+      const per: Record<"search" | "rearrange" | "tune", number[]> = {
+        search: [],
+        rearrange: [],
+        tune: [],
       };
-      t.push([
-        `${Math.round(c * 100)}%`,
-        cell.metrics.search,
-        cell.metrics.rearrange,
-        cell.metrics.tune,
-      ]);
-      rows.push([
-        run.m.name,
-        run.m.task,
-        "stages",
-        c,
-        cell.metrics.search,
-        cell.metrics.rearrange,
-        cell.metrics.tune,
-      ]);
-      console.error(`ablation ${run.m.name} c=${c}: ${JSON.stringify(cell.metrics)}`);
+      for (const sd of s.seeds) {
+        // search and rearrangement need no tuning: their masks are evaluated on the unpruned
+        // model; "+ tune" is the accuracy-vs-flops cell of the same seed (computed once)
+        const stages = await cells.get(
+          {
+            kind: "ablation-masks",
+            model: run.m.dir,
+            stamp: run.stamp,
+            c,
+            seed: sd,
+            samples: samplesOf(run.m, s),
+            dev: devLimitOf(run.m, s),
+          },
+          () => pruneCell(run, sd, { budget: { flops: c }, tune: false }, ["search", "rearrange"]),
+        );
+        const tuned = await flopsCell(run, cells, c, sd);
+        const m: Record<string, number> = { ...stages.metrics, tune: tuned.metrics.tune };
+        per.search.push(m.search);
+        per.rearrange.push(m.rearrange);
+        per.tune.push(m.tune);
+        rows.push([run.m.name, run.m.task, "stages", c, m.search, m.rearrange, m.tune, sd]);
+        console.error(`ablation ${run.m.name} c=${c} seed=${sd}: ${JSON.stringify(m)}`);
+      }
+      const [a, r, tu] = [per.search, per.rearrange, per.tune].map((v) => meanStd(v));
+      t.push([`${Math.round(c * 100)}%`, a.mean, r.mean, tu.mean]);
+      if (s.seeds.length > 1) {
+        stds.push([`${Math.round(c * 100)}%`, a.std, r.std, tu.std]);
+      }
     }
     md.push(
       `## ${run.m.name} (${run.m.task}, unpruned ${base.toFixed(4)})`,
       "",
       mdTable(["FLOPs kept", "search", "+ rearrange", "+ tune"], t),
       "",
+      ...(stds.length
+        ? [
+          `Standard deviation over the ${s.seeds.length} seeds:`,
+          "",
+          mdTable(["FLOPs kept", "search", "+ rearrange", "+ tune"], stds),
+          "",
+        ]
+        : []),
     );
     // the knee: the largest FLOPs fraction where search alone loses ≥ 2 points
     const pts = run.m.task.startsWith("squad") ? 1 : 100;
@@ -457,7 +467,7 @@ async function ablation(
           () => pruneCell(run, seed, { budget: { flops: 0.4 }, ...opts }, ["tune"], fo),
         );
       vt.push([label, cell.metrics.tune]);
-      rows.push([run.m.name, run.m.task, label, 0.4, "", "", cell.metrics.tune]);
+      rows.push([run.m.name, run.m.task, label, 0.4, "", "", cell.metrics.tune, seed]);
     }
     md.push(`METHOD.md deviations at 40% FLOPs:`, "", mdTable(["variant", "dev metric"], vt), "");
   }
@@ -475,7 +485,7 @@ async function ablation(
   await Deno.mkdir(out, { recursive: true });
   await writeAtomic(
     `${out}/ablation.csv`,
-    csv(["model", "task", "variant", "flops_kept", "search", "rearrange", "tune"], rows),
+    csv(["model", "task", "variant", "flops_kept", "search", "rearrange", "tune", "seed"], rows),
   );
   await writeAtomic(`${out}/README.md`, md.join("\n"));
   return md.join("\n");
