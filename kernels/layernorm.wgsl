@@ -206,7 +206,7 @@ fn param_final(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) 
 // CPU class, C % 4 == 0: y = LayerNorm(a + r), no statistics kept (inference passes only), one
 // invocation per row. a and r are read from flat textures (lib/ops/flat_texture.ts: texel t at
 // (t mod 2^shift, t >> shift)), which llvmpipe fetches through its SIMD path; the sum is formed
-// again in each of the three passes rather than stored. Params.chunk holds the textures' shift.
+// again in each of the two passes (statistics, output) rather than stored. Params.chunk holds the textures' shift.
 @group(0) @binding(1) var n_a: texture_2d<f32>;
 @group(0) @binding(2) var n_r: texture_2d<f32>;
 @group(0) @binding(3) var<storage, read> n_gamma: array<vec4<f32>>;
@@ -224,15 +224,19 @@ fn add_forward_rows_tex(@builtin(workgroup_id) wid: vec3u, @builtin(local_invoca
   if (row >= p.rows) { return; }
   let c4 = p.cols / 4u;
   let base = row * c4;
-  var s = vec4<f32>(0.0);
-  for (var c = 0u; c < c4; c++) { s += n_sum(base + c); }
-  let mean = (s.x + s.y + s.z + s.w) / f32(p.cols);
-  var q = vec4<f32>(0.0);
+  // one pass of Welford per vector component, merged by Chan's formula (4 groups of c4 values)
+  var mean4 = vec4<f32>(0.0);
+  var m24 = vec4<f32>(0.0);
   for (var c = 0u; c < c4; c++) {
-    let d = n_sum(base + c) - mean;
-    q += d * d;
+    let v = n_sum(base + c);
+    let d = v - mean4;
+    mean4 += d / f32(c + 1u);
+    m24 += d * (v - mean4);
   }
-  let rstd = inverseSqrt((q.x + q.y + q.z + q.w) / f32(p.cols) + p.eps);
+  let mean = (mean4.x + mean4.y + mean4.z + mean4.w) * 0.25;
+  let dm = mean4 - mean;
+  let m2 = m24.x + m24.y + m24.z + m24.w + f32(c4) * dot(dm, dm);
+  let rstd = inverseSqrt(m2 / f32(p.cols) + p.eps);
   for (var c = 0u; c < c4; c++) {
     n_y[base + c] = (n_sum(base + c) - mean) * rstd * n_gamma[c] + n_beta[c];
   }
