@@ -1,8 +1,8 @@
 /**
  * Latency lookup tables measured with our own kernels on the current adapter (METHOD.md §2.2):
  * lut_mha[h] = one MHA sub-layer (QKV, attention, W_o, residual, LN₁) with h heads, lut_ffn[n] =
- * one FFN sub-layer with n neurons, at a fixed batch × sequence length. Medians of ≥ 20 timed runs
- * after warm-up; every h is timed, n at 0, 1, F and each multiple of `step`, linearly interpolated
+ * one FFN sub-layer with n neurons, at a fixed batch × sequence length. Each entry is the median
+ * of `runs` marginal timings (the per-submit overhead removed, see `marginalTime`) after warm-up; every h is timed, n at 0, 1, F and each multiple of `step`, linearly interpolated
  * between. Tables are cached on disk per adapter, shape, model dims and kernel version. Also
  * `measureModelLatency` for whole-model timings in reports.
  * @module
@@ -18,7 +18,7 @@ import type { OnProgress } from "../util/progress.ts";
 import type { LatencyTable } from "./search_latency.ts";
 
 /** Bump when kernels change in a way that changes timings (part of the cache key). */
-export const KERNEL_VERSION = 2; // 2: inference attention through the fused kernel
+export const KERNEL_VERSION = 3; // 2: fused inference kernels; 3: marginal (per-submit-free) timings
 
 /** Options of `measureLatencyTable`. */
 export interface LatencyOptions {
@@ -26,7 +26,7 @@ export interface LatencyOptions {
   batch?: number;
   /** Sequence length of the timed shape (default 128). */
   seqLen?: number;
-  /** Timed runs per entry (default 20). */
+  /** Marginal timings per entry (default 20; each times 1 and then 2 runs, see `marginalTime`). */
   runs?: number;
   /** Warm-up runs per entry (default 2). */
   warmup?: number;
@@ -58,6 +58,35 @@ function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/**
+ * Marginal seconds of one `run` inside a submit: the median over `runs` of
+ * (t(1 + k) − t(1)) / k, where t(n) is the wall time of n recorded runs and one sync. This
+ * removes the per-submit overhead (submit, fence wait, readiness polling: ≈ 10–15 ms on llvmpipe),
+ * which a whole forward pays once but a table of per-sub-layer timings would otherwise count once
+ * per entry (at batch 1 × 128 that overhead alone was larger than a sub-layer).
+ */
+async function marginalTime(
+  gpu: Gpu,
+  run: () => void,
+  runs: number,
+  warmup: number,
+  k = 1,
+): Promise<number> {
+  const group = async (n: number) => {
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) run();
+    await gpu.sync();
+    return (performance.now() - t0) / 1000;
+  };
+  for (let i = 0; i < warmup; i++) await group(1);
+  const t: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const one = await group(1);
+    t.push(Math.max(0, (await group(1 + k)) - one) / k);
+  }
+  return median(t);
 }
 
 async function timeIt(gpu: Gpu, run: () => void, runs: number, warmup: number): Promise<number> {
@@ -161,7 +190,7 @@ export async function measureLatencyTable(
   for (let h = 0; h <= H; h++) {
     const m = await oneLayer(h, 0);
     const batch = uploadBatch(gpu, m.config, input);
-    mha[h] = await timeIt(
+    mha[h] = await marginalTime(
       gpu,
       () => {
         const st: Partial<LayerState> = {};
@@ -181,7 +210,7 @@ export async function measureLatencyTable(
     const batch = uploadBatch(gpu, m.config, input);
     ffnAt.set(
       n,
-      await timeIt(
+      await marginalTime(
         gpu,
         () => {
           const st: Partial<LayerState> = {};
@@ -209,7 +238,7 @@ export async function measureLatencyTable(
   for (const [h, n] of [[H, F], [Math.ceil(H / 2), Math.ceil(F / 2)], [1, Math.min(F, step)]]) {
     const m = await oneLayer(h, n);
     const batch = uploadBatch(gpu, m.config, input);
-    const measured = await timeIt(
+    const measured = await marginalTime(
       gpu,
       () => {
         const st: Partial<LayerState> = {};
