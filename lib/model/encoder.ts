@@ -7,7 +7,7 @@
  */
 import { InvalidArgumentError } from "../errors.ts";
 import type { Tensor } from "../gpu/tensor.ts";
-import { fusedAttention, fusedAttentionApplies } from "../ops/attention.ts";
+import { attentionShape, fusedAttention, fusedAttentionApplies } from "../ops/attention.ts";
 import { gelu, geluBackward, relu, reluBackward } from "../ops/activation.ts";
 import { dropout, dropoutBackward } from "../ops/dropout.ts";
 import { add, addInto } from "../ops/elementwise.ts";
@@ -288,14 +288,7 @@ export function attentionForward(
   const c = model.config;
   const H = model.heads(l), dh = c.headDim;
   if (o.fused && !o.save && !o.train && H > 0) {
-    const shape = {
-      B: batch.B,
-      S: batch.S,
-      H,
-      dh,
-      scale: 1 / Math.sqrt(dh),
-      mode: c.arch,
-    } as const;
+    const shape = attentionShape(batch.B, batch.S, H, dh, c.arch);
     if (fusedAttentionApplies(model.gpu, shape)) {
       const qkv = linear(x, model.param(`l${l}.qkv.w`), model.param(`l${l}.qkv.b`));
       st.merged = fusedAttention(qkv, batch.keyMask, headMask, shape)!;

@@ -43,6 +43,17 @@ export interface FusedAttentionShape {
   mode: "bert" | "distilbert";
 }
 
+/** The fused-attention shape of one layer: `H` heads of width `dh`, scale 1/√dh. */
+export function attentionShape(
+  B: number,
+  S: number,
+  H: number,
+  dh: number,
+  mode: "bert" | "distilbert",
+): FusedAttentionShape {
+  return { B, S, H, dh, scale: 1 / Math.sqrt(dh), mode };
+}
+
 /** Whether `fusedAttention` can run this shape on `gpu` (else it returns undefined). */
 export function fusedAttentionApplies(gpu: Gpu, s: FusedAttentionShape): boolean {
   return kernelClass(gpu) === "cpu" && s.dh % 4 === 0 && s.dh / 4 <= MAX_DH4 && s.H >= 1 &&

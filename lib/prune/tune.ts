@@ -10,7 +10,7 @@ import { InvalidArgumentError } from "../errors.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { axpby, mul, scale } from "../ops/elementwise.ts";
 import { mergeHeads } from "../ops/heads.ts";
-import { fusedAttention, fusedAttentionApplies } from "../ops/attention.ts";
+import { attentionShape, fusedAttention, fusedAttentionApplies } from "../ops/attention.ts";
 import { scaleColsGrouped, scaleRows } from "../ops/masks.ts";
 import { matmul } from "../ops/matmul.ts";
 import { sumRows } from "../ops/reduce.ts";
@@ -273,14 +273,7 @@ export async function tuneMasks(
     const ctxs: ({ t: Tensor; merged: boolean } | undefined)[] = [];
     const studentContext = (b: number): { t: Tensor; merged: boolean } | undefined => {
       if (H === 0) return undefined;
-      const shape = {
-        B: bt[b].B,
-        S: bt[b].S,
-        H,
-        dh,
-        scale: 1 / Math.sqrt(dh),
-        mode: c.arch,
-      } as const;
+      const shape = attentionShape(bt[b].B, bt[b].S, H, dh, c.arch);
       if (fusedAttentionApplies(model.gpu, shape)) {
         const qkv = linear(xs[b], model.param(`l${l}.qkv.w`), model.param(`l${l}.qkv.b`));
         const t = fusedAttention(qkv, bt[b].keyMask, undefined, shape)!;
