@@ -7,6 +7,8 @@
 // texels, zero-padded past K): row z·M + m of ta is row m of op(a) for batch item z of this
 // dispatch, row z·b_rows + n of tb is column n of op(b) (b_rows = 0: one B shared by all items).
 // lib/ops/matmul.ts fills them by copyBufferToTexture or by the repack kernel in matmul_pack.wgsl.
+// The bias is a one-row texture too (bias[n] in component n % 4 of texel n / 4): each output reads
+// it once, and llvmpipe's lane-by-lane storage loads cost ~10% of a K = 128 product.
 //
 // Entry point matmul_tex_<TM>x<TN>: each invocation computes a TM × TN block of contiguous rows
 // and columns with separate scalar accumulators (no arrays). Out-of-range rows/columns are
@@ -35,7 +37,7 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var ta: texture_2d<f32>;
 @group(0) @binding(2) var tb: texture_2d<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var tbias: texture_2d<f32>; // [⌈N / 4⌉, 1] when FLAG_BIAS
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 // Writes one output element: scale, bias, activation, accumulate; skipped when out of range.
@@ -45,7 +47,7 @@ fn put(base: u32, m: u32, n: u32, v: f32) {
   }
   var r = p.alpha * v;
   if ((p.flags & FLAG_BIAS) != 0u) {
-    r += bias[n];
+    r += textureLoad(tbias, vec2u(n >> 2u, 0u), 0)[n & 3u];
   }
   r = epilogue(r);
   let o = base + m * p.N + n;

@@ -56,7 +56,14 @@ export class TexturePool {
     const h = Math.min(this.maxDim, textureSizeClass(height));
     const key = `${w}x${h}`;
     const list = this.#free.get(key);
-    if (list && list.length > 0) return list.shift()!;
+    if (list && list.length > 0) {
+      // the free texture with the smallest id: a repeated sequence of acquires and releases then
+      // gets the same textures every time, whatever the order of the releases (cached bind groups
+      // stay valid)
+      let best = 0;
+      for (let i = 1; i < list.length; i++) if (list[i].id < list[best].id) best = i;
+      return list.splice(best, 1)[0];
+    }
     const texture = this.device.createTexture({
       size: [w, h],
       format: "rgba32float",

@@ -33,7 +33,7 @@ const BACKWARD_DX = (wg: number) =>
 const FORWARD_ROWS = spec("forward_rows", ["read", "read", "read", "rw", "rw", "rw"], CPU_ROWS_WG);
 const ADD_FORWARD_ROWS_TEX = spec(
   "add_forward_rows_tex",
-  ["texture", "texture", "read", "read", "rw"],
+  ["texture", "texture", "texture", "texture", "rw"],
   CPU_ROWS_WG,
 );
 const BACKWARD_DX_ROWS = spec(
@@ -118,17 +118,16 @@ export function addLayerNormInference(
   if (kernelClass(gpu) !== "cpu" || cols % 4 !== 0 || !flatTextureFits(gpu, a.size)) {
     return undefined;
   }
-  const ta = flatTexture(a), tr = flatTexture(r);
+  const ta = flatTexture(a), tr = flatTexture(r), tg = flatTexture(gamma), tb = flatTexture(beta);
   const y = gpu.empty(a.shape);
   const [nx, ny] = grid1d(rows, CPU_ROWS_WG);
   gpu.dispatchResources(
     ADD_FORWARD_ROWS_TEX,
-    [rows, cols, nx, f32Bits(eps), ta.shift, 0],
-    [ta.tex, tr.tex, gamma, beta, y],
+    [rows, cols, nx, f32Bits(eps), ta.shift, tg.shift],
+    [ta.tex, tr.tex, tg.tex, tb.tex, y],
     [nx, ny],
   );
-  gpu.textures.release(ta.tex);
-  gpu.textures.release(tr.tex);
+  for (const t of [ta, tr, tg, tb]) gpu.textures.release(t.tex);
   return y;
 }
 

@@ -69,7 +69,7 @@ function texSpec(): KernelSpec {
     name: "matmul_tex.wgsl",
     source: TEX_SOURCE,
     entry: `matmul_tex_${p.tm}x${p.tn}`,
-    bindings: ["texture", "texture", "read", "rw"],
+    bindings: ["texture", "texture", "texture", "rw"],
     constants: { WGX: p.wgx, WGY: p.wgy },
   };
 }
@@ -217,6 +217,26 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   return out;
 }
 
+/**
+ * Records the packing of a row-major [rows, K] tensor into a pooled rgba32float texture of
+ * ⌈K/4⌉ × rows texels (value k of row r in component k % 4 of texel (k / 4, r), zero past K), as
+ * the texture matmul reads its operands; for other CPU-adapter kernels that read small per-row
+ * data (a mask, a bias) through llvmpipe's SIMD texel path. The caller releases the texture to
+ * `gpu.textures` once its reads are recorded and checks ⌈K/4⌉, rows ≤ `gpu.textures.maxDim`.
+ */
+export function rowTexture(src: Tensor, rows: number, K: number): Texture2D {
+  if (!(rows >= 1 && K >= 1 && rows * K <= src.size)) {
+    throw new ShapeError(`rowTexture: [${rows}, ${K}] does not fit a tensor of ${src.size} values`);
+  }
+  const gpu = src.gpu;
+  if (Math.ceil(K / 4) > gpu.textures.maxDim || rows > gpu.textures.maxDim) {
+    throw new DeviceLimitError(`rowTexture: [${rows}, ${K}] is past the texture limit`);
+  }
+  const tex = gpu.textures.acquire(Math.ceil(K / 4), rows);
+  fillTexture(gpu, src, tex, { rows, K, sR: K, sK: 1, sZ: 0, z0: 0, items: 1 });
+  return tex;
+}
+
 interface TextureJob {
   a: Tensor;
   b: Tensor;
@@ -292,16 +312,19 @@ function matmulTexture(gpu: Gpu, j: TextureJob): boolean {
   // op(b) column n, k: b[z, n, k] (transB) or b[z, k, n].
   const bLayout = { rows: N, K, sR: j.transB ? K : 1, sK: j.transB ? 1 : N, sZ: N * K };
   if (sharedB) fillTexture(gpu, j.b, texB, { ...bLayout, sZ: 0, z0: 0, items: 1 });
+  // the bias as one texture row of ⌈N/4⌉ texels (zero-padded)
+  const texBias = j.bias ? rowTexture(j.bias, 1, N) : undefined;
   const s = texSpec();
   for (let z0 = 0; z0 < batch; z0 += chunk) {
     const items = Math.min(chunk, batch - z0);
     fillTexture(gpu, j.a, texA, { ...aLayout, z0, items });
     if (!sharedB) fillTexture(gpu, j.b, texB, { ...bLayout, z0, items });
     const params = [M, N, k4, sharedB ? 0 : N, z0, j.flags, ACT_CODES[j.act], f32Bits(j.alpha)];
-    gpu.dispatchResources(s, params, [texA, texB, j.bias ?? j.a, j.out], [gx, gy, items]);
+    gpu.dispatchResources(s, params, [texA, texB, texBias ?? texA, j.out], [gx, gy, items]);
   }
   gpu.textures.release(texA);
   gpu.textures.release(texB);
+  if (texBias) gpu.textures.release(texBias);
   return true;
 }
 
