@@ -84,7 +84,11 @@ export {
 } from "./lib/prune/flops.ts";
 export { searchFlops } from "./lib/prune/search_flops.ts";
 export { fitPiecewise, type LatencyTable, searchLatency } from "./lib/prune/search_latency.ts";
-export { measureLatencyTable, measureModelLatency } from "./lib/prune/latency.ts";
+export {
+  measureLatencyTable,
+  measureModelLatencies,
+  measureModelLatency,
+} from "./lib/prune/latency.ts";
 export { rearrangeLayer } from "./lib/prune/rearrange.ts";
 export { solveMaskLs } from "./lib/prune/lsq.ts";
 export { tuneMasks, type TuneOptions, type TuneResult } from "./lib/prune/tune.ts";

@@ -18,7 +18,7 @@ import { writeCheckpoint } from "../lib/model/checkpoint.ts";
 import type { MaskValues, ModelInput } from "../lib/model/inputs.ts";
 import { downloadWeights, loadCheckpoint, type Model } from "../lib/model/model.ts";
 import { TASK_SEQ_LEN } from "../lib/prune/flops.ts";
-import { measureModelLatency } from "../lib/prune/latency.ts";
+import { measureModelLatencies } from "../lib/prune/latency.ts";
 import { type Budget, prune, type PruneOptions } from "../lib/prune/pipeline.ts";
 import type { MaskSet } from "../lib/prune/types.ts";
 import { barChart } from "../lib/report/svg.ts";
@@ -218,13 +218,8 @@ if (import.meta.main) {
       latS = num("latency-seq", values["latency-seq"])!;
     console.error(`measuring latency at batch ${latB} × ${latS}`);
     const latRuns = num("latency-runs", values["latency-runs"]) ?? 10;
-    const latBefore = await measureModelLatency(model, {
-      batch: latB,
-      seqLen: latS,
-      runs: latRuns,
-      warmup: 1,
-    });
-    const latAfter = await measureModelLatency(result.compact!, {
+    // timed in alternation, so that the speed-up is not skewed by a drift of the machine's speed
+    const [latBefore, latAfter] = await measureModelLatencies([model, result.compact!], {
       batch: latB,
       seqLen: latS,
       runs: latRuns,

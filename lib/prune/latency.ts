@@ -89,21 +89,6 @@ async function marginalTime(
   return median(t);
 }
 
-async function timeIt(gpu: Gpu, run: () => void, runs: number, warmup: number): Promise<number> {
-  for (let i = 0; i < warmup; i++) {
-    run();
-    await gpu.sync();
-  }
-  const t: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t0 = performance.now();
-    run();
-    await gpu.sync();
-    t.push((performance.now() - t0) / 1000);
-  }
-  return median(t);
-}
-
 function cacheRoot(): string | null {
   const xdg = Deno.env.get("XDG_CACHE_HOME");
   const home = Deno.env.get("HOME");
@@ -300,21 +285,46 @@ export async function measureModelLatency(
   model: Model,
   o: { batch?: number; seqLen?: number; runs?: number; warmup?: number } = {},
 ): Promise<number> {
-  const c = model.config;
-  const B = o.batch ?? 32, S = Math.min(o.seqLen ?? 128, c.maxPositions);
-  const input = {
-    size: B,
-    seqLen: S,
-    inputIds: new Int32Array(B * S).fill(1),
-    attentionMask: new Int32Array(B * S).fill(1),
-  };
-  const batch = uploadBatch(model.gpu, c, input);
-  const t = await timeIt(
-    model.gpu,
-    () => forward(model, batch, undefined, {}).release(),
-    o.runs ?? 10,
-    o.warmup ?? 2,
-  );
-  batch.release();
-  return t;
+  return (await measureModelLatencies([model], o))[0];
+}
+
+/**
+ * Median wall times (seconds) of one whole-model forward pass of each model at batch × seqLen,
+ * timed in alternation (run i of every model before run i + 1 of any): a drift of the machine's
+ * speed during the measurement then affects every model alike, so ratios of the medians (a
+ * speed-up) are steadier than those of separate measurements. The models share one device;
+ * sequence lengths are capped per model at its maxPositions.
+ */
+export async function measureModelLatencies(
+  models: Model[],
+  o: { batch?: number; seqLen?: number; runs?: number; warmup?: number } = {},
+): Promise<number[]> {
+  const runs = o.runs ?? 10, warmup = o.warmup ?? 2;
+  if (!(Number.isInteger(runs) && runs >= 1 && Number.isInteger(warmup) && warmup >= 0)) {
+    throw new InvalidArgumentError(`latency: runs must be ≥ 1 and warmup ≥ 0 (integers)`);
+  }
+  const jobs = models.map((model) => {
+    const c = model.config;
+    const B = o.batch ?? 32, S = Math.min(o.seqLen ?? 128, c.maxPositions);
+    const batch = uploadBatch(model.gpu, c, {
+      size: B,
+      seqLen: S,
+      inputIds: new Int32Array(B * S).fill(1),
+      attentionMask: new Int32Array(B * S).fill(1),
+    });
+    return { model, batch, t: [] as number[] };
+  });
+  try {
+    for (let i = -warmup; i < runs; i++) {
+      for (const j of jobs) {
+        const t0 = performance.now();
+        forward(j.model, j.batch, undefined, {}).release();
+        await j.model.gpu.sync();
+        if (i >= 0) j.t.push((performance.now() - t0) / 1000);
+      }
+    }
+  } finally {
+    for (const j of jobs) j.batch.release();
+  }
+  return jobs.map((j) => median(j.t));
 }
