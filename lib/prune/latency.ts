@@ -18,7 +18,7 @@ import type { OnProgress } from "../util/progress.ts";
 import type { LatencyTable } from "./search_latency.ts";
 
 /** Bump when kernels change in a way that changes timings (part of the cache key). */
-export const KERNEL_VERSION = 3; // 2: fused inference kernels; 3: marginal (per-submit-free) timings
+export const KERNEL_VERSION = 4; // 2: fused inference kernels; 3: marginal (per-submit-free) timings; 4: LayerNorm/bias textures
 
 /** Options of `measureLatencyTable`. */
 export interface LatencyOptions {
