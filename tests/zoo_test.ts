@@ -1,7 +1,8 @@
 /** The zoo's definition: tasks × shapes, shared encoders first, and the baseline rule. */
 import { assert, assertEquals } from "./helpers.ts";
 import { beatsBaseline, zooEntries } from "../scripts/zoo.ts";
-import { marginOf } from "../scripts/experiment/common.ts";
+import { discoverModels, marginOf } from "../scripts/experiment/common.ts";
+import { configToJson, makeConfig } from "../lib/model/config.ts";
 import type { TrainRunResult } from "../lib/train/run.ts";
 
 Deno.test("zoo: every issue task in a BERT and a DistilBERT shape, each after its MLM encoder", () => {
@@ -41,4 +42,52 @@ Deno.test("zoo: 'clearly beats' margins (+2 points, +0.05 correlation) agree wit
   assertEquals(marginOf("sst2", 0.02), 0.02);
   assertEquals(marginOf("stsb", 0.02), 0.05);
   assertEquals(marginOf("squad", 0.02), 2);
+});
+
+Deno.test("experiments: one model per task and architecture (best dev), all with --names, none below baseline", async () => {
+  const root = await Deno.makeTempDir();
+  const model = (arch: "bert" | "distilbert") =>
+    configToJson(makeConfig({
+      arch,
+      head: "regression",
+      vocabSize: 30,
+      hiddenSize: 8,
+      numLayers: 1,
+      numHeads: 2,
+      intermediateSize: 8,
+      maxPositions: 16,
+    }));
+  const put = async (name: string, arch: "bert" | "distilbert", task: string, best: number) => {
+    await Deno.mkdir(`${root}/${name}`);
+    await Deno.writeTextFile(`${root}/${name}/config.json`, JSON.stringify(model(arch)));
+    await Deno.writeTextFile(
+      `${root}/${name}/metrics.json`,
+      JSON.stringify({ task, best: { main: best }, baseline: { main: 0 } }),
+    );
+  };
+  try {
+    await put("stsb-bert", "bert", "stsb", 0.125);
+    await put("stsb-bert-nomlm", "bert", "stsb", 0.208);
+    await put("stsb-distilbert", "distilbert", "stsb", 0.1);
+    await put("stsb-bert-weak", "bert", "stsb", 0.03); // below the +0.05 correlation margin
+    const s = {
+      models: root,
+      out: root,
+      tasks: [],
+      samples: 8,
+      seeds: [0],
+      devLimit: 0,
+      margin: 0.02,
+      costSizes: [8],
+    };
+    const names = async (o: Partial<typeof s> & { names?: string[] } = {}) =>
+      (await discoverModels({ ...s, ...o })).map((m) => m.name).sort();
+    assertEquals(await names(), ["stsb-bert-nomlm", "stsb-distilbert"]);
+    assertEquals(await names({ names: ["stsb-bert", "stsb-bert-nomlm"] }), [
+      "stsb-bert",
+      "stsb-bert-nomlm",
+    ]);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 });

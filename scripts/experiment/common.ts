@@ -82,7 +82,11 @@ export function marginOf(task: string, margin: number): number {
 
 /**
  * Finds checkpoints in the `--models` directories (comma-separated; any subfolder with
- * config.json), with their task.
+ * config.json), with their task. Models whose metrics.json shows they do not beat their trivial
+ * baseline are skipped. Without `--names`, one model per task and architecture is kept (the
+ * paper's tables, and one curve per architecture in each task's plot): the one with the best
+ * recorded dev metric, so that e.g. a random-init STS-B BERT that beats the MLM-initialised one
+ * replaces it. `--names` keeps every named model.
  */
 export async function discoverModels(s: ExperimentSettings): Promise<ZooModel[]> {
   const out: ZooModel[] = [];
@@ -140,6 +144,22 @@ export async function discoverModels(s: ExperimentSettings): Promise<ZooModel[]>
       continue;
     }
     out.push({ name: e.name, dir, task, arch: config.arch, trained, baseline });
+  }
+  if (!s.names?.length) {
+    for (const m of [...out]) {
+      const rival = out.find((x) =>
+        x !== m && x.task === m.task && x.arch === m.arch &&
+        (x.trained ?? -Infinity) > (m.trained ?? -Infinity)
+      );
+      if (rival) {
+        console.error(
+          `skipping ${m.name}: ${rival.name} is the better ${m.task} ${m.arch} model (dev ${
+            rival.trained?.toFixed(4)
+          } vs ${m.trained?.toFixed(4) ?? "unknown"})`,
+        );
+        out.splice(out.indexOf(m), 1);
+      }
+    }
   }
   if (out.length === 0) throw new InvalidArgumentError(`no usable models found in ${s.models}`);
   return out;
