@@ -44,7 +44,7 @@ export const ZOO_MLM_LENGTH = 64;
  * The zoo. First one MLM-pretrained encoder per architecture (`_base/mlm-<arch>`: all GLUE train
  * sentences here and the SQuAD by-article train contexts, packed into 64-piece windows; never a
  * dev set); then every task in both shapes fine-tuned from its architecture's encoder with a fresh
- * head; then `_ablation/<task>-bert-nomlm`: the same BERT recipe from random init, which measures
+ * head; then `_ablation/<task>-<arch>-nomlm`: the same recipe from random init, which measures
  * what the MLM pretraining brings.
  */
 export function zooEntries(): ZooEntry[] {
@@ -89,13 +89,21 @@ export function zooEntries(): ZooEntry[] {
       });
     }
   }
-  for (const [task, o] of tasks) {
-    if (task === "sst2" || task === "squad") continue;
-    out.push({
-      name: `_ablation/${task}-bert-nomlm`,
-      task,
-      options: { ...ZOO_BERT, ...o, maxPositions: 512, seed: 42 },
-    });
+  for (const shape of [ZOO_BERT, ZOO_DISTIL]) {
+    for (const [task, o] of tasks) {
+      if (task === "sst2" || task === "squad") continue;
+      out.push({
+        name: `_ablation/${task}-${shape.arch}-nomlm`,
+        task,
+        options: {
+          ...shape,
+          ...o,
+          lr: shape.arch === "distilbert" ? Math.min(o.lr!, 5e-4) : o.lr,
+          maxPositions: 512,
+          seed: 42,
+        },
+      });
+    }
   }
   return out;
 }
@@ -247,13 +255,13 @@ if (import.meta.main) {
         `| ${r.name} | ${r.mlmSteps} | ${r.seconds} |`
       ),
       "",
-      "Effect of MLM pretraining (same BERT recipe from random init):",
+      "Effect of MLM pretraining (the same recipe from random init):",
       "",
-      "| task | metric | from random init | from the MLM encoder | trivial baseline |",
-      "|---|---|---|---|---|",
+      "| task | architecture | metric | from random init | from the MLM encoder | trivial baseline |",
+      "|---|---|---|---|---|---|",
       ...rows.filter((r) => r.name.startsWith("_ablation/")).map((r) => {
-        const w = rows.find((x) => x.name === `${r.task}-bert`);
-        return `| ${r.task} | ${r.metric} | ${f(r.best)} | ${w ? f(w.best) : "–"} | ${
+        const w = rows.find((x) => x.name === `${r.task}-${r.arch}`);
+        return `| ${r.task} | ${r.arch} | ${r.metric} | ${f(r.best)} | ${w ? f(w.best) : "–"} | ${
           f(r.baseline)
         } |`;
       }),
