@@ -656,7 +656,7 @@ async function latency(
       );
       md.push(
         mdTable([
-          "target (of measured)",
+          "target (of the LUT's encoder latency)",
           "LUT-predicted encoder (ms)",
           "measured model (ms)",
           "unpruned, same loop (ms)",
