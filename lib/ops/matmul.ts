@@ -220,11 +220,11 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
 /**
  * Records the packing of a row-major [rows, K] tensor into a pooled rgba32float texture of
  * ⌈K/4⌉ × rows texels (value k of row r in component k % 4 of texel (k / 4, r), zero past K), as
- * the texture matmul reads its operands; for other CPU-adapter kernels that read small per-row
- * data (a mask, a bias) through llvmpipe's SIMD texel path. The caller releases the texture to
- * `gpu.textures` once its reads are recorded and checks ⌈K/4⌉, rows ≤ `gpu.textures.maxDim`.
+ * the texture matmul reads its operands; here for the bias, which every output reads (llvmpipe's
+ * SIMD texel path instead of its lane-by-lane storage loads). The caller releases the texture to
+ * `gpu.textures` once its reads are recorded.
  */
-export function rowTexture(src: Tensor, rows: number, K: number): Texture2D {
+function rowTexture(src: Tensor, rows: number, K: number): Texture2D {
   if (!(rows >= 1 && K >= 1 && rows * K <= src.size)) {
     throw new ShapeError(`rowTexture: [${rows}, ${K}] does not fit a tensor of ${src.size} values`);
   }
