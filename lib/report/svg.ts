@@ -104,11 +104,6 @@ export function lineChart(series: LineSeries[], o: LineChartOptions): string {
         Y(b.y)
       }" stroke="#555" stroke-dasharray="6 4"/>`,
     );
-    out.push(
-      `<text x="${W - m.r - 4}" y="${Y(b.y) - 4}" text-anchor="end" fill="#555">${
-        esc(b.label)
-      }</text>`,
-    );
   });
   series.forEach((s, i) => {
     const col = COLORS[i % COLORS.length];
@@ -140,6 +135,13 @@ export function lineChart(series: LineSeries[], o: LineChartOptions): string {
     );
     out.push(`<text x="${lx + 30}" y="${ly + 4}">${esc(s.label)}</text>`);
   });
+  // baseline labels last, with a white halo: readable where a curve crosses them
+  for (const b of o.baselines ?? []) {
+    out.push(
+      `<text x="${W - m.r - 4}" y="${Y(b.y) - 4}" text-anchor="end" fill="#555" stroke="#fff" ` +
+        `stroke-width="3" paint-order="stroke">${esc(b.label)}</text>`,
+    );
+  }
   out.push("</svg>");
   return out.join("\n");
 }
