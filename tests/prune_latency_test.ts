@@ -55,7 +55,6 @@ Deno.test("measureModelLatencies: one median per model, in order; bad run counts
   const a = await createRandomModel(config, 4, gpu);
   const b = await createRandomModel(makeConfig({ ...shape, numLayers: 1 }), 5, gpu);
   try {
-    const buffers = gpu.counters.buffersCreated;
     const t = await measureModelLatencies([a, b], { batch: 2, seqLen: 8, runs: 3, warmup: 1 });
     assertEquals(t.length, 2);
     for (const v of t) assert(Number.isFinite(v) && v > 0, `${v}`);
@@ -64,7 +63,6 @@ Deno.test("measureModelLatencies: one median per model, in order; bad run counts
     const again = gpu.counters.buffersCreated;
     await measureModelLatencies([a, b], { batch: 2, seqLen: 8, runs: 1, warmup: 0 });
     assertEquals(gpu.counters.buffersCreated, again);
-    assert(again >= buffers);
     await assertRejects(() => measureModelLatencies([a], { runs: 0 }), InvalidArgumentError);
     await assertRejects(() => measureModelLatencies([a], { warmup: -1 }), InvalidArgumentError);
   } finally {

@@ -2,9 +2,10 @@
  * Latency lookup tables measured with our own kernels on the current adapter (METHOD.md §2.2):
  * lut_mha[h] = one MHA sub-layer (QKV, attention, W_o, residual, LN₁) with h heads, lut_ffn[n] =
  * one FFN sub-layer with n neurons, at a fixed batch × sequence length. Each entry is the median
- * of `runs` marginal timings (the per-submit overhead removed, see `marginalTime`) after warm-up; every h is timed, n at 0, 1, F and each multiple of `step`, linearly interpolated
- * between. Tables are cached on disk per adapter, shape, model dims and kernel version. Also
- * `measureModelLatency` for whole-model timings in reports.
+ * of `runs` marginal timings (the per-submit overhead removed, see `marginalTime`) after warm-up;
+ * every h is timed, n at 0, 1, F and each multiple of `step`, linearly interpolated between.
+ * Tables are cached on disk per adapter, shape, model dims and kernel version. Also
+ * `measureModelLatency` / `measureModelLatencies` for whole-model timings in reports.
  * @module
  */
 import { InvalidArgumentError } from "../errors.ts";
@@ -61,8 +62,7 @@ function median(xs: number[]): number {
 }
 
 /**
- * Marginal seconds of one `run` inside a submit: the median over `runs` of
- * (t(1 + k) − t(1)) / k, where t(n) is the wall time of n recorded runs and one sync. This
+ * Marginal seconds of one `run` inside a submit: the median over `runs` of t(2) − t(1), where t(n) is the wall time of n recorded runs and one sync. This
  * removes the per-submit overhead (submit, fence wait, readiness polling: ≈ 10–15 ms on llvmpipe),
  * which a whole forward pays once but a table of per-sub-layer timings would otherwise count once
  * per entry (at batch 1 × 128 that overhead alone was larger than a sub-layer).
@@ -72,7 +72,6 @@ async function marginalTime(
   run: () => void,
   runs: number,
   warmup: number,
-  k = 1,
 ): Promise<number> {
   const group = async (n: number) => {
     const t0 = performance.now();
@@ -84,7 +83,7 @@ async function marginalTime(
   const t: number[] = [];
   for (let i = 0; i < runs; i++) {
     const one = await group(1);
-    t.push(Math.max(0, (await group(1 + k)) - one) / k);
+    t.push(Math.max(0, (await group(2)) - one));
   }
   return median(t);
 }
