@@ -1,5 +1,6 @@
 // Matmul epilogue shared by kernels/matmul.wgsl and kernels/matmul_tex.wgsl (appended to their
-// source by lib/ops/matmul.ts): exact-erf GELU and ReLU. Expects a uniform `p` with a field `act`.
+// source by lib/ops/matmul.ts): exact-erf GELU and ReLU, per value (epilogue) and per vec4
+// (epilogue4). Expects a uniform `p` with a field `act`.
 
 const ACT_GELU = 1u;
 const ACT_RELU = 2u;
@@ -40,4 +41,8 @@ fn epilogue(v: f32) -> f32 {
     return max(v, 0.0);
   }
   return v;
+}
+
+fn epilogue4(v: vec4<f32>) -> vec4<f32> {
+  return vec4<f32>(epilogue(v.x), epilogue(v.y), epilogue(v.z), epilogue(v.w));
 }

@@ -7,15 +7,19 @@
 // texels, zero-padded past K): row z·M + m of ta is row m of op(a) for batch item z of this
 // dispatch, row z·b_rows + n of tb is column n of op(b) (b_rows = 0: one B shared by all items).
 // lib/ops/matmul.ts fills them by copyBufferToTexture or by the repack kernel in matmul_pack.wgsl.
-// The bias is a one-row texture too (bias[n] in component n % 4 of texel n / 4): each output reads
-// it once, and llvmpipe's lane-by-lane storage loads cost ~10% of a K = 128 product.
+// The bias is a one-row texture too (bias[n] in component n % 4 of texel n / 4), read once per
+// invocation (TN / 4 texels): llvmpipe's lane-by-lane storage loads cost ~10% of a K = 128 product.
 //
 // Entry point matmul_tex_<TM>x<TN>: each invocation computes a TM × TN block of contiguous rows
 // and columns with separate scalar accumulators (no arrays). Out-of-range rows/columns are
 // clamped on load (they only feed outputs that are not stored); stores are bounds-checked.
+// matmul_tex_<TM>x<TN>_v4, for N % 4 == 0, stores each row's TN outputs as TN / 4 vec4s:
+// llvmpipe stores storage lane by lane, so a quarter of the store instructions (with the bias
+// read once per invocation: 10–20% faster products at M = 4096, K = N = 128–512, and 30% at
+// K = 4, where stores dominate; same-run tmp micro-benchmark, idle).
 // Grid: x = ⌈N / (WGX·TN)⌉, y = ⌈M / (WGY·TM)⌉, z = batch items of this dispatch (output item
 // z0 + workgroup_id.z). The sum over k runs in a fixed order: results are deterministic.
-// Needs kernels/matmul_epilogue.wgsl (epilogue()) appended to the source.
+// Needs kernels/matmul_epilogue.wgsl (epilogue(), epilogue4()) appended to the source.
 
 override WGX: u32 = 8u;
 override WGY: u32 = 8u;
@@ -39,22 +43,44 @@ struct Params {
 @group(0) @binding(2) var tb: texture_2d<f32>;
 @group(0) @binding(3) var tbias: texture_2d<f32>; // [⌈N / 4⌉, 1] when FLAG_BIAS
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out4: array<vec4<f32>>; // the same buffer (*_v4)
 
-// Writes one output element: scale, bias, activation, accumulate; skipped when out of range.
-fn put(base: u32, m: u32, n: u32, v: f32) {
+// Writes one output element: scale, bias (read once per column by the caller), activation,
+// accumulate; skipped when out of range.
+fn put(base: u32, m: u32, n: u32, v: f32, bias: f32) {
   if (m >= p.M || n >= p.N) {
     return;
   }
-  var r = p.alpha * v;
-  if ((p.flags & FLAG_BIAS) != 0u) {
-    r += textureLoad(tbias, vec2u(n >> 2u, 0u), 0)[n & 3u];
-  }
-  r = epilogue(r);
+  let r = epilogue(p.alpha * v + bias);
   let o = base + m * p.N + n;
   if ((p.flags & FLAG_ACCUMULATE) != 0u) {
-    r += out[o];
+    out[o] = out[o] + r;
+  } else {
+    out[o] = r;
   }
-  out[o] = r;
+}
+
+// The same for four consecutive columns n..n+3 stored as one vec4 (entry points *_v4, used when
+// N % 4 == 0 so a row's vec4s never straddle two rows); `base4` and the result index are in vec4s.
+fn put4(base4: u32, m: u32, n: u32, v: vec4<f32>, bias: vec4<f32>) {
+  if (m >= p.M || n >= p.N) {
+    return;
+  }
+  let r = epilogue4(p.alpha * v + bias);
+  let o = base4 + (m * p.N + n) / 4u;
+  if ((p.flags & FLAG_ACCUMULATE) != 0u) {
+    out4[o] = out4[o] + r;
+  } else {
+    out4[o] = r;
+  }
+}
+
+// Bias texel t (zero without FLAG_BIAS; texels past ⌈N/4⌉ are clamped, their columns not stored).
+fn biasTexel(t: u32) -> vec4<f32> {
+  if ((p.flags & FLAG_BIAS) == 0u) {
+    return vec4<f32>(0.0);
+  }
+  return textureLoad(tbias, vec2u(min(t, (p.N - 1u) / 4u), 0u), 0);
 }
 
 // 8 × 4 outputs per invocation.
@@ -157,39 +183,152 @@ fn matmul_tex_8x4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
     c7_2 += dot(x7, y2);
     c7_3 += dot(x7, y3);
   }
+  let bias0 = biasTexel(n0 / 4u + 0u);
   let base = (p.z0 + wid.z) * p.M * p.N;
-  put(base, m0 + 0u, n0 + 0u, c0_0);
-  put(base, m0 + 0u, n0 + 1u, c0_1);
-  put(base, m0 + 0u, n0 + 2u, c0_2);
-  put(base, m0 + 0u, n0 + 3u, c0_3);
-  put(base, m0 + 1u, n0 + 0u, c1_0);
-  put(base, m0 + 1u, n0 + 1u, c1_1);
-  put(base, m0 + 1u, n0 + 2u, c1_2);
-  put(base, m0 + 1u, n0 + 3u, c1_3);
-  put(base, m0 + 2u, n0 + 0u, c2_0);
-  put(base, m0 + 2u, n0 + 1u, c2_1);
-  put(base, m0 + 2u, n0 + 2u, c2_2);
-  put(base, m0 + 2u, n0 + 3u, c2_3);
-  put(base, m0 + 3u, n0 + 0u, c3_0);
-  put(base, m0 + 3u, n0 + 1u, c3_1);
-  put(base, m0 + 3u, n0 + 2u, c3_2);
-  put(base, m0 + 3u, n0 + 3u, c3_3);
-  put(base, m0 + 4u, n0 + 0u, c4_0);
-  put(base, m0 + 4u, n0 + 1u, c4_1);
-  put(base, m0 + 4u, n0 + 2u, c4_2);
-  put(base, m0 + 4u, n0 + 3u, c4_3);
-  put(base, m0 + 5u, n0 + 0u, c5_0);
-  put(base, m0 + 5u, n0 + 1u, c5_1);
-  put(base, m0 + 5u, n0 + 2u, c5_2);
-  put(base, m0 + 5u, n0 + 3u, c5_3);
-  put(base, m0 + 6u, n0 + 0u, c6_0);
-  put(base, m0 + 6u, n0 + 1u, c6_1);
-  put(base, m0 + 6u, n0 + 2u, c6_2);
-  put(base, m0 + 6u, n0 + 3u, c6_3);
-  put(base, m0 + 7u, n0 + 0u, c7_0);
-  put(base, m0 + 7u, n0 + 1u, c7_1);
-  put(base, m0 + 7u, n0 + 2u, c7_2);
-  put(base, m0 + 7u, n0 + 3u, c7_3);
+  put(base, m0 + 0u, n0 + 0u, c0_0, bias0[0]);
+  put(base, m0 + 0u, n0 + 1u, c0_1, bias0[1]);
+  put(base, m0 + 0u, n0 + 2u, c0_2, bias0[2]);
+  put(base, m0 + 0u, n0 + 3u, c0_3, bias0[3]);
+  put(base, m0 + 1u, n0 + 0u, c1_0, bias0[0]);
+  put(base, m0 + 1u, n0 + 1u, c1_1, bias0[1]);
+  put(base, m0 + 1u, n0 + 2u, c1_2, bias0[2]);
+  put(base, m0 + 1u, n0 + 3u, c1_3, bias0[3]);
+  put(base, m0 + 2u, n0 + 0u, c2_0, bias0[0]);
+  put(base, m0 + 2u, n0 + 1u, c2_1, bias0[1]);
+  put(base, m0 + 2u, n0 + 2u, c2_2, bias0[2]);
+  put(base, m0 + 2u, n0 + 3u, c2_3, bias0[3]);
+  put(base, m0 + 3u, n0 + 0u, c3_0, bias0[0]);
+  put(base, m0 + 3u, n0 + 1u, c3_1, bias0[1]);
+  put(base, m0 + 3u, n0 + 2u, c3_2, bias0[2]);
+  put(base, m0 + 3u, n0 + 3u, c3_3, bias0[3]);
+  put(base, m0 + 4u, n0 + 0u, c4_0, bias0[0]);
+  put(base, m0 + 4u, n0 + 1u, c4_1, bias0[1]);
+  put(base, m0 + 4u, n0 + 2u, c4_2, bias0[2]);
+  put(base, m0 + 4u, n0 + 3u, c4_3, bias0[3]);
+  put(base, m0 + 5u, n0 + 0u, c5_0, bias0[0]);
+  put(base, m0 + 5u, n0 + 1u, c5_1, bias0[1]);
+  put(base, m0 + 5u, n0 + 2u, c5_2, bias0[2]);
+  put(base, m0 + 5u, n0 + 3u, c5_3, bias0[3]);
+  put(base, m0 + 6u, n0 + 0u, c6_0, bias0[0]);
+  put(base, m0 + 6u, n0 + 1u, c6_1, bias0[1]);
+  put(base, m0 + 6u, n0 + 2u, c6_2, bias0[2]);
+  put(base, m0 + 6u, n0 + 3u, c6_3, bias0[3]);
+  put(base, m0 + 7u, n0 + 0u, c7_0, bias0[0]);
+  put(base, m0 + 7u, n0 + 1u, c7_1, bias0[1]);
+  put(base, m0 + 7u, n0 + 2u, c7_2, bias0[2]);
+  put(base, m0 + 7u, n0 + 3u, c7_3, bias0[3]);
+}
+
+// 8 × 4 outputs per invocation, stored as vec4s (N % 4 == 0).
+@compute @workgroup_size(WGX, WGY)
+fn matmul_tex_8x4_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let n0 = (wid.x * WGX + lid.x) * 4u;
+  let m0 = (wid.y * WGY + lid.y) * 8u;
+  if (m0 >= p.M || n0 >= p.N) {
+    return;
+  }
+  let ra = wid.z * p.M;
+  let rb = wid.z * p.b_rows;
+  let a0 = i32(ra + min(m0 + 0u, p.M - 1u));
+  let a1 = i32(ra + min(m0 + 1u, p.M - 1u));
+  let a2 = i32(ra + min(m0 + 2u, p.M - 1u));
+  let a3 = i32(ra + min(m0 + 3u, p.M - 1u));
+  let a4 = i32(ra + min(m0 + 4u, p.M - 1u));
+  let a5 = i32(ra + min(m0 + 5u, p.M - 1u));
+  let a6 = i32(ra + min(m0 + 6u, p.M - 1u));
+  let a7 = i32(ra + min(m0 + 7u, p.M - 1u));
+  let b0 = i32(rb + min(n0 + 0u, p.N - 1u));
+  let b1 = i32(rb + min(n0 + 1u, p.N - 1u));
+  let b2 = i32(rb + min(n0 + 2u, p.N - 1u));
+  let b3 = i32(rb + min(n0 + 3u, p.N - 1u));
+  var c0_0 = 0.0;
+  var c0_1 = 0.0;
+  var c0_2 = 0.0;
+  var c0_3 = 0.0;
+  var c1_0 = 0.0;
+  var c1_1 = 0.0;
+  var c1_2 = 0.0;
+  var c1_3 = 0.0;
+  var c2_0 = 0.0;
+  var c2_1 = 0.0;
+  var c2_2 = 0.0;
+  var c2_3 = 0.0;
+  var c3_0 = 0.0;
+  var c3_1 = 0.0;
+  var c3_2 = 0.0;
+  var c3_3 = 0.0;
+  var c4_0 = 0.0;
+  var c4_1 = 0.0;
+  var c4_2 = 0.0;
+  var c4_3 = 0.0;
+  var c5_0 = 0.0;
+  var c5_1 = 0.0;
+  var c5_2 = 0.0;
+  var c5_3 = 0.0;
+  var c6_0 = 0.0;
+  var c6_1 = 0.0;
+  var c6_2 = 0.0;
+  var c6_3 = 0.0;
+  var c7_0 = 0.0;
+  var c7_1 = 0.0;
+  var c7_2 = 0.0;
+  var c7_3 = 0.0;
+  for (var k = 0; k < i32(p.K4); k++) {
+    let x0 = textureLoad(ta, vec2i(k, a0), 0);
+    let x1 = textureLoad(ta, vec2i(k, a1), 0);
+    let x2 = textureLoad(ta, vec2i(k, a2), 0);
+    let x3 = textureLoad(ta, vec2i(k, a3), 0);
+    let x4 = textureLoad(ta, vec2i(k, a4), 0);
+    let x5 = textureLoad(ta, vec2i(k, a5), 0);
+    let x6 = textureLoad(ta, vec2i(k, a6), 0);
+    let x7 = textureLoad(ta, vec2i(k, a7), 0);
+    let y0 = textureLoad(tb, vec2i(k, b0), 0);
+    let y1 = textureLoad(tb, vec2i(k, b1), 0);
+    let y2 = textureLoad(tb, vec2i(k, b2), 0);
+    let y3 = textureLoad(tb, vec2i(k, b3), 0);
+    c0_0 += dot(x0, y0);
+    c0_1 += dot(x0, y1);
+    c0_2 += dot(x0, y2);
+    c0_3 += dot(x0, y3);
+    c1_0 += dot(x1, y0);
+    c1_1 += dot(x1, y1);
+    c1_2 += dot(x1, y2);
+    c1_3 += dot(x1, y3);
+    c2_0 += dot(x2, y0);
+    c2_1 += dot(x2, y1);
+    c2_2 += dot(x2, y2);
+    c2_3 += dot(x2, y3);
+    c3_0 += dot(x3, y0);
+    c3_1 += dot(x3, y1);
+    c3_2 += dot(x3, y2);
+    c3_3 += dot(x3, y3);
+    c4_0 += dot(x4, y0);
+    c4_1 += dot(x4, y1);
+    c4_2 += dot(x4, y2);
+    c4_3 += dot(x4, y3);
+    c5_0 += dot(x5, y0);
+    c5_1 += dot(x5, y1);
+    c5_2 += dot(x5, y2);
+    c5_3 += dot(x5, y3);
+    c6_0 += dot(x6, y0);
+    c6_1 += dot(x6, y1);
+    c6_2 += dot(x6, y2);
+    c6_3 += dot(x6, y3);
+    c7_0 += dot(x7, y0);
+    c7_1 += dot(x7, y1);
+    c7_2 += dot(x7, y2);
+    c7_3 += dot(x7, y3);
+  }
+  let bias0 = biasTexel(n0 / 4u + 0u);
+  let base4 = (p.z0 + wid.z) * p.M * (p.N / 4u);
+  put4(base4, m0 + 0u, n0 + 0u, vec4<f32>(c0_0, c0_1, c0_2, c0_3), bias0);
+  put4(base4, m0 + 1u, n0 + 0u, vec4<f32>(c1_0, c1_1, c1_2, c1_3), bias0);
+  put4(base4, m0 + 2u, n0 + 0u, vec4<f32>(c2_0, c2_1, c2_2, c2_3), bias0);
+  put4(base4, m0 + 3u, n0 + 0u, vec4<f32>(c3_0, c3_1, c3_2, c3_3), bias0);
+  put4(base4, m0 + 4u, n0 + 0u, vec4<f32>(c4_0, c4_1, c4_2, c4_3), bias0);
+  put4(base4, m0 + 5u, n0 + 0u, vec4<f32>(c5_0, c5_1, c5_2, c5_3), bias0);
+  put4(base4, m0 + 6u, n0 + 0u, vec4<f32>(c6_0, c6_1, c6_2, c6_3), bias0);
+  put4(base4, m0 + 7u, n0 + 0u, vec4<f32>(c7_0, c7_1, c7_2, c7_3), bias0);
 }
 
 // 8 × 8 outputs per invocation.
@@ -364,71 +503,266 @@ fn matmul_tex_8x8(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
     c7_6 += dot(x7, y6);
     c7_7 += dot(x7, y7);
   }
+  let bias0 = biasTexel(n0 / 4u + 0u);
+  let bias1 = biasTexel(n0 / 4u + 1u);
   let base = (p.z0 + wid.z) * p.M * p.N;
-  put(base, m0 + 0u, n0 + 0u, c0_0);
-  put(base, m0 + 0u, n0 + 1u, c0_1);
-  put(base, m0 + 0u, n0 + 2u, c0_2);
-  put(base, m0 + 0u, n0 + 3u, c0_3);
-  put(base, m0 + 0u, n0 + 4u, c0_4);
-  put(base, m0 + 0u, n0 + 5u, c0_5);
-  put(base, m0 + 0u, n0 + 6u, c0_6);
-  put(base, m0 + 0u, n0 + 7u, c0_7);
-  put(base, m0 + 1u, n0 + 0u, c1_0);
-  put(base, m0 + 1u, n0 + 1u, c1_1);
-  put(base, m0 + 1u, n0 + 2u, c1_2);
-  put(base, m0 + 1u, n0 + 3u, c1_3);
-  put(base, m0 + 1u, n0 + 4u, c1_4);
-  put(base, m0 + 1u, n0 + 5u, c1_5);
-  put(base, m0 + 1u, n0 + 6u, c1_6);
-  put(base, m0 + 1u, n0 + 7u, c1_7);
-  put(base, m0 + 2u, n0 + 0u, c2_0);
-  put(base, m0 + 2u, n0 + 1u, c2_1);
-  put(base, m0 + 2u, n0 + 2u, c2_2);
-  put(base, m0 + 2u, n0 + 3u, c2_3);
-  put(base, m0 + 2u, n0 + 4u, c2_4);
-  put(base, m0 + 2u, n0 + 5u, c2_5);
-  put(base, m0 + 2u, n0 + 6u, c2_6);
-  put(base, m0 + 2u, n0 + 7u, c2_7);
-  put(base, m0 + 3u, n0 + 0u, c3_0);
-  put(base, m0 + 3u, n0 + 1u, c3_1);
-  put(base, m0 + 3u, n0 + 2u, c3_2);
-  put(base, m0 + 3u, n0 + 3u, c3_3);
-  put(base, m0 + 3u, n0 + 4u, c3_4);
-  put(base, m0 + 3u, n0 + 5u, c3_5);
-  put(base, m0 + 3u, n0 + 6u, c3_6);
-  put(base, m0 + 3u, n0 + 7u, c3_7);
-  put(base, m0 + 4u, n0 + 0u, c4_0);
-  put(base, m0 + 4u, n0 + 1u, c4_1);
-  put(base, m0 + 4u, n0 + 2u, c4_2);
-  put(base, m0 + 4u, n0 + 3u, c4_3);
-  put(base, m0 + 4u, n0 + 4u, c4_4);
-  put(base, m0 + 4u, n0 + 5u, c4_5);
-  put(base, m0 + 4u, n0 + 6u, c4_6);
-  put(base, m0 + 4u, n0 + 7u, c4_7);
-  put(base, m0 + 5u, n0 + 0u, c5_0);
-  put(base, m0 + 5u, n0 + 1u, c5_1);
-  put(base, m0 + 5u, n0 + 2u, c5_2);
-  put(base, m0 + 5u, n0 + 3u, c5_3);
-  put(base, m0 + 5u, n0 + 4u, c5_4);
-  put(base, m0 + 5u, n0 + 5u, c5_5);
-  put(base, m0 + 5u, n0 + 6u, c5_6);
-  put(base, m0 + 5u, n0 + 7u, c5_7);
-  put(base, m0 + 6u, n0 + 0u, c6_0);
-  put(base, m0 + 6u, n0 + 1u, c6_1);
-  put(base, m0 + 6u, n0 + 2u, c6_2);
-  put(base, m0 + 6u, n0 + 3u, c6_3);
-  put(base, m0 + 6u, n0 + 4u, c6_4);
-  put(base, m0 + 6u, n0 + 5u, c6_5);
-  put(base, m0 + 6u, n0 + 6u, c6_6);
-  put(base, m0 + 6u, n0 + 7u, c6_7);
-  put(base, m0 + 7u, n0 + 0u, c7_0);
-  put(base, m0 + 7u, n0 + 1u, c7_1);
-  put(base, m0 + 7u, n0 + 2u, c7_2);
-  put(base, m0 + 7u, n0 + 3u, c7_3);
-  put(base, m0 + 7u, n0 + 4u, c7_4);
-  put(base, m0 + 7u, n0 + 5u, c7_5);
-  put(base, m0 + 7u, n0 + 6u, c7_6);
-  put(base, m0 + 7u, n0 + 7u, c7_7);
+  put(base, m0 + 0u, n0 + 0u, c0_0, bias0[0]);
+  put(base, m0 + 0u, n0 + 1u, c0_1, bias0[1]);
+  put(base, m0 + 0u, n0 + 2u, c0_2, bias0[2]);
+  put(base, m0 + 0u, n0 + 3u, c0_3, bias0[3]);
+  put(base, m0 + 0u, n0 + 4u, c0_4, bias1[0]);
+  put(base, m0 + 0u, n0 + 5u, c0_5, bias1[1]);
+  put(base, m0 + 0u, n0 + 6u, c0_6, bias1[2]);
+  put(base, m0 + 0u, n0 + 7u, c0_7, bias1[3]);
+  put(base, m0 + 1u, n0 + 0u, c1_0, bias0[0]);
+  put(base, m0 + 1u, n0 + 1u, c1_1, bias0[1]);
+  put(base, m0 + 1u, n0 + 2u, c1_2, bias0[2]);
+  put(base, m0 + 1u, n0 + 3u, c1_3, bias0[3]);
+  put(base, m0 + 1u, n0 + 4u, c1_4, bias1[0]);
+  put(base, m0 + 1u, n0 + 5u, c1_5, bias1[1]);
+  put(base, m0 + 1u, n0 + 6u, c1_6, bias1[2]);
+  put(base, m0 + 1u, n0 + 7u, c1_7, bias1[3]);
+  put(base, m0 + 2u, n0 + 0u, c2_0, bias0[0]);
+  put(base, m0 + 2u, n0 + 1u, c2_1, bias0[1]);
+  put(base, m0 + 2u, n0 + 2u, c2_2, bias0[2]);
+  put(base, m0 + 2u, n0 + 3u, c2_3, bias0[3]);
+  put(base, m0 + 2u, n0 + 4u, c2_4, bias1[0]);
+  put(base, m0 + 2u, n0 + 5u, c2_5, bias1[1]);
+  put(base, m0 + 2u, n0 + 6u, c2_6, bias1[2]);
+  put(base, m0 + 2u, n0 + 7u, c2_7, bias1[3]);
+  put(base, m0 + 3u, n0 + 0u, c3_0, bias0[0]);
+  put(base, m0 + 3u, n0 + 1u, c3_1, bias0[1]);
+  put(base, m0 + 3u, n0 + 2u, c3_2, bias0[2]);
+  put(base, m0 + 3u, n0 + 3u, c3_3, bias0[3]);
+  put(base, m0 + 3u, n0 + 4u, c3_4, bias1[0]);
+  put(base, m0 + 3u, n0 + 5u, c3_5, bias1[1]);
+  put(base, m0 + 3u, n0 + 6u, c3_6, bias1[2]);
+  put(base, m0 + 3u, n0 + 7u, c3_7, bias1[3]);
+  put(base, m0 + 4u, n0 + 0u, c4_0, bias0[0]);
+  put(base, m0 + 4u, n0 + 1u, c4_1, bias0[1]);
+  put(base, m0 + 4u, n0 + 2u, c4_2, bias0[2]);
+  put(base, m0 + 4u, n0 + 3u, c4_3, bias0[3]);
+  put(base, m0 + 4u, n0 + 4u, c4_4, bias1[0]);
+  put(base, m0 + 4u, n0 + 5u, c4_5, bias1[1]);
+  put(base, m0 + 4u, n0 + 6u, c4_6, bias1[2]);
+  put(base, m0 + 4u, n0 + 7u, c4_7, bias1[3]);
+  put(base, m0 + 5u, n0 + 0u, c5_0, bias0[0]);
+  put(base, m0 + 5u, n0 + 1u, c5_1, bias0[1]);
+  put(base, m0 + 5u, n0 + 2u, c5_2, bias0[2]);
+  put(base, m0 + 5u, n0 + 3u, c5_3, bias0[3]);
+  put(base, m0 + 5u, n0 + 4u, c5_4, bias1[0]);
+  put(base, m0 + 5u, n0 + 5u, c5_5, bias1[1]);
+  put(base, m0 + 5u, n0 + 6u, c5_6, bias1[2]);
+  put(base, m0 + 5u, n0 + 7u, c5_7, bias1[3]);
+  put(base, m0 + 6u, n0 + 0u, c6_0, bias0[0]);
+  put(base, m0 + 6u, n0 + 1u, c6_1, bias0[1]);
+  put(base, m0 + 6u, n0 + 2u, c6_2, bias0[2]);
+  put(base, m0 + 6u, n0 + 3u, c6_3, bias0[3]);
+  put(base, m0 + 6u, n0 + 4u, c6_4, bias1[0]);
+  put(base, m0 + 6u, n0 + 5u, c6_5, bias1[1]);
+  put(base, m0 + 6u, n0 + 6u, c6_6, bias1[2]);
+  put(base, m0 + 6u, n0 + 7u, c6_7, bias1[3]);
+  put(base, m0 + 7u, n0 + 0u, c7_0, bias0[0]);
+  put(base, m0 + 7u, n0 + 1u, c7_1, bias0[1]);
+  put(base, m0 + 7u, n0 + 2u, c7_2, bias0[2]);
+  put(base, m0 + 7u, n0 + 3u, c7_3, bias0[3]);
+  put(base, m0 + 7u, n0 + 4u, c7_4, bias1[0]);
+  put(base, m0 + 7u, n0 + 5u, c7_5, bias1[1]);
+  put(base, m0 + 7u, n0 + 6u, c7_6, bias1[2]);
+  put(base, m0 + 7u, n0 + 7u, c7_7, bias1[3]);
+}
+
+// 8 × 8 outputs per invocation, stored as vec4s (N % 4 == 0).
+@compute @workgroup_size(WGX, WGY)
+fn matmul_tex_8x8_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let n0 = (wid.x * WGX + lid.x) * 8u;
+  let m0 = (wid.y * WGY + lid.y) * 8u;
+  if (m0 >= p.M || n0 >= p.N) {
+    return;
+  }
+  let ra = wid.z * p.M;
+  let rb = wid.z * p.b_rows;
+  let a0 = i32(ra + min(m0 + 0u, p.M - 1u));
+  let a1 = i32(ra + min(m0 + 1u, p.M - 1u));
+  let a2 = i32(ra + min(m0 + 2u, p.M - 1u));
+  let a3 = i32(ra + min(m0 + 3u, p.M - 1u));
+  let a4 = i32(ra + min(m0 + 4u, p.M - 1u));
+  let a5 = i32(ra + min(m0 + 5u, p.M - 1u));
+  let a6 = i32(ra + min(m0 + 6u, p.M - 1u));
+  let a7 = i32(ra + min(m0 + 7u, p.M - 1u));
+  let b0 = i32(rb + min(n0 + 0u, p.N - 1u));
+  let b1 = i32(rb + min(n0 + 1u, p.N - 1u));
+  let b2 = i32(rb + min(n0 + 2u, p.N - 1u));
+  let b3 = i32(rb + min(n0 + 3u, p.N - 1u));
+  let b4 = i32(rb + min(n0 + 4u, p.N - 1u));
+  let b5 = i32(rb + min(n0 + 5u, p.N - 1u));
+  let b6 = i32(rb + min(n0 + 6u, p.N - 1u));
+  let b7 = i32(rb + min(n0 + 7u, p.N - 1u));
+  var c0_0 = 0.0;
+  var c0_1 = 0.0;
+  var c0_2 = 0.0;
+  var c0_3 = 0.0;
+  var c0_4 = 0.0;
+  var c0_5 = 0.0;
+  var c0_6 = 0.0;
+  var c0_7 = 0.0;
+  var c1_0 = 0.0;
+  var c1_1 = 0.0;
+  var c1_2 = 0.0;
+  var c1_3 = 0.0;
+  var c1_4 = 0.0;
+  var c1_5 = 0.0;
+  var c1_6 = 0.0;
+  var c1_7 = 0.0;
+  var c2_0 = 0.0;
+  var c2_1 = 0.0;
+  var c2_2 = 0.0;
+  var c2_3 = 0.0;
+  var c2_4 = 0.0;
+  var c2_5 = 0.0;
+  var c2_6 = 0.0;
+  var c2_7 = 0.0;
+  var c3_0 = 0.0;
+  var c3_1 = 0.0;
+  var c3_2 = 0.0;
+  var c3_3 = 0.0;
+  var c3_4 = 0.0;
+  var c3_5 = 0.0;
+  var c3_6 = 0.0;
+  var c3_7 = 0.0;
+  var c4_0 = 0.0;
+  var c4_1 = 0.0;
+  var c4_2 = 0.0;
+  var c4_3 = 0.0;
+  var c4_4 = 0.0;
+  var c4_5 = 0.0;
+  var c4_6 = 0.0;
+  var c4_7 = 0.0;
+  var c5_0 = 0.0;
+  var c5_1 = 0.0;
+  var c5_2 = 0.0;
+  var c5_3 = 0.0;
+  var c5_4 = 0.0;
+  var c5_5 = 0.0;
+  var c5_6 = 0.0;
+  var c5_7 = 0.0;
+  var c6_0 = 0.0;
+  var c6_1 = 0.0;
+  var c6_2 = 0.0;
+  var c6_3 = 0.0;
+  var c6_4 = 0.0;
+  var c6_5 = 0.0;
+  var c6_6 = 0.0;
+  var c6_7 = 0.0;
+  var c7_0 = 0.0;
+  var c7_1 = 0.0;
+  var c7_2 = 0.0;
+  var c7_3 = 0.0;
+  var c7_4 = 0.0;
+  var c7_5 = 0.0;
+  var c7_6 = 0.0;
+  var c7_7 = 0.0;
+  for (var k = 0; k < i32(p.K4); k++) {
+    let x0 = textureLoad(ta, vec2i(k, a0), 0);
+    let x1 = textureLoad(ta, vec2i(k, a1), 0);
+    let x2 = textureLoad(ta, vec2i(k, a2), 0);
+    let x3 = textureLoad(ta, vec2i(k, a3), 0);
+    let x4 = textureLoad(ta, vec2i(k, a4), 0);
+    let x5 = textureLoad(ta, vec2i(k, a5), 0);
+    let x6 = textureLoad(ta, vec2i(k, a6), 0);
+    let x7 = textureLoad(ta, vec2i(k, a7), 0);
+    let y0 = textureLoad(tb, vec2i(k, b0), 0);
+    let y1 = textureLoad(tb, vec2i(k, b1), 0);
+    let y2 = textureLoad(tb, vec2i(k, b2), 0);
+    let y3 = textureLoad(tb, vec2i(k, b3), 0);
+    let y4 = textureLoad(tb, vec2i(k, b4), 0);
+    let y5 = textureLoad(tb, vec2i(k, b5), 0);
+    let y6 = textureLoad(tb, vec2i(k, b6), 0);
+    let y7 = textureLoad(tb, vec2i(k, b7), 0);
+    c0_0 += dot(x0, y0);
+    c0_1 += dot(x0, y1);
+    c0_2 += dot(x0, y2);
+    c0_3 += dot(x0, y3);
+    c0_4 += dot(x0, y4);
+    c0_5 += dot(x0, y5);
+    c0_6 += dot(x0, y6);
+    c0_7 += dot(x0, y7);
+    c1_0 += dot(x1, y0);
+    c1_1 += dot(x1, y1);
+    c1_2 += dot(x1, y2);
+    c1_3 += dot(x1, y3);
+    c1_4 += dot(x1, y4);
+    c1_5 += dot(x1, y5);
+    c1_6 += dot(x1, y6);
+    c1_7 += dot(x1, y7);
+    c2_0 += dot(x2, y0);
+    c2_1 += dot(x2, y1);
+    c2_2 += dot(x2, y2);
+    c2_3 += dot(x2, y3);
+    c2_4 += dot(x2, y4);
+    c2_5 += dot(x2, y5);
+    c2_6 += dot(x2, y6);
+    c2_7 += dot(x2, y7);
+    c3_0 += dot(x3, y0);
+    c3_1 += dot(x3, y1);
+    c3_2 += dot(x3, y2);
+    c3_3 += dot(x3, y3);
+    c3_4 += dot(x3, y4);
+    c3_5 += dot(x3, y5);
+    c3_6 += dot(x3, y6);
+    c3_7 += dot(x3, y7);
+    c4_0 += dot(x4, y0);
+    c4_1 += dot(x4, y1);
+    c4_2 += dot(x4, y2);
+    c4_3 += dot(x4, y3);
+    c4_4 += dot(x4, y4);
+    c4_5 += dot(x4, y5);
+    c4_6 += dot(x4, y6);
+    c4_7 += dot(x4, y7);
+    c5_0 += dot(x5, y0);
+    c5_1 += dot(x5, y1);
+    c5_2 += dot(x5, y2);
+    c5_3 += dot(x5, y3);
+    c5_4 += dot(x5, y4);
+    c5_5 += dot(x5, y5);
+    c5_6 += dot(x5, y6);
+    c5_7 += dot(x5, y7);
+    c6_0 += dot(x6, y0);
+    c6_1 += dot(x6, y1);
+    c6_2 += dot(x6, y2);
+    c6_3 += dot(x6, y3);
+    c6_4 += dot(x6, y4);
+    c6_5 += dot(x6, y5);
+    c6_6 += dot(x6, y6);
+    c6_7 += dot(x6, y7);
+    c7_0 += dot(x7, y0);
+    c7_1 += dot(x7, y1);
+    c7_2 += dot(x7, y2);
+    c7_3 += dot(x7, y3);
+    c7_4 += dot(x7, y4);
+    c7_5 += dot(x7, y5);
+    c7_6 += dot(x7, y6);
+    c7_7 += dot(x7, y7);
+  }
+  let bias0 = biasTexel(n0 / 4u + 0u);
+  let bias1 = biasTexel(n0 / 4u + 1u);
+  let base4 = (p.z0 + wid.z) * p.M * (p.N / 4u);
+  put4(base4, m0 + 0u, n0 + 0u, vec4<f32>(c0_0, c0_1, c0_2, c0_3), bias0);
+  put4(base4, m0 + 0u, n0 + 4u, vec4<f32>(c0_4, c0_5, c0_6, c0_7), bias1);
+  put4(base4, m0 + 1u, n0 + 0u, vec4<f32>(c1_0, c1_1, c1_2, c1_3), bias0);
+  put4(base4, m0 + 1u, n0 + 4u, vec4<f32>(c1_4, c1_5, c1_6, c1_7), bias1);
+  put4(base4, m0 + 2u, n0 + 0u, vec4<f32>(c2_0, c2_1, c2_2, c2_3), bias0);
+  put4(base4, m0 + 2u, n0 + 4u, vec4<f32>(c2_4, c2_5, c2_6, c2_7), bias1);
+  put4(base4, m0 + 3u, n0 + 0u, vec4<f32>(c3_0, c3_1, c3_2, c3_3), bias0);
+  put4(base4, m0 + 3u, n0 + 4u, vec4<f32>(c3_4, c3_5, c3_6, c3_7), bias1);
+  put4(base4, m0 + 4u, n0 + 0u, vec4<f32>(c4_0, c4_1, c4_2, c4_3), bias0);
+  put4(base4, m0 + 4u, n0 + 4u, vec4<f32>(c4_4, c4_5, c4_6, c4_7), bias1);
+  put4(base4, m0 + 5u, n0 + 0u, vec4<f32>(c5_0, c5_1, c5_2, c5_3), bias0);
+  put4(base4, m0 + 5u, n0 + 4u, vec4<f32>(c5_4, c5_5, c5_6, c5_7), bias1);
+  put4(base4, m0 + 6u, n0 + 0u, vec4<f32>(c6_0, c6_1, c6_2, c6_3), bias0);
+  put4(base4, m0 + 6u, n0 + 4u, vec4<f32>(c6_4, c6_5, c6_6, c6_7), bias1);
+  put4(base4, m0 + 7u, n0 + 0u, vec4<f32>(c7_0, c7_1, c7_2, c7_3), bias0);
+  put4(base4, m0 + 7u, n0 + 4u, vec4<f32>(c7_4, c7_5, c7_6, c7_7), bias1);
 }
 
 // 4 × 8 outputs per invocation.
@@ -531,39 +865,154 @@ fn matmul_tex_4x8(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
     c3_6 += dot(x3, y6);
     c3_7 += dot(x3, y7);
   }
+  let bias0 = biasTexel(n0 / 4u + 0u);
+  let bias1 = biasTexel(n0 / 4u + 1u);
   let base = (p.z0 + wid.z) * p.M * p.N;
-  put(base, m0 + 0u, n0 + 0u, c0_0);
-  put(base, m0 + 0u, n0 + 1u, c0_1);
-  put(base, m0 + 0u, n0 + 2u, c0_2);
-  put(base, m0 + 0u, n0 + 3u, c0_3);
-  put(base, m0 + 0u, n0 + 4u, c0_4);
-  put(base, m0 + 0u, n0 + 5u, c0_5);
-  put(base, m0 + 0u, n0 + 6u, c0_6);
-  put(base, m0 + 0u, n0 + 7u, c0_7);
-  put(base, m0 + 1u, n0 + 0u, c1_0);
-  put(base, m0 + 1u, n0 + 1u, c1_1);
-  put(base, m0 + 1u, n0 + 2u, c1_2);
-  put(base, m0 + 1u, n0 + 3u, c1_3);
-  put(base, m0 + 1u, n0 + 4u, c1_4);
-  put(base, m0 + 1u, n0 + 5u, c1_5);
-  put(base, m0 + 1u, n0 + 6u, c1_6);
-  put(base, m0 + 1u, n0 + 7u, c1_7);
-  put(base, m0 + 2u, n0 + 0u, c2_0);
-  put(base, m0 + 2u, n0 + 1u, c2_1);
-  put(base, m0 + 2u, n0 + 2u, c2_2);
-  put(base, m0 + 2u, n0 + 3u, c2_3);
-  put(base, m0 + 2u, n0 + 4u, c2_4);
-  put(base, m0 + 2u, n0 + 5u, c2_5);
-  put(base, m0 + 2u, n0 + 6u, c2_6);
-  put(base, m0 + 2u, n0 + 7u, c2_7);
-  put(base, m0 + 3u, n0 + 0u, c3_0);
-  put(base, m0 + 3u, n0 + 1u, c3_1);
-  put(base, m0 + 3u, n0 + 2u, c3_2);
-  put(base, m0 + 3u, n0 + 3u, c3_3);
-  put(base, m0 + 3u, n0 + 4u, c3_4);
-  put(base, m0 + 3u, n0 + 5u, c3_5);
-  put(base, m0 + 3u, n0 + 6u, c3_6);
-  put(base, m0 + 3u, n0 + 7u, c3_7);
+  put(base, m0 + 0u, n0 + 0u, c0_0, bias0[0]);
+  put(base, m0 + 0u, n0 + 1u, c0_1, bias0[1]);
+  put(base, m0 + 0u, n0 + 2u, c0_2, bias0[2]);
+  put(base, m0 + 0u, n0 + 3u, c0_3, bias0[3]);
+  put(base, m0 + 0u, n0 + 4u, c0_4, bias1[0]);
+  put(base, m0 + 0u, n0 + 5u, c0_5, bias1[1]);
+  put(base, m0 + 0u, n0 + 6u, c0_6, bias1[2]);
+  put(base, m0 + 0u, n0 + 7u, c0_7, bias1[3]);
+  put(base, m0 + 1u, n0 + 0u, c1_0, bias0[0]);
+  put(base, m0 + 1u, n0 + 1u, c1_1, bias0[1]);
+  put(base, m0 + 1u, n0 + 2u, c1_2, bias0[2]);
+  put(base, m0 + 1u, n0 + 3u, c1_3, bias0[3]);
+  put(base, m0 + 1u, n0 + 4u, c1_4, bias1[0]);
+  put(base, m0 + 1u, n0 + 5u, c1_5, bias1[1]);
+  put(base, m0 + 1u, n0 + 6u, c1_6, bias1[2]);
+  put(base, m0 + 1u, n0 + 7u, c1_7, bias1[3]);
+  put(base, m0 + 2u, n0 + 0u, c2_0, bias0[0]);
+  put(base, m0 + 2u, n0 + 1u, c2_1, bias0[1]);
+  put(base, m0 + 2u, n0 + 2u, c2_2, bias0[2]);
+  put(base, m0 + 2u, n0 + 3u, c2_3, bias0[3]);
+  put(base, m0 + 2u, n0 + 4u, c2_4, bias1[0]);
+  put(base, m0 + 2u, n0 + 5u, c2_5, bias1[1]);
+  put(base, m0 + 2u, n0 + 6u, c2_6, bias1[2]);
+  put(base, m0 + 2u, n0 + 7u, c2_7, bias1[3]);
+  put(base, m0 + 3u, n0 + 0u, c3_0, bias0[0]);
+  put(base, m0 + 3u, n0 + 1u, c3_1, bias0[1]);
+  put(base, m0 + 3u, n0 + 2u, c3_2, bias0[2]);
+  put(base, m0 + 3u, n0 + 3u, c3_3, bias0[3]);
+  put(base, m0 + 3u, n0 + 4u, c3_4, bias1[0]);
+  put(base, m0 + 3u, n0 + 5u, c3_5, bias1[1]);
+  put(base, m0 + 3u, n0 + 6u, c3_6, bias1[2]);
+  put(base, m0 + 3u, n0 + 7u, c3_7, bias1[3]);
+}
+
+// 4 × 8 outputs per invocation, stored as vec4s (N % 4 == 0).
+@compute @workgroup_size(WGX, WGY)
+fn matmul_tex_4x8_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let n0 = (wid.x * WGX + lid.x) * 8u;
+  let m0 = (wid.y * WGY + lid.y) * 4u;
+  if (m0 >= p.M || n0 >= p.N) {
+    return;
+  }
+  let ra = wid.z * p.M;
+  let rb = wid.z * p.b_rows;
+  let a0 = i32(ra + min(m0 + 0u, p.M - 1u));
+  let a1 = i32(ra + min(m0 + 1u, p.M - 1u));
+  let a2 = i32(ra + min(m0 + 2u, p.M - 1u));
+  let a3 = i32(ra + min(m0 + 3u, p.M - 1u));
+  let b0 = i32(rb + min(n0 + 0u, p.N - 1u));
+  let b1 = i32(rb + min(n0 + 1u, p.N - 1u));
+  let b2 = i32(rb + min(n0 + 2u, p.N - 1u));
+  let b3 = i32(rb + min(n0 + 3u, p.N - 1u));
+  let b4 = i32(rb + min(n0 + 4u, p.N - 1u));
+  let b5 = i32(rb + min(n0 + 5u, p.N - 1u));
+  let b6 = i32(rb + min(n0 + 6u, p.N - 1u));
+  let b7 = i32(rb + min(n0 + 7u, p.N - 1u));
+  var c0_0 = 0.0;
+  var c0_1 = 0.0;
+  var c0_2 = 0.0;
+  var c0_3 = 0.0;
+  var c0_4 = 0.0;
+  var c0_5 = 0.0;
+  var c0_6 = 0.0;
+  var c0_7 = 0.0;
+  var c1_0 = 0.0;
+  var c1_1 = 0.0;
+  var c1_2 = 0.0;
+  var c1_3 = 0.0;
+  var c1_4 = 0.0;
+  var c1_5 = 0.0;
+  var c1_6 = 0.0;
+  var c1_7 = 0.0;
+  var c2_0 = 0.0;
+  var c2_1 = 0.0;
+  var c2_2 = 0.0;
+  var c2_3 = 0.0;
+  var c2_4 = 0.0;
+  var c2_5 = 0.0;
+  var c2_6 = 0.0;
+  var c2_7 = 0.0;
+  var c3_0 = 0.0;
+  var c3_1 = 0.0;
+  var c3_2 = 0.0;
+  var c3_3 = 0.0;
+  var c3_4 = 0.0;
+  var c3_5 = 0.0;
+  var c3_6 = 0.0;
+  var c3_7 = 0.0;
+  for (var k = 0; k < i32(p.K4); k++) {
+    let x0 = textureLoad(ta, vec2i(k, a0), 0);
+    let x1 = textureLoad(ta, vec2i(k, a1), 0);
+    let x2 = textureLoad(ta, vec2i(k, a2), 0);
+    let x3 = textureLoad(ta, vec2i(k, a3), 0);
+    let y0 = textureLoad(tb, vec2i(k, b0), 0);
+    let y1 = textureLoad(tb, vec2i(k, b1), 0);
+    let y2 = textureLoad(tb, vec2i(k, b2), 0);
+    let y3 = textureLoad(tb, vec2i(k, b3), 0);
+    let y4 = textureLoad(tb, vec2i(k, b4), 0);
+    let y5 = textureLoad(tb, vec2i(k, b5), 0);
+    let y6 = textureLoad(tb, vec2i(k, b6), 0);
+    let y7 = textureLoad(tb, vec2i(k, b7), 0);
+    c0_0 += dot(x0, y0);
+    c0_1 += dot(x0, y1);
+    c0_2 += dot(x0, y2);
+    c0_3 += dot(x0, y3);
+    c0_4 += dot(x0, y4);
+    c0_5 += dot(x0, y5);
+    c0_6 += dot(x0, y6);
+    c0_7 += dot(x0, y7);
+    c1_0 += dot(x1, y0);
+    c1_1 += dot(x1, y1);
+    c1_2 += dot(x1, y2);
+    c1_3 += dot(x1, y3);
+    c1_4 += dot(x1, y4);
+    c1_5 += dot(x1, y5);
+    c1_6 += dot(x1, y6);
+    c1_7 += dot(x1, y7);
+    c2_0 += dot(x2, y0);
+    c2_1 += dot(x2, y1);
+    c2_2 += dot(x2, y2);
+    c2_3 += dot(x2, y3);
+    c2_4 += dot(x2, y4);
+    c2_5 += dot(x2, y5);
+    c2_6 += dot(x2, y6);
+    c2_7 += dot(x2, y7);
+    c3_0 += dot(x3, y0);
+    c3_1 += dot(x3, y1);
+    c3_2 += dot(x3, y2);
+    c3_3 += dot(x3, y3);
+    c3_4 += dot(x3, y4);
+    c3_5 += dot(x3, y5);
+    c3_6 += dot(x3, y6);
+    c3_7 += dot(x3, y7);
+  }
+  let bias0 = biasTexel(n0 / 4u + 0u);
+  let bias1 = biasTexel(n0 / 4u + 1u);
+  let base4 = (p.z0 + wid.z) * p.M * (p.N / 4u);
+  put4(base4, m0 + 0u, n0 + 0u, vec4<f32>(c0_0, c0_1, c0_2, c0_3), bias0);
+  put4(base4, m0 + 0u, n0 + 4u, vec4<f32>(c0_4, c0_5, c0_6, c0_7), bias1);
+  put4(base4, m0 + 1u, n0 + 0u, vec4<f32>(c1_0, c1_1, c1_2, c1_3), bias0);
+  put4(base4, m0 + 1u, n0 + 4u, vec4<f32>(c1_4, c1_5, c1_6, c1_7), bias1);
+  put4(base4, m0 + 2u, n0 + 0u, vec4<f32>(c2_0, c2_1, c2_2, c2_3), bias0);
+  put4(base4, m0 + 2u, n0 + 4u, vec4<f32>(c2_4, c2_5, c2_6, c2_7), bias1);
+  put4(base4, m0 + 3u, n0 + 0u, vec4<f32>(c3_0, c3_1, c3_2, c3_3), bias0);
+  put4(base4, m0 + 3u, n0 + 4u, vec4<f32>(c3_4, c3_5, c3_6, c3_7), bias1);
 }
 
 // 4 × 4 outputs per invocation.
@@ -626,23 +1075,92 @@ fn matmul_tex_4x4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
     c3_2 += dot(x3, y2);
     c3_3 += dot(x3, y3);
   }
+  let bias0 = biasTexel(n0 / 4u + 0u);
   let base = (p.z0 + wid.z) * p.M * p.N;
-  put(base, m0 + 0u, n0 + 0u, c0_0);
-  put(base, m0 + 0u, n0 + 1u, c0_1);
-  put(base, m0 + 0u, n0 + 2u, c0_2);
-  put(base, m0 + 0u, n0 + 3u, c0_3);
-  put(base, m0 + 1u, n0 + 0u, c1_0);
-  put(base, m0 + 1u, n0 + 1u, c1_1);
-  put(base, m0 + 1u, n0 + 2u, c1_2);
-  put(base, m0 + 1u, n0 + 3u, c1_3);
-  put(base, m0 + 2u, n0 + 0u, c2_0);
-  put(base, m0 + 2u, n0 + 1u, c2_1);
-  put(base, m0 + 2u, n0 + 2u, c2_2);
-  put(base, m0 + 2u, n0 + 3u, c2_3);
-  put(base, m0 + 3u, n0 + 0u, c3_0);
-  put(base, m0 + 3u, n0 + 1u, c3_1);
-  put(base, m0 + 3u, n0 + 2u, c3_2);
-  put(base, m0 + 3u, n0 + 3u, c3_3);
+  put(base, m0 + 0u, n0 + 0u, c0_0, bias0[0]);
+  put(base, m0 + 0u, n0 + 1u, c0_1, bias0[1]);
+  put(base, m0 + 0u, n0 + 2u, c0_2, bias0[2]);
+  put(base, m0 + 0u, n0 + 3u, c0_3, bias0[3]);
+  put(base, m0 + 1u, n0 + 0u, c1_0, bias0[0]);
+  put(base, m0 + 1u, n0 + 1u, c1_1, bias0[1]);
+  put(base, m0 + 1u, n0 + 2u, c1_2, bias0[2]);
+  put(base, m0 + 1u, n0 + 3u, c1_3, bias0[3]);
+  put(base, m0 + 2u, n0 + 0u, c2_0, bias0[0]);
+  put(base, m0 + 2u, n0 + 1u, c2_1, bias0[1]);
+  put(base, m0 + 2u, n0 + 2u, c2_2, bias0[2]);
+  put(base, m0 + 2u, n0 + 3u, c2_3, bias0[3]);
+  put(base, m0 + 3u, n0 + 0u, c3_0, bias0[0]);
+  put(base, m0 + 3u, n0 + 1u, c3_1, bias0[1]);
+  put(base, m0 + 3u, n0 + 2u, c3_2, bias0[2]);
+  put(base, m0 + 3u, n0 + 3u, c3_3, bias0[3]);
+}
+
+// 4 × 4 outputs per invocation, stored as vec4s (N % 4 == 0).
+@compute @workgroup_size(WGX, WGY)
+fn matmul_tex_4x4_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let n0 = (wid.x * WGX + lid.x) * 4u;
+  let m0 = (wid.y * WGY + lid.y) * 4u;
+  if (m0 >= p.M || n0 >= p.N) {
+    return;
+  }
+  let ra = wid.z * p.M;
+  let rb = wid.z * p.b_rows;
+  let a0 = i32(ra + min(m0 + 0u, p.M - 1u));
+  let a1 = i32(ra + min(m0 + 1u, p.M - 1u));
+  let a2 = i32(ra + min(m0 + 2u, p.M - 1u));
+  let a3 = i32(ra + min(m0 + 3u, p.M - 1u));
+  let b0 = i32(rb + min(n0 + 0u, p.N - 1u));
+  let b1 = i32(rb + min(n0 + 1u, p.N - 1u));
+  let b2 = i32(rb + min(n0 + 2u, p.N - 1u));
+  let b3 = i32(rb + min(n0 + 3u, p.N - 1u));
+  var c0_0 = 0.0;
+  var c0_1 = 0.0;
+  var c0_2 = 0.0;
+  var c0_3 = 0.0;
+  var c1_0 = 0.0;
+  var c1_1 = 0.0;
+  var c1_2 = 0.0;
+  var c1_3 = 0.0;
+  var c2_0 = 0.0;
+  var c2_1 = 0.0;
+  var c2_2 = 0.0;
+  var c2_3 = 0.0;
+  var c3_0 = 0.0;
+  var c3_1 = 0.0;
+  var c3_2 = 0.0;
+  var c3_3 = 0.0;
+  for (var k = 0; k < i32(p.K4); k++) {
+    let x0 = textureLoad(ta, vec2i(k, a0), 0);
+    let x1 = textureLoad(ta, vec2i(k, a1), 0);
+    let x2 = textureLoad(ta, vec2i(k, a2), 0);
+    let x3 = textureLoad(ta, vec2i(k, a3), 0);
+    let y0 = textureLoad(tb, vec2i(k, b0), 0);
+    let y1 = textureLoad(tb, vec2i(k, b1), 0);
+    let y2 = textureLoad(tb, vec2i(k, b2), 0);
+    let y3 = textureLoad(tb, vec2i(k, b3), 0);
+    c0_0 += dot(x0, y0);
+    c0_1 += dot(x0, y1);
+    c0_2 += dot(x0, y2);
+    c0_3 += dot(x0, y3);
+    c1_0 += dot(x1, y0);
+    c1_1 += dot(x1, y1);
+    c1_2 += dot(x1, y2);
+    c1_3 += dot(x1, y3);
+    c2_0 += dot(x2, y0);
+    c2_1 += dot(x2, y1);
+    c2_2 += dot(x2, y2);
+    c2_3 += dot(x2, y3);
+    c3_0 += dot(x3, y0);
+    c3_1 += dot(x3, y1);
+    c3_2 += dot(x3, y2);
+    c3_3 += dot(x3, y3);
+  }
+  let bias0 = biasTexel(n0 / 4u + 0u);
+  let base4 = (p.z0 + wid.z) * p.M * (p.N / 4u);
+  put4(base4, m0 + 0u, n0 + 0u, vec4<f32>(c0_0, c0_1, c0_2, c0_3), bias0);
+  put4(base4, m0 + 1u, n0 + 0u, vec4<f32>(c1_0, c1_1, c1_2, c1_3), bias0);
+  put4(base4, m0 + 2u, n0 + 0u, vec4<f32>(c2_0, c2_1, c2_2, c2_3), bias0);
+  put4(base4, m0 + 3u, n0 + 0u, vec4<f32>(c3_0, c3_1, c3_2, c3_3), bias0);
 }
 
 // 16 × 4 outputs per invocation.
@@ -825,69 +1343,270 @@ fn matmul_tex_16x4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_
     c15_2 += dot(x15, y2);
     c15_3 += dot(x15, y3);
   }
+  let bias0 = biasTexel(n0 / 4u + 0u);
   let base = (p.z0 + wid.z) * p.M * p.N;
-  put(base, m0 + 0u, n0 + 0u, c0_0);
-  put(base, m0 + 0u, n0 + 1u, c0_1);
-  put(base, m0 + 0u, n0 + 2u, c0_2);
-  put(base, m0 + 0u, n0 + 3u, c0_3);
-  put(base, m0 + 1u, n0 + 0u, c1_0);
-  put(base, m0 + 1u, n0 + 1u, c1_1);
-  put(base, m0 + 1u, n0 + 2u, c1_2);
-  put(base, m0 + 1u, n0 + 3u, c1_3);
-  put(base, m0 + 2u, n0 + 0u, c2_0);
-  put(base, m0 + 2u, n0 + 1u, c2_1);
-  put(base, m0 + 2u, n0 + 2u, c2_2);
-  put(base, m0 + 2u, n0 + 3u, c2_3);
-  put(base, m0 + 3u, n0 + 0u, c3_0);
-  put(base, m0 + 3u, n0 + 1u, c3_1);
-  put(base, m0 + 3u, n0 + 2u, c3_2);
-  put(base, m0 + 3u, n0 + 3u, c3_3);
-  put(base, m0 + 4u, n0 + 0u, c4_0);
-  put(base, m0 + 4u, n0 + 1u, c4_1);
-  put(base, m0 + 4u, n0 + 2u, c4_2);
-  put(base, m0 + 4u, n0 + 3u, c4_3);
-  put(base, m0 + 5u, n0 + 0u, c5_0);
-  put(base, m0 + 5u, n0 + 1u, c5_1);
-  put(base, m0 + 5u, n0 + 2u, c5_2);
-  put(base, m0 + 5u, n0 + 3u, c5_3);
-  put(base, m0 + 6u, n0 + 0u, c6_0);
-  put(base, m0 + 6u, n0 + 1u, c6_1);
-  put(base, m0 + 6u, n0 + 2u, c6_2);
-  put(base, m0 + 6u, n0 + 3u, c6_3);
-  put(base, m0 + 7u, n0 + 0u, c7_0);
-  put(base, m0 + 7u, n0 + 1u, c7_1);
-  put(base, m0 + 7u, n0 + 2u, c7_2);
-  put(base, m0 + 7u, n0 + 3u, c7_3);
-  put(base, m0 + 8u, n0 + 0u, c8_0);
-  put(base, m0 + 8u, n0 + 1u, c8_1);
-  put(base, m0 + 8u, n0 + 2u, c8_2);
-  put(base, m0 + 8u, n0 + 3u, c8_3);
-  put(base, m0 + 9u, n0 + 0u, c9_0);
-  put(base, m0 + 9u, n0 + 1u, c9_1);
-  put(base, m0 + 9u, n0 + 2u, c9_2);
-  put(base, m0 + 9u, n0 + 3u, c9_3);
-  put(base, m0 + 10u, n0 + 0u, c10_0);
-  put(base, m0 + 10u, n0 + 1u, c10_1);
-  put(base, m0 + 10u, n0 + 2u, c10_2);
-  put(base, m0 + 10u, n0 + 3u, c10_3);
-  put(base, m0 + 11u, n0 + 0u, c11_0);
-  put(base, m0 + 11u, n0 + 1u, c11_1);
-  put(base, m0 + 11u, n0 + 2u, c11_2);
-  put(base, m0 + 11u, n0 + 3u, c11_3);
-  put(base, m0 + 12u, n0 + 0u, c12_0);
-  put(base, m0 + 12u, n0 + 1u, c12_1);
-  put(base, m0 + 12u, n0 + 2u, c12_2);
-  put(base, m0 + 12u, n0 + 3u, c12_3);
-  put(base, m0 + 13u, n0 + 0u, c13_0);
-  put(base, m0 + 13u, n0 + 1u, c13_1);
-  put(base, m0 + 13u, n0 + 2u, c13_2);
-  put(base, m0 + 13u, n0 + 3u, c13_3);
-  put(base, m0 + 14u, n0 + 0u, c14_0);
-  put(base, m0 + 14u, n0 + 1u, c14_1);
-  put(base, m0 + 14u, n0 + 2u, c14_2);
-  put(base, m0 + 14u, n0 + 3u, c14_3);
-  put(base, m0 + 15u, n0 + 0u, c15_0);
-  put(base, m0 + 15u, n0 + 1u, c15_1);
-  put(base, m0 + 15u, n0 + 2u, c15_2);
-  put(base, m0 + 15u, n0 + 3u, c15_3);
+  put(base, m0 + 0u, n0 + 0u, c0_0, bias0[0]);
+  put(base, m0 + 0u, n0 + 1u, c0_1, bias0[1]);
+  put(base, m0 + 0u, n0 + 2u, c0_2, bias0[2]);
+  put(base, m0 + 0u, n0 + 3u, c0_3, bias0[3]);
+  put(base, m0 + 1u, n0 + 0u, c1_0, bias0[0]);
+  put(base, m0 + 1u, n0 + 1u, c1_1, bias0[1]);
+  put(base, m0 + 1u, n0 + 2u, c1_2, bias0[2]);
+  put(base, m0 + 1u, n0 + 3u, c1_3, bias0[3]);
+  put(base, m0 + 2u, n0 + 0u, c2_0, bias0[0]);
+  put(base, m0 + 2u, n0 + 1u, c2_1, bias0[1]);
+  put(base, m0 + 2u, n0 + 2u, c2_2, bias0[2]);
+  put(base, m0 + 2u, n0 + 3u, c2_3, bias0[3]);
+  put(base, m0 + 3u, n0 + 0u, c3_0, bias0[0]);
+  put(base, m0 + 3u, n0 + 1u, c3_1, bias0[1]);
+  put(base, m0 + 3u, n0 + 2u, c3_2, bias0[2]);
+  put(base, m0 + 3u, n0 + 3u, c3_3, bias0[3]);
+  put(base, m0 + 4u, n0 + 0u, c4_0, bias0[0]);
+  put(base, m0 + 4u, n0 + 1u, c4_1, bias0[1]);
+  put(base, m0 + 4u, n0 + 2u, c4_2, bias0[2]);
+  put(base, m0 + 4u, n0 + 3u, c4_3, bias0[3]);
+  put(base, m0 + 5u, n0 + 0u, c5_0, bias0[0]);
+  put(base, m0 + 5u, n0 + 1u, c5_1, bias0[1]);
+  put(base, m0 + 5u, n0 + 2u, c5_2, bias0[2]);
+  put(base, m0 + 5u, n0 + 3u, c5_3, bias0[3]);
+  put(base, m0 + 6u, n0 + 0u, c6_0, bias0[0]);
+  put(base, m0 + 6u, n0 + 1u, c6_1, bias0[1]);
+  put(base, m0 + 6u, n0 + 2u, c6_2, bias0[2]);
+  put(base, m0 + 6u, n0 + 3u, c6_3, bias0[3]);
+  put(base, m0 + 7u, n0 + 0u, c7_0, bias0[0]);
+  put(base, m0 + 7u, n0 + 1u, c7_1, bias0[1]);
+  put(base, m0 + 7u, n0 + 2u, c7_2, bias0[2]);
+  put(base, m0 + 7u, n0 + 3u, c7_3, bias0[3]);
+  put(base, m0 + 8u, n0 + 0u, c8_0, bias0[0]);
+  put(base, m0 + 8u, n0 + 1u, c8_1, bias0[1]);
+  put(base, m0 + 8u, n0 + 2u, c8_2, bias0[2]);
+  put(base, m0 + 8u, n0 + 3u, c8_3, bias0[3]);
+  put(base, m0 + 9u, n0 + 0u, c9_0, bias0[0]);
+  put(base, m0 + 9u, n0 + 1u, c9_1, bias0[1]);
+  put(base, m0 + 9u, n0 + 2u, c9_2, bias0[2]);
+  put(base, m0 + 9u, n0 + 3u, c9_3, bias0[3]);
+  put(base, m0 + 10u, n0 + 0u, c10_0, bias0[0]);
+  put(base, m0 + 10u, n0 + 1u, c10_1, bias0[1]);
+  put(base, m0 + 10u, n0 + 2u, c10_2, bias0[2]);
+  put(base, m0 + 10u, n0 + 3u, c10_3, bias0[3]);
+  put(base, m0 + 11u, n0 + 0u, c11_0, bias0[0]);
+  put(base, m0 + 11u, n0 + 1u, c11_1, bias0[1]);
+  put(base, m0 + 11u, n0 + 2u, c11_2, bias0[2]);
+  put(base, m0 + 11u, n0 + 3u, c11_3, bias0[3]);
+  put(base, m0 + 12u, n0 + 0u, c12_0, bias0[0]);
+  put(base, m0 + 12u, n0 + 1u, c12_1, bias0[1]);
+  put(base, m0 + 12u, n0 + 2u, c12_2, bias0[2]);
+  put(base, m0 + 12u, n0 + 3u, c12_3, bias0[3]);
+  put(base, m0 + 13u, n0 + 0u, c13_0, bias0[0]);
+  put(base, m0 + 13u, n0 + 1u, c13_1, bias0[1]);
+  put(base, m0 + 13u, n0 + 2u, c13_2, bias0[2]);
+  put(base, m0 + 13u, n0 + 3u, c13_3, bias0[3]);
+  put(base, m0 + 14u, n0 + 0u, c14_0, bias0[0]);
+  put(base, m0 + 14u, n0 + 1u, c14_1, bias0[1]);
+  put(base, m0 + 14u, n0 + 2u, c14_2, bias0[2]);
+  put(base, m0 + 14u, n0 + 3u, c14_3, bias0[3]);
+  put(base, m0 + 15u, n0 + 0u, c15_0, bias0[0]);
+  put(base, m0 + 15u, n0 + 1u, c15_1, bias0[1]);
+  put(base, m0 + 15u, n0 + 2u, c15_2, bias0[2]);
+  put(base, m0 + 15u, n0 + 3u, c15_3, bias0[3]);
+}
+
+// 16 × 4 outputs per invocation, stored as vec4s (N % 4 == 0).
+@compute @workgroup_size(WGX, WGY)
+fn matmul_tex_16x4_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let n0 = (wid.x * WGX + lid.x) * 4u;
+  let m0 = (wid.y * WGY + lid.y) * 16u;
+  if (m0 >= p.M || n0 >= p.N) {
+    return;
+  }
+  let ra = wid.z * p.M;
+  let rb = wid.z * p.b_rows;
+  let a0 = i32(ra + min(m0 + 0u, p.M - 1u));
+  let a1 = i32(ra + min(m0 + 1u, p.M - 1u));
+  let a2 = i32(ra + min(m0 + 2u, p.M - 1u));
+  let a3 = i32(ra + min(m0 + 3u, p.M - 1u));
+  let a4 = i32(ra + min(m0 + 4u, p.M - 1u));
+  let a5 = i32(ra + min(m0 + 5u, p.M - 1u));
+  let a6 = i32(ra + min(m0 + 6u, p.M - 1u));
+  let a7 = i32(ra + min(m0 + 7u, p.M - 1u));
+  let a8 = i32(ra + min(m0 + 8u, p.M - 1u));
+  let a9 = i32(ra + min(m0 + 9u, p.M - 1u));
+  let a10 = i32(ra + min(m0 + 10u, p.M - 1u));
+  let a11 = i32(ra + min(m0 + 11u, p.M - 1u));
+  let a12 = i32(ra + min(m0 + 12u, p.M - 1u));
+  let a13 = i32(ra + min(m0 + 13u, p.M - 1u));
+  let a14 = i32(ra + min(m0 + 14u, p.M - 1u));
+  let a15 = i32(ra + min(m0 + 15u, p.M - 1u));
+  let b0 = i32(rb + min(n0 + 0u, p.N - 1u));
+  let b1 = i32(rb + min(n0 + 1u, p.N - 1u));
+  let b2 = i32(rb + min(n0 + 2u, p.N - 1u));
+  let b3 = i32(rb + min(n0 + 3u, p.N - 1u));
+  var c0_0 = 0.0;
+  var c0_1 = 0.0;
+  var c0_2 = 0.0;
+  var c0_3 = 0.0;
+  var c1_0 = 0.0;
+  var c1_1 = 0.0;
+  var c1_2 = 0.0;
+  var c1_3 = 0.0;
+  var c2_0 = 0.0;
+  var c2_1 = 0.0;
+  var c2_2 = 0.0;
+  var c2_3 = 0.0;
+  var c3_0 = 0.0;
+  var c3_1 = 0.0;
+  var c3_2 = 0.0;
+  var c3_3 = 0.0;
+  var c4_0 = 0.0;
+  var c4_1 = 0.0;
+  var c4_2 = 0.0;
+  var c4_3 = 0.0;
+  var c5_0 = 0.0;
+  var c5_1 = 0.0;
+  var c5_2 = 0.0;
+  var c5_3 = 0.0;
+  var c6_0 = 0.0;
+  var c6_1 = 0.0;
+  var c6_2 = 0.0;
+  var c6_3 = 0.0;
+  var c7_0 = 0.0;
+  var c7_1 = 0.0;
+  var c7_2 = 0.0;
+  var c7_3 = 0.0;
+  var c8_0 = 0.0;
+  var c8_1 = 0.0;
+  var c8_2 = 0.0;
+  var c8_3 = 0.0;
+  var c9_0 = 0.0;
+  var c9_1 = 0.0;
+  var c9_2 = 0.0;
+  var c9_3 = 0.0;
+  var c10_0 = 0.0;
+  var c10_1 = 0.0;
+  var c10_2 = 0.0;
+  var c10_3 = 0.0;
+  var c11_0 = 0.0;
+  var c11_1 = 0.0;
+  var c11_2 = 0.0;
+  var c11_3 = 0.0;
+  var c12_0 = 0.0;
+  var c12_1 = 0.0;
+  var c12_2 = 0.0;
+  var c12_3 = 0.0;
+  var c13_0 = 0.0;
+  var c13_1 = 0.0;
+  var c13_2 = 0.0;
+  var c13_3 = 0.0;
+  var c14_0 = 0.0;
+  var c14_1 = 0.0;
+  var c14_2 = 0.0;
+  var c14_3 = 0.0;
+  var c15_0 = 0.0;
+  var c15_1 = 0.0;
+  var c15_2 = 0.0;
+  var c15_3 = 0.0;
+  for (var k = 0; k < i32(p.K4); k++) {
+    let x0 = textureLoad(ta, vec2i(k, a0), 0);
+    let x1 = textureLoad(ta, vec2i(k, a1), 0);
+    let x2 = textureLoad(ta, vec2i(k, a2), 0);
+    let x3 = textureLoad(ta, vec2i(k, a3), 0);
+    let x4 = textureLoad(ta, vec2i(k, a4), 0);
+    let x5 = textureLoad(ta, vec2i(k, a5), 0);
+    let x6 = textureLoad(ta, vec2i(k, a6), 0);
+    let x7 = textureLoad(ta, vec2i(k, a7), 0);
+    let x8 = textureLoad(ta, vec2i(k, a8), 0);
+    let x9 = textureLoad(ta, vec2i(k, a9), 0);
+    let x10 = textureLoad(ta, vec2i(k, a10), 0);
+    let x11 = textureLoad(ta, vec2i(k, a11), 0);
+    let x12 = textureLoad(ta, vec2i(k, a12), 0);
+    let x13 = textureLoad(ta, vec2i(k, a13), 0);
+    let x14 = textureLoad(ta, vec2i(k, a14), 0);
+    let x15 = textureLoad(ta, vec2i(k, a15), 0);
+    let y0 = textureLoad(tb, vec2i(k, b0), 0);
+    let y1 = textureLoad(tb, vec2i(k, b1), 0);
+    let y2 = textureLoad(tb, vec2i(k, b2), 0);
+    let y3 = textureLoad(tb, vec2i(k, b3), 0);
+    c0_0 += dot(x0, y0);
+    c0_1 += dot(x0, y1);
+    c0_2 += dot(x0, y2);
+    c0_3 += dot(x0, y3);
+    c1_0 += dot(x1, y0);
+    c1_1 += dot(x1, y1);
+    c1_2 += dot(x1, y2);
+    c1_3 += dot(x1, y3);
+    c2_0 += dot(x2, y0);
+    c2_1 += dot(x2, y1);
+    c2_2 += dot(x2, y2);
+    c2_3 += dot(x2, y3);
+    c3_0 += dot(x3, y0);
+    c3_1 += dot(x3, y1);
+    c3_2 += dot(x3, y2);
+    c3_3 += dot(x3, y3);
+    c4_0 += dot(x4, y0);
+    c4_1 += dot(x4, y1);
+    c4_2 += dot(x4, y2);
+    c4_3 += dot(x4, y3);
+    c5_0 += dot(x5, y0);
+    c5_1 += dot(x5, y1);
+    c5_2 += dot(x5, y2);
+    c5_3 += dot(x5, y3);
+    c6_0 += dot(x6, y0);
+    c6_1 += dot(x6, y1);
+    c6_2 += dot(x6, y2);
+    c6_3 += dot(x6, y3);
+    c7_0 += dot(x7, y0);
+    c7_1 += dot(x7, y1);
+    c7_2 += dot(x7, y2);
+    c7_3 += dot(x7, y3);
+    c8_0 += dot(x8, y0);
+    c8_1 += dot(x8, y1);
+    c8_2 += dot(x8, y2);
+    c8_3 += dot(x8, y3);
+    c9_0 += dot(x9, y0);
+    c9_1 += dot(x9, y1);
+    c9_2 += dot(x9, y2);
+    c9_3 += dot(x9, y3);
+    c10_0 += dot(x10, y0);
+    c10_1 += dot(x10, y1);
+    c10_2 += dot(x10, y2);
+    c10_3 += dot(x10, y3);
+    c11_0 += dot(x11, y0);
+    c11_1 += dot(x11, y1);
+    c11_2 += dot(x11, y2);
+    c11_3 += dot(x11, y3);
+    c12_0 += dot(x12, y0);
+    c12_1 += dot(x12, y1);
+    c12_2 += dot(x12, y2);
+    c12_3 += dot(x12, y3);
+    c13_0 += dot(x13, y0);
+    c13_1 += dot(x13, y1);
+    c13_2 += dot(x13, y2);
+    c13_3 += dot(x13, y3);
+    c14_0 += dot(x14, y0);
+    c14_1 += dot(x14, y1);
+    c14_2 += dot(x14, y2);
+    c14_3 += dot(x14, y3);
+    c15_0 += dot(x15, y0);
+    c15_1 += dot(x15, y1);
+    c15_2 += dot(x15, y2);
+    c15_3 += dot(x15, y3);
+  }
+  let bias0 = biasTexel(n0 / 4u + 0u);
+  let base4 = (p.z0 + wid.z) * p.M * (p.N / 4u);
+  put4(base4, m0 + 0u, n0 + 0u, vec4<f32>(c0_0, c0_1, c0_2, c0_3), bias0);
+  put4(base4, m0 + 1u, n0 + 0u, vec4<f32>(c1_0, c1_1, c1_2, c1_3), bias0);
+  put4(base4, m0 + 2u, n0 + 0u, vec4<f32>(c2_0, c2_1, c2_2, c2_3), bias0);
+  put4(base4, m0 + 3u, n0 + 0u, vec4<f32>(c3_0, c3_1, c3_2, c3_3), bias0);
+  put4(base4, m0 + 4u, n0 + 0u, vec4<f32>(c4_0, c4_1, c4_2, c4_3), bias0);
+  put4(base4, m0 + 5u, n0 + 0u, vec4<f32>(c5_0, c5_1, c5_2, c5_3), bias0);
+  put4(base4, m0 + 6u, n0 + 0u, vec4<f32>(c6_0, c6_1, c6_2, c6_3), bias0);
+  put4(base4, m0 + 7u, n0 + 0u, vec4<f32>(c7_0, c7_1, c7_2, c7_3), bias0);
+  put4(base4, m0 + 8u, n0 + 0u, vec4<f32>(c8_0, c8_1, c8_2, c8_3), bias0);
+  put4(base4, m0 + 9u, n0 + 0u, vec4<f32>(c9_0, c9_1, c9_2, c9_3), bias0);
+  put4(base4, m0 + 10u, n0 + 0u, vec4<f32>(c10_0, c10_1, c10_2, c10_3), bias0);
+  put4(base4, m0 + 11u, n0 + 0u, vec4<f32>(c11_0, c11_1, c11_2, c11_3), bias0);
+  put4(base4, m0 + 12u, n0 + 0u, vec4<f32>(c12_0, c12_1, c12_2, c12_3), bias0);
+  put4(base4, m0 + 13u, n0 + 0u, vec4<f32>(c13_0, c13_1, c13_2, c13_3), bias0);
+  put4(base4, m0 + 14u, n0 + 0u, vec4<f32>(c14_0, c14_1, c14_2, c14_3), bias0);
+  put4(base4, m0 + 15u, n0 + 0u, vec4<f32>(c15_0, c15_1, c15_2, c15_3), bias0);
 }

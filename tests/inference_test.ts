@@ -64,7 +64,7 @@ function reference(
   return out;
 }
 
-Deno.test("fused attention equals the float64 Hugging Face attention (both mask modes, partial texture rows)", async () => {
+Deno.test("fused attention equals the float64 Hugging Face attention (both mask modes, 2/4/8 rows per invocation, partial texture rows)", async () => {
   const gpu = await getGpu();
   if (kernelClass(gpu) !== "cpu") return; // the kernel only runs on CPU adapters
   const cases = [
@@ -72,6 +72,7 @@ Deno.test("fused attention equals the float64 Hugging Face attention (both mask 
     { B: 2, S: 19, H: 2, dh: 64, mode: "distilbert" as const, hm: false },
     { B: 2, S: 70, H: 1, dh: 32, mode: "distilbert" as const, hm: true },
     { B: 1, S: 5, H: 4, dh: 8, mode: "bert" as const, hm: false },
+    { B: 2, S: 13, H: 2, dh: 16, mode: "bert" as const, hm: true },
   ];
   for (const c of cases) {
     const { B, S, H, dh, mode } = c;

@@ -198,6 +198,14 @@ function extraCases(maxDim: number): Extra[] {
     },
     { name: "attention context [3,20,64]·[3,64,16]", a: [3, 20, 64], b: [3, 64, 16] },
     { name: "shared b, K=128 [2,5,128]·[9,128]ᵀ", a: [2, 5, 128], b: [9, 128], transB: true },
+    {
+      name: "batched N=12 (vec4 stores), bias, alpha, accumulate",
+      a: [2, 9, 10],
+      b: [2, 10, 12],
+      bias: true,
+      alpha: 0.5,
+      accumulate: true,
+    },
     { name: "nn K=130 (zero-padded texel)", a: [11, 130], b: [130, 7], act: "relu", bias: true },
     {
       name: "tn K=70 accumulate",

@@ -13,15 +13,22 @@ import type { Tensor } from "../gpu/tensor.ts";
 import { flatTexture, flatTextureFits } from "./flat_texture.ts";
 import { kernelClass } from "./kernel_class.ts";
 
-const WG = 64;
+const WG = 32;
 const MAX_DH4 = 16;
 
-const ROWS = 2; // query rows per invocation
+/**
+ * Query rows per invocation for a head of dh4 = dh/4 texels: 32 / dh4 (2, 4 or 8), so every
+ * invocation keeps about 2·32 query and accumulator texels live (kernels/attention.wgsl).
+ */
+function rowsPerInvocation(dh4: number): 2 | 4 | 8 {
+  return dh4 > 8 ? 2 : dh4 > 4 ? 4 : 8;
+}
+
 function spec(dh4: number): KernelSpec {
   return {
     name: "attention.wgsl",
     source: src,
-    entry: "attention",
+    entry: `attention_r${rowsPerInvocation(dh4)}`,
     bindings: ["texture", "read", "read", "rw"],
     constants: { WG, DH4: dh4 },
   };
@@ -109,7 +116,7 @@ export function fusedAttention(
     headMask ? 1 : 0,
   ];
   gpu.dispatchResources(spec(dh / 4), params, [tex, keyMask, headMask ?? keyMask, out], [
-    Math.ceil(S / (WG * ROWS)),
+    Math.ceil(S / (WG * rowsPerInvocation(dh / 4))),
     H,
     B,
   ]);

@@ -63,12 +63,13 @@ function spec(kind: "cpu" | "gpu"): KernelSpec {
   };
 }
 
-function texSpec(): KernelSpec {
+/** The texture kernel; `v4`: the entry point storing vec4s (needs N % 4 == 0). */
+function texSpec(v4: boolean): KernelSpec {
   const p = matmulTexturePreset();
   return {
     name: "matmul_tex.wgsl",
     source: TEX_SOURCE,
-    entry: `matmul_tex_${p.tm}x${p.tn}`,
+    entry: `matmul_tex_${p.tm}x${p.tn}${v4 ? "_v4" : ""}`,
     bindings: ["texture", "texture", "texture", "rw"],
     constants: { WGX: p.wgx, WGY: p.wgy },
   };
@@ -314,7 +315,9 @@ function matmulTexture(gpu: Gpu, j: TextureJob): boolean {
   if (sharedB) fillTexture(gpu, j.b, texB, { ...bLayout, sZ: 0, z0: 0, items: 1 });
   // the bias as one texture row of ⌈N/4⌉ texels (zero-padded)
   const texBias = j.bias ? rowTexture(j.bias, 1, N) : undefined;
-  const s = texSpec();
+  // rows of N % 4 == 0 outputs are stored as vec4s (llvmpipe stores storage lane by lane: a
+  // quarter of the store instructions)
+  const s = texSpec(N % 4 === 0);
   for (let z0 = 0; z0 < batch; z0 += chunk) {
     const items = Math.min(chunk, batch - z0);
     fillTexture(gpu, j.a, texA, { ...aLayout, z0, items });

@@ -19,7 +19,7 @@ import type { OnProgress } from "../util/progress.ts";
 import type { LatencyTable } from "./search_latency.ts";
 
 /** Bump when kernels change in a way that changes timings (part of the cache key). */
-export const KERNEL_VERSION = 4; // 2: fused inference kernels; 3: marginal (per-submit-free) timings; 4: LayerNorm/bias textures
+export const KERNEL_VERSION = 5; // 2: fused inference kernels; 3: marginal (per-submit-free) timings; 4: LayerNorm/bias textures; 5: 4-row attention, vec4 matmul stores
 
 /** Options of `measureLatencyTable`. */
 export interface LatencyOptions {
