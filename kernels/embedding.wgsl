@@ -1,6 +1,7 @@
 // Embedding lookup and its deterministic scatter-add backward.
 //
-// gather:   out[n, j] = table[ids[n], j] for out [N, d]; an id outside [0, V) yields a zero row.
+// gather:   out[n, j] = table[ids[n], j] for out [N, d]; an id outside [0, V) yields a zero row
+//           (gather4: the same, a vec4 of columns per invocation, for d % 4 == 0).
 // backward: one invocation per (unique id u, column j); the CPU sorted the positions by id, so
 //           `idx` holds [uniq (U) | seg (U + 1) | perm (N)] and the rows of id uniq[u] are
 //           perm[seg[u]] … perm[seg[u + 1] − 1] in increasing position order. The sum is formed in
@@ -40,6 +41,25 @@ fn gather(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: 
     return;
   }
   out[i] = table[u32(id) * p.d + j];
+}
+
+@group(0) @binding(1) var<storage, read> table4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> out4: array<vec4<f32>>;
+
+// The same for d % 4 == 0, four columns per invocation (p.n = N·d/4 and p.d = d/4 here): llvmpipe
+// runs storage loads and stores lane by lane, so a quarter of the instructions.
+@compute @workgroup_size(WG)
+fn gather4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let i = flat(wid, lid);
+  if (i >= p.n) { return; }
+  let n = i / p.d;
+  let j = i - n * p.d;
+  let id = ids[n];
+  if (id < 0 || u32(id) >= p.V) {
+    out4[i] = vec4<f32>(0.0);
+    return;
+  }
+  out4[i] = table4[u32(id) * p.d + j];
 }
 
 @group(0) @binding(1) var<storage, read> dy: array<f32>;

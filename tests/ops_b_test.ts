@@ -154,6 +154,23 @@ Deno.test("embeddingGather and embeddingBackward match PyTorch (repeated ids) an
   }
 });
 
+Deno.test("embeddingGather with d % 4 == 0 (vec4 rows) copies table rows; ids outside [0, V) give zero rows", async () => {
+  const gpu = await getGpu();
+  const V = 13, d = 12;
+  const tableHost = noise(V * d, 11);
+  const idsHost = Int32Array.from([3, 0, 12, -1, 13, 3, 7, 1000]);
+  const table = gpu.upload(tableHost, [V, d]);
+  const ids = gpu.uploadU32(idsHost);
+  const y = embeddingGather(table, ids);
+  const got = await y.read();
+  const want = new Float32Array(idsHost.length * d);
+  idsHost.forEach((id, n) => {
+    if (id >= 0 && id < V) want.set(tableHost.subarray(id * d, (id + 1) * d), n * d);
+  });
+  assertEquals(Array.from(got), Array.from(want));
+  for (const t of [table, ids, y]) t.release();
+});
+
 Deno.test("embeddingBackward sums in increasing position order: bit-exact and deterministic", async () => {
   const gpu = await getGpu();
   const V = 50, d = 67, N = 3001;

@@ -19,6 +19,7 @@ const GATHER: KernelSpec = {
   bindings: ["read", "read", "rw"],
   constants: { WG },
 };
+const GATHER4: KernelSpec = { ...GATHER, entry: "gather4" };
 const SCATTER_ADD: KernelSpec = { ...GATHER, entry: "scatter_add" };
 
 /**
@@ -37,9 +38,11 @@ export function embeddingGather(table: Tensor, ids: Tensor, out?: Tensor): Tenso
   if (o.buffer === table.buffer || o.buffer === ids.buffer) {
     throw new InvalidArgumentError("embeddingGather: out must not share storage with table or ids");
   }
-  const n = N * d;
+  // rows of d % 4 == 0 values move as vec4s (a quarter of llvmpipe's lane-by-lane accesses)
+  const w = d % 4 === 0 ? 4 : 1;
+  const n = (N * d) / w;
   const [nx, ny] = grid1d(n, WG);
-  table.gpu.dispatch(GATHER, [n, nx, d, V, 0], [table, ids, o], [nx, ny]);
+  table.gpu.dispatch(w === 4 ? GATHER4 : GATHER, [n, nx, d / w, V, 0], [table, ids, o], [nx, ny]);
   return o;
 }
 
