@@ -29,8 +29,9 @@ import {
   scaleRows,
   scaleRowsBackward,
 } from "../lib/ops/masks.ts";
-import { dotGroups, dotRows, sumAll, sumGroups, sumRows } from "../lib/ops/reduce.ts";
+import { dotAll, dotGroups, dotRows, sumAll, sumGroups, sumRows } from "../lib/ops/reduce.ts";
 import { addRowVector, selectRows, selectRowsBackward } from "../lib/ops/rows.ts";
+import { mul } from "../lib/ops/elementwise.ts";
 import { setKernelClass } from "../lib/ops/kernel_class.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -405,6 +406,27 @@ testBothClasses("sumRows, sumGroups and sumAll match PyTorch float64", async () 
     assertClose(yv, c.sum, fwdTol(c.sum), 0, `sumAll n=${c.n}`);
   }
 });
+
+testBothClasses(
+  "dotAll matches a float64 dot product and equals sumAll of the product",
+  async () => {
+    const gpu = await getGpu();
+    for (const n of [1, 1000, 70001]) {
+      const ah = noise(n, n), bh = noise(n, n + 1);
+      let want = 0;
+      for (let i = 0; i < n; i++) want += ah[i] * bh[i];
+      const a = gpu.upload(ah), b = gpu.upload(bh);
+      const prod = mul(a, b);
+      const [got, viaProduct] = await take(dotAll(a, b), sumAll(prod));
+      assertClose(got, [want], 1e-6 * Math.sqrt(n), 1e-6, `dotAll n=${n}`);
+      assert(bitsEqual(got, viaProduct), `dotAll n=${n}: differs from sumAll(a∘b)`);
+      for (const t of [a, b, prod]) t.release();
+    }
+    const a = gpu.zeros([3]);
+    await assertRejects(() => dotAll(a, gpu.zeros([4])), ShapeError);
+    a.release();
+  },
+);
 
 testBothClasses(
   "reductions over many rows (multi-stage) match float64 sums and are deterministic",

@@ -17,6 +17,7 @@ const STEP: KernelSpec = {
   bindings: ["rw", "read", "rw", "rw"],
   constants: { WG },
 };
+const STEP4: KernelSpec = { ...STEP, entry: "step4" };
 
 /** Hyperparameters of one AdamW step; `step` is the 1-based step count after this update. */
 export interface AdamWOptions {
@@ -61,11 +62,14 @@ export function adamwStep(
   }
   const stepSize = o.lr / (1 - o.beta1 ** o.step);
   const bc2Sqrt = Math.sqrt(1 - o.beta2 ** o.step);
-  const [nx, ny] = grid1d(param.size, WG);
+  // sizes that are a multiple of 4 update vec4s (a quarter of llvmpipe's lane-by-lane accesses)
+  const v4 = param.size % 4 === 0;
+  const n = v4 ? param.size / 4 : param.size;
+  const [nx, ny] = grid1d(n, WG);
   param.gpu.dispatch(
-    STEP,
+    v4 ? STEP4 : STEP,
     [
-      param.size,
+      n,
       nx,
       f32Bits(1 - o.lr * o.weightDecay),
       f32Bits(o.beta1),

@@ -22,7 +22,13 @@ import { DeviceLimitError, InvalidArgumentError, ShapeError } from "../errors.ts
 import { f32Bits, type Gpu, type KernelSpec } from "../gpu/context.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import type { Texture2D } from "../gpu/textures.ts";
-import { matmulPreset, matmulTexturePreset, TEXTURE_MIN_MACS } from "./matmul_presets.ts";
+import {
+  type MatmulPreset,
+  matmulPreset,
+  matmulTexturePreset,
+  TEXTURE_MIN_MACS,
+  texturePresetForStores,
+} from "./matmul_presets.ts";
 
 /** Activation applied by the matmul epilogue after the bias. */
 export type Activation = "none" | "gelu" | "relu";
@@ -63,9 +69,8 @@ function spec(kind: "cpu" | "gpu"): KernelSpec {
   };
 }
 
-/** The texture kernel; `v4`: the entry point storing vec4s (needs N % 4 == 0). */
-function texSpec(v4: boolean): KernelSpec {
-  const p = matmulTexturePreset();
+/** The texture kernel of preset `p`; `v4`: the entry point storing vec4s (needs N % 4 == 0). */
+function texSpec(p: Readonly<MatmulPreset>, v4: boolean): KernelSpec {
   return {
     name: "matmul_tex.wgsl",
     source: TEX_SOURCE,
@@ -302,7 +307,7 @@ function matmulTexture(gpu: Gpu, j: TextureJob): boolean {
     sharedB ? batch : Math.floor(maxDim / N),
     maxWg,
   );
-  const p = matmulTexturePreset();
+  const p = texturePresetForStores(matmulTexturePreset(M, N), N);
   const gx = Math.ceil(N / (p.wgx * p.tn));
   const gy = Math.ceil(M / (p.wgy * p.tm));
   if (gx > maxWg || gy > maxWg) return false;
@@ -317,7 +322,7 @@ function matmulTexture(gpu: Gpu, j: TextureJob): boolean {
   const texBias = j.bias ? rowTexture(j.bias, 1, N) : undefined;
   // rows of N % 4 == 0 outputs are stored as vec4s (llvmpipe stores storage lane by lane: a
   // quarter of the store instructions)
-  const s = texSpec(N % 4 === 0);
+  const s = texSpec(p, N % 4 === 0);
   for (let z0 = 0; z0 < batch; z0 += chunk) {
     const items = Math.min(chunk, batch - z0);
     fillTexture(gpu, j.a, texA, { ...aLayout, z0, items });

@@ -65,6 +65,8 @@ export const TEXTURE_TILES: readonly (readonly [number, number])[] = [
   [4, 8],
   [4, 4],
   [16, 4],
+  [16, 8],
+  [16, 16],
 ];
 
 /**
@@ -82,11 +84,54 @@ export const MATMUL_TEXTURE_PRESET: Readonly<MatmulPreset> = { wgx: 8, wgy: 8, t
  */
 export const TEXTURE_MIN_MACS = 64 * 64 * 64;
 
+/**
+ * Preset of the texture-operand kernel for large products (M ≥ 128 and N ≥ 128 rows and columns
+ * in one dispatch): 16 × 16 outputs per invocation on 8 × 4 lanes, so 32 texel fetches feed 1024
+ * multiply-adds instead of 16 feeding 256. Same-run sweep on Mesa llvmpipe 22.3 (bench/README.md):
+ * 1.2–1.56× the 8 × 8 tile from [4096, 128]·[128, 128] to [4096, 1024]·[1024, 256] and the
+ * backward's dYᵀ·X products; 0.85× on batched 64 × 64 attention products, which keep the 8 × 8
+ * tile.
+ */
+export const MATMUL_TEXTURE_PRESET_LARGE: Readonly<MatmulPreset> = {
+  wgx: 8,
+  wgy: 4,
+  tm: 16,
+  tn: 16,
+};
+
+/**
+ * Largest tile (TM·TN outputs) with a scalar-store entry point in kernels/matmul_tex.wgsl; larger
+ * tiles only store vec4s (N % 4 == 0), and `texturePresetForStores` gives other products the
+ * default tile (a 16 × 16 scalar-store entry took 15.7 s to compile on llvmpipe).
+ */
+export const TEXTURE_SCALAR_MAX_TILE = 64;
+
+/**
+ * The preset a texture product of N columns runs with, given the preset in force: `p` itself
+ * unless N % 4 != 0 and `p`'s tile has no scalar-store entry, then `MATMUL_TEXTURE_PRESET`.
+ */
+export function texturePresetForStores(
+  p: Readonly<MatmulPreset>,
+  N: number,
+): Readonly<MatmulPreset> {
+  return N % 4 !== 0 && p.tm * p.tn > TEXTURE_SCALAR_MAX_TILE ? MATMUL_TEXTURE_PRESET : p;
+}
+
+/** Smallest M and N of a dispatch that takes `MATMUL_TEXTURE_PRESET_LARGE`. */
+export const TEXTURE_LARGE_MIN = 128;
+
 let textureOverride: MatmulPreset | undefined;
 
-/** The texture-kernel preset in force (an override from `setMatmulTexturePreset`, else built-in). */
-export function matmulTexturePreset(): Readonly<MatmulPreset> {
-  return textureOverride ?? MATMUL_TEXTURE_PRESET;
+/**
+ * The texture-kernel preset in force for an M × N output per batch item: an override from
+ * `setMatmulTexturePreset` for every shape, else `MATMUL_TEXTURE_PRESET_LARGE` when M and N are
+ * both at least `TEXTURE_LARGE_MIN` and `MATMUL_TEXTURE_PRESET` otherwise (or without a shape).
+ */
+export function matmulTexturePreset(M?: number, N?: number): Readonly<MatmulPreset> {
+  if (textureOverride) return textureOverride;
+  const large = M !== undefined && N !== undefined && M >= TEXTURE_LARGE_MIN &&
+    N >= TEXTURE_LARGE_MIN;
+  return large ? MATMUL_TEXTURE_PRESET_LARGE : MATMUL_TEXTURE_PRESET;
 }
 
 /**

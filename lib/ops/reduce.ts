@@ -211,6 +211,22 @@ export function dotRows(a: Tensor, b: Tensor): Tensor {
  * CPU-class kernels) and then over the chunk sums, in as many stages as needed.
  */
 export function sumAll(x: Tensor): Tensor {
+  return flatSum(x, null);
+}
+
+/**
+ * Σ_i a[i]·b[i] over all elements of two tensors of one size → [1] (dotAll(g, g) is the squared
+ * L2 norm): the chunks and stages of `sumAll`, the products formed in its first stage, so the
+ * result equals sumAll of the elementwise product without that [size] temporary.
+ */
+export function dotAll(a: Tensor, b: Tensor): Tensor {
+  if (b.size !== a.size) {
+    throw new ShapeError(`dotAll: sizes differ (${a.size} vs ${b.size})`);
+  }
+  return flatSum(a, b);
+}
+
+function flatSum(x: Tensor, y: Tensor | null): Tensor {
   const out = x.gpu.empty([1]);
   if (x.size === 0) {
     x.gpu.clear(out);
@@ -218,13 +234,15 @@ export function sumAll(x: Tensor): Tensor {
   }
   const chunk = kernelClass(x.gpu) === "cpu" ? CPU_FLAT_CHUNK : FLAT_CHUNK;
   let cur: Tensor = x;
+  let other = y;
   while (cur.size > chunk) {
     const partial = x.gpu.empty([Math.ceil(cur.size / chunk)]);
-    rowReduce(cur, null, cur.size, chunk, partial, false);
+    rowReduce(cur, other, cur.size, chunk, partial, false);
     if (cur !== x) cur.release();
     cur = partial;
+    other = null;
   }
-  rowReduce(cur, null, cur.size, cur.size, out, false);
+  rowReduce(cur, other, cur.size, cur.size, out, false);
   if (cur !== x) cur.release();
   return out;
 }

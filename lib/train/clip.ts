@@ -5,8 +5,8 @@
  * @module
  */
 import type { Tensor } from "../gpu/tensor.ts";
-import { mul, scale } from "../ops/elementwise.ts";
-import { sumAll } from "../ops/reduce.ts";
+import { scale } from "../ops/elementwise.ts";
+import { dotAll } from "../ops/reduce.ts";
 
 /**
  * Records Σ g² of every gradient into consecutive slots of `into` starting at `offset` (one slot
@@ -15,9 +15,7 @@ import { sumAll } from "../ops/reduce.ts";
 export function recordSquaredNorms(grads: Map<string, Tensor>, into: Tensor, offset = 0): number {
   let i = offset;
   for (const g of grads.values()) {
-    const sq = mul(g, g);
-    const s = sumAll(sq);
-    sq.release();
+    const s = dotAll(g, g);
     g.gpu.copy(s, into, 0, i++, 1);
     s.release();
   }

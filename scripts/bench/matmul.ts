@@ -17,6 +17,7 @@ import {
   matmulTexturePreset,
   setMatmulPreset,
   setMatmulTexturePreset,
+  TEXTURE_LARGE_MIN,
 } from "../../lib/ops/matmul_presets.ts";
 import type { Tensor } from "../../lib/gpu/tensor.ts";
 import { makeConfig } from "../../lib/model/config.ts";
@@ -221,6 +222,7 @@ export const matmulSection: BenchSection = {
     const result: Record<string, unknown> = {
       preset: matmulPreset(kind),
       texturePreset: matmulTexturePreset(),
+      texturePresetLarge: matmulTexturePreset(TEXTURE_LARGE_MIN, TEXTURE_LARGE_MIN),
       repeats,
     };
     const threads = navigator.hardwareConcurrency;
