@@ -20,6 +20,7 @@ import type { MaskValues } from "../lib/model/inputs.ts";
 import { collectFisher, type FisherResult } from "../lib/prune/fisher.ts";
 import { TASK_SEQ_LEN } from "../lib/prune/flops.ts";
 import {
+  KERNEL_VERSION,
   measureLatencyTable,
   measureModelLatencies,
   measureModelLatency,
@@ -521,6 +522,8 @@ async function latency(
       const t: (string | number)[][] = [];
       const full = await cells.get({
         kind: "latency-full",
+        // timings: re-measured when the kernels change
+        kernels: KERNEL_VERSION,
         model: run.m.dir,
         stamp: run.stamp,
         B,
@@ -531,6 +534,8 @@ async function latency(
         const cell = await cells.get(
           {
             kind: "latency",
+            // timings: re-measured when the kernels change
+            kernels: KERNEL_VERSION,
             // the pruned model timed in alternation with the unpruned one (speed-up from that pair)
             paired: true,
             model: run.m.dir,
@@ -709,6 +714,8 @@ async function flopsLatency(
   const seed = s.seeds[0];
   const cell = await cells.get({
     kind: "latency-flops50",
+    // timings: re-measured when the kernels change
+    kernels: KERNEL_VERSION,
     paired: true,
     // FLOPs counted at the measured sequence length S (not the task's mean length): the
     // latency and the FLOPs reduction it is compared with then describe the same inputs
@@ -802,6 +809,8 @@ async function cost(
   for (const n of sizes) {
     const cell = await cells.get({
       kind: "cost",
+      // timings: re-measured when the kernels change
+      kernels: KERNEL_VERSION,
       model: first.m.dir,
       stamp: first.stamp,
       n,
@@ -837,6 +846,8 @@ async function cost(
   for (const run of runs) {
     const cell = await cells.get({
       kind: "cost-model",
+      // timings: re-measured when the kernels change
+      kernels: KERNEL_VERSION,
       model: run.m.dir,
       stamp: run.stamp,
       samples: samplesOf(run.m, s),
