@@ -11,6 +11,11 @@ import { fusedAttention } from "../lib/ops/attention.ts";
 import { flatTextureWidth } from "../lib/ops/flat_texture.ts";
 import { kernelClass } from "../lib/ops/kernel_class.ts";
 import { addLayerNormInference } from "../lib/ops/layernorm.ts";
+import { linearPadded } from "../lib/ops/matmul.ts";
+import { makeConfig } from "../lib/model/config.ts";
+import { uploadBatch } from "../lib/model/inputs.ts";
+import { createRandomModel } from "../lib/model/model.ts";
+import { forward } from "../lib/model/run.ts";
 
 const F32_MIN = -3.4028234663852886e38;
 
@@ -139,4 +144,46 @@ Deno.test("fused residual + LayerNorm equals LayerNorm(a + r) in float64 (partia
     assertClose(await y.read(), ref, 2e-5 * Math.max(1, maxAbs(ref)), 0, `[${R}, ${C}]`);
     for (const t of [...ts, y]) t.release();
   }
+});
+
+Deno.test("fused inference with an odd FFN width (padded rows between the two FFN products) equals the unfused pass", async () => {
+  const gpu = await getGpu();
+  const config = makeConfig({
+    arch: "bert",
+    head: "classification",
+    vocabSize: 100,
+    hiddenSize: 32,
+    numHeads: 2,
+    numLayers: 2,
+    intermediateSize: 130,
+    maxPositions: 64,
+  });
+  const model = await createRandomModel(config, 3, gpu);
+  const B = 4, S = 32;
+  const r = rand(17);
+  const attentionMask = Int32Array.from(
+    { length: B * S },
+    (_, i) => (i % S) < S - (i / S | 0) * 5 ? 1 : 0,
+  );
+  const input = {
+    size: B,
+    seqLen: S,
+    inputIds: Int32Array.from({ length: B * S }, () => 1 + Math.floor(98 * Math.abs(r()))),
+    attentionMask,
+  };
+  // the shape takes the padded path on this adapter (else this test would compare a path with itself)
+  const probe = gpu.upload(new Float32Array(B * S * 32), [B * S, 32]);
+  const z = linearPadded(probe, model.param("l0.ffn1.w"), model.param("l0.ffn1.b"), "gelu");
+  if (kernelClass(gpu) === "cpu") assert(z, "linearPadded must apply to [128, 32]·[130, 32]ᵀ");
+  z?.release();
+  probe.release();
+  const batch = uploadBatch(gpu, model.config, input);
+  const fused = forward(model, batch, undefined, {});
+  const plain = forward(model, batch, undefined, { fused: false });
+  const want = await plain.logits!.read();
+  assertClose(await fused.logits!.read(), want, 1e-4 * Math.max(1, maxAbs(want)), 0, "logits");
+  const hw = await plain.hidden.read();
+  assertClose(await fused.hidden.read(), hw, 1e-4 * Math.max(1, maxAbs(hw)), 0, "hidden states");
+  for (const t of [fused, plain, batch]) t.release();
+  model.release();
 });

@@ -11,6 +11,8 @@ import {
   type Activation,
   linear,
   linearBackward,
+  linearFromPadded,
+  linearPadded,
   matmul,
   type MatmulPath,
   setMatmulPath,
@@ -462,4 +464,50 @@ Deno.test("matmul splits more than 65535 batch items over dispatches; oversized 
     tall.release();
     one.release();
   }
+});
+
+Deno.test("linearPadded → linearFromPadded equals the float64 two-layer product for odd widths (texture path)", async () => {
+  const gpu = await getGpu();
+  // [rows, in] → N (N % 4 != 0) → out, as a pruned FFN: W₂(act(W₁x + b₁)) + b₂
+  const [M, K, Nout] = [200, 16, 24];
+  for (const [N, act] of [[130, "gelu"], [129, "none"], [131, "relu"]] as const) {
+    const xs = rand(M * K, N), w1 = rand(N * K, N + 1), b1 = rand(N, N + 2);
+    const w2 = rand(Nout * N, N + 3), b2 = rand(Nout, N + 4);
+    const z = new Float64Array(M * N);
+    for (let m = 0; m < M; m++) {
+      for (let n = 0; n < N; n++) {
+        let v = b1[n];
+        for (let k = 0; k < K; k++) v += xs[m * K + k] * w1[n * K + k];
+        if (act === "relu") v = Math.max(v, 0);
+        if (act === "gelu") v = 0.5 * v * (1 + erf(v / Math.SQRT2));
+        z[m * N + n] = v;
+      }
+    }
+    const want = new Float64Array(M * Nout);
+    for (let m = 0; m < M; m++) {
+      for (let j = 0; j < Nout; j++) {
+        let v = b2[j];
+        for (let n = 0; n < N; n++) v += z[m * N + n] * w2[j * N + n];
+        want[m * Nout + j] = v;
+      }
+    }
+    const x = gpu.upload(xs, [M, K]), tw1 = gpu.upload(w1, [N, K]), tb1 = gpu.upload(b1, [N]);
+    const tw2 = gpu.upload(w2, [Nout, N]), tb2 = gpu.upload(b2, [Nout]);
+    const zp = await withPath("texture", () => Promise.resolve(linearPadded(x, tw1, tb1, act)));
+    assert(zp, `N=${N}: linearPadded did not apply on the texture path`);
+    assertEquals([...zp.shape], [M, Math.ceil(N / 4) * 4]);
+    const y = linearFromPadded(zp, tw2, tb2);
+    assertEquals([...y.shape], [M, Nout]);
+    assertClose(await y.read(), want, 1e-4 * Math.max(1, maxAbs(want)), 1e-5, `N=${N} ${act}`);
+    for (const t of [x, tw1, tb1, tw2, tb2, zp, y]) t.release();
+  }
+  // it does not apply to widths of a multiple of 4, nor on the storage path
+  const x = gpu.upload(rand(200 * 16, 1), [200, 16]), w = gpu.upload(rand(132 * 16, 2), [132, 16]);
+  assertEquals(linearPadded(x, w), undefined);
+  const w3 = gpu.upload(rand(130 * 16, 3), [130, 16]);
+  assertEquals(await withPath("storage", () => Promise.resolve(linearPadded(x, w3))), undefined);
+  await assertRejects(() => linearPadded(x, gpu.upload(rand(130 * 15, 4), [130, 15])), ShapeError);
+  const w4 = gpu.upload(rand(24 * 130, 5), [24, 130]);
+  await assertRejects(() => linearFromPadded(x, w4), ShapeError, "padded output");
+  for (const t of [x, w, w3, w4]) t.release();
 });

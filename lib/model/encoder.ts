@@ -25,7 +25,7 @@ import {
   scaleRows,
   scaleRowsBackward,
 } from "../ops/masks.ts";
-import { linear, linearBackward, matmul } from "../ops/matmul.ts";
+import { linear, linearBackward, linearFromPadded, linearPadded, matmul } from "../ops/matmul.ts";
 import { sumRows } from "../ops/reduce.ts";
 import { addRowVector } from "../ops/rows.ts";
 import { softmaxBackward, softmaxMasked } from "../ops/softmax.ts";
@@ -81,7 +81,10 @@ export interface LayerState {
   u: Tensor;
   /** FFN pre-activation [B·S, F_l]. */
   h?: Tensor;
-  /** FFN activation Z [B·S, F_l] (before the mask). */
+  /**
+   * FFN activation Z [B·S, F_l] (before the mask); fused inference passes of a width F_l % 4 != 0
+   * keep it padded, [B·S, F_l rounded up to a multiple of 4] (lib/ops/matmul.ts `linearPadded`).
+   */
   z?: Tensor;
   /** Z ∘ m_ffn. */
   zm?: Tensor;
@@ -388,7 +391,17 @@ export function ffnForward(
   const c = model.config;
   const F = model.ffn(l);
   let f: Tensor;
-  if (F > 0) {
+  const padded = F % 4 !== 0 && !ffnMask && o.fused === true && !o.save && !o.train &&
+      u.shape.length === 2
+    ? linearPadded(u, model.param(`l${l}.ffn1.w`), model.param(`l${l}.ffn1.b`), c.hiddenAct)
+    : undefined;
+  if (padded) {
+    // inference with a pruned width F % 4 != 0: rows padded to a multiple of 4 values between the
+    // two products (st.z is [B·S, F₄]; its columns past F are not part of the activation)
+    st.z = padded;
+    st.zm = padded;
+    f = linearFromPadded(padded, model.param(`l${l}.ffn2.w`), model.param(`l${l}.ffn2.b`));
+  } else if (F > 0) {
     if (o.fused === true && !o.save && !o.train) {
       // inference: the activation runs in the matmul epilogue (no pre-activation kept)
       st.z = linear(u, model.param(`l${l}.ffn1.w`), model.param(`l${l}.ffn1.b`), c.hiddenAct);

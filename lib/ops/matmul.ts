@@ -258,6 +258,13 @@ interface TextureJob {
   flags: number;
   act: Activation;
   alpha: number;
+  /**
+   * Output row stride (default N; a multiple of 4 ≥ N): the kernel computes and stores ldo columns,
+   * those past N from clamped B rows (unspecified values). Only with a shared B and no batch.
+   */
+  ldo?: number;
+  /** Row stride of a row-major A (default K). */
+  lda?: number;
 }
 
 /**
@@ -307,14 +314,17 @@ function matmulTexture(gpu: Gpu, j: TextureJob): boolean {
     sharedB ? batch : Math.floor(maxDim / N),
     maxWg,
   );
-  const p = texturePresetForStores(matmulTexturePreset(M, N), N);
-  const gx = Math.ceil(N / (p.wgx * p.tn));
+  // the kernel's column count: ldo when the output rows are padded (linearPadded)
+  const NK = j.ldo ?? N;
+  const p = texturePresetForStores(matmulTexturePreset(M, NK), NK);
+  const gx = Math.ceil(NK / (p.wgx * p.tn));
   const gy = Math.ceil(M / (p.wgy * p.tm));
-  if (gx > maxWg || gy > maxWg) return false;
+  if (gx > maxWg || gy > maxWg || NK > maxDim) return false;
   const texA = gpu.textures.acquire(k4, chunk * M);
-  const texB = gpu.textures.acquire(k4, sharedB ? N : chunk * N);
-  // op(a) row m, k: a[z, m, k] (row-major) or a[z, k, m] (transA).
-  const aLayout = { rows: M, K, sR: j.transA ? 1 : K, sK: j.transA ? M : 1, sZ: M * K };
+  const texB = gpu.textures.acquire(k4, sharedB ? NK : chunk * N);
+  // op(a) row m, k: a[z, m, k] (row-major, row stride lda) or a[z, k, m] (transA).
+  const lda = j.lda ?? K;
+  const aLayout = { rows: M, K, sR: j.transA ? 1 : lda, sK: j.transA ? M : 1, sZ: M * lda };
   // op(b) column n, k: b[z, n, k] (transB) or b[z, k, n].
   const bLayout = { rows: N, K, sR: j.transB ? K : 1, sK: j.transB ? 1 : N, sZ: N * K };
   if (sharedB) fillTexture(gpu, j.b, texB, { ...bLayout, sZ: 0, z0: 0, items: 1 });
@@ -322,12 +332,12 @@ function matmulTexture(gpu: Gpu, j: TextureJob): boolean {
   const texBias = j.bias ? rowTexture(j.bias, 1, N) : undefined;
   // rows of N % 4 == 0 outputs are stored as vec4s (llvmpipe stores storage lane by lane: a
   // quarter of the store instructions)
-  const s = texSpec(p, N % 4 === 0);
+  const s = texSpec(p, NK % 4 === 0);
   for (let z0 = 0; z0 < batch; z0 += chunk) {
     const items = Math.min(chunk, batch - z0);
     fillTexture(gpu, j.a, texA, { ...aLayout, z0, items });
     if (!sharedB) fillTexture(gpu, j.b, texB, { ...bLayout, z0, items });
-    const params = [M, N, k4, sharedB ? 0 : N, z0, j.flags, ACT_CODES[j.act], f32Bits(j.alpha)];
+    const params = [M, NK, k4, sharedB ? 0 : N, z0, j.flags, ACT_CODES[j.act], f32Bits(j.alpha)];
     gpu.dispatchResources(s, params, [texA, texB, texBias ?? texA, j.out], [gx, gy, items]);
   }
   gpu.textures.release(texA);
@@ -347,6 +357,101 @@ export function linear(x: Tensor, w: Tensor, bias?: Tensor, act: Activation = "n
     );
   }
   return matmul(x, w, { transB: true, bias, act });
+}
+
+/**
+ * Inference on CPU adapters, for a layer width N = w.shape[0] with N % 4 != 0 (a pruned FFN):
+ * act(x·wᵀ + bias) for x [rows, in] into a [rows, N₄] tensor, N₄ = N rounded up to a multiple of 4,
+ * whose columns N… hold unspecified values; only `linearFromPadded` may read it. Rows of a multiple
+ * of 4 values are stored as vec4s and take the large tile (llvmpipe stores lane by lane; an odd
+ * width otherwise runs the 8 × 8 scalar-store kernel, slower per multiply-add than the full width).
+ * Returns undefined, recording nothing, where it does not apply (N % 4 == 0, GPU adapters or the
+ * storage path, products under TEXTURE_MIN_MACS, shapes past the texture limits): use `linear`.
+ */
+export function linearPadded(
+  x: Tensor,
+  w: Tensor,
+  bias?: Tensor,
+  act: Activation = "none",
+): Tensor | undefined {
+  if (x.shape.length !== 2 || w.shape.length !== 2 || x.shape[1] !== w.shape[1]) {
+    throw new ShapeError(`linearPadded: x ${fmt(x)} must be [rows, in] and w ${fmt(w)} [out, in]`);
+  }
+  const [M, K] = x.shape, N = w.shape[0];
+  if (bias && (bias.shape.length !== 1 || bias.shape[0] !== N)) {
+    throw new ShapeError(`linearPadded: bias ${fmt(bias)} must be [${N}]`);
+  }
+  if (!(act in ACT_CODES)) throw new InvalidArgumentError(`linearPadded: unknown activation`);
+  const gpu = x.gpu;
+  if (
+    N % 4 === 0 || M === 0 || K === 0 || matmulPath(gpu) !== "texture" ||
+    (forcedPath === "auto" && M * N * K < TEXTURE_MIN_MACS)
+  ) return undefined;
+  const ldo = Math.ceil(N / 4) * 4;
+  const out = gpu.empty([M, ldo]);
+  const job: TextureJob = {
+    a: x,
+    b: w,
+    bias,
+    out,
+    M,
+    N,
+    K,
+    batch: 1,
+    transA: false,
+    transB: true,
+    sharedB: true,
+    flags: bias ? FLAG_BIAS : 0,
+    act,
+    alpha: 1,
+    ldo,
+  };
+  if (matmulTexture(gpu, job)) return out;
+  out.release();
+  return undefined;
+}
+
+/**
+ * The layer after `linearPadded`: z [rows, N₄] read as its first N = w.shape[1] columns, times
+ * w [out, N] transposed, plus bias: the same as `linear(z[:, :N], w, bias)`.
+ */
+export function linearFromPadded(z: Tensor, w: Tensor, bias?: Tensor): Tensor {
+  if (z.shape.length !== 2 || w.shape.length !== 2) {
+    throw new ShapeError(`linearFromPadded: z ${fmt(z)} and w ${fmt(w)} must be rank 2`);
+  }
+  const [M, ldz] = z.shape, [N, K] = w.shape;
+  if (ldz !== Math.ceil(K / 4) * 4) {
+    throw new ShapeError(
+      `linearFromPadded: z ${fmt(z)} is not the padded output of a ${K}-wide layer`,
+    );
+  }
+  if (bias && (bias.shape.length !== 1 || bias.shape[0] !== N)) {
+    throw new ShapeError(`linearFromPadded: bias ${fmt(bias)} must be [${N}]`);
+  }
+  const gpu = z.gpu;
+  const out = gpu.empty([M, N]);
+  if (M === 0 || N === 0) return out;
+  const job: TextureJob = {
+    a: z,
+    b: w,
+    bias,
+    out,
+    M,
+    N,
+    K,
+    batch: 1,
+    transA: false,
+    transB: true,
+    sharedB: true,
+    flags: bias ? FLAG_BIAS : 0,
+    act: "none",
+    alpha: 1,
+    lda: ldz,
+  };
+  if (!matmulTexture(gpu, job)) {
+    throw new DeviceLimitError(`linearFromPadded: ${fmt(z)} is past the texture limits`);
+  }
+  return out;
 }
 
 /**

@@ -19,7 +19,7 @@ import type { OnProgress } from "../util/progress.ts";
 import type { LatencyTable } from "./search_latency.ts";
 
 /** Bump when kernels change in a way that changes timings (part of the cache key). */
-export const KERNEL_VERSION = 6; // 2: fused inference kernels; 3: marginal (per-submit-free) timings; 4: LayerNorm/bias textures; 5: 4-row attention, vec4 matmul stores; 6: 16x16 matmul tile, vec4 gathers
+export const KERNEL_VERSION = 7; // 2: fused inference kernels; 3: marginal (per-submit-free) timings; 4: LayerNorm/bias textures; 5: 4-row attention, vec4 matmul stores; 6: 16x16 matmul tile, vec4 gathers; 7: padded odd FFN widths
 
 /** Options of `measureLatencyTable`. */
 export interface LatencyOptions {
