@@ -359,6 +359,34 @@ export function linear(x: Tensor, w: Tensor, bias?: Tensor, act: Activation = "n
   return matmul(x, w, { transB: true, bias, act });
 }
 
+/** The texture job of a linear layer act(a·wᵀ + bias) with a shared w, as one [M, K] product. */
+function linearJob(
+  a: Tensor,
+  w: Tensor,
+  bias: Tensor | undefined,
+  out: Tensor,
+  [M, N, K]: [number, number, number],
+  act: Activation,
+): TextureJob {
+  const flags = bias ? FLAG_BIAS : 0;
+  return {
+    a,
+    b: w,
+    bias,
+    out,
+    M,
+    N,
+    K,
+    batch: 1,
+    transA: false,
+    transB: true,
+    sharedB: true,
+    flags,
+    act,
+    alpha: 1,
+  };
+}
+
 /**
  * Inference on CPU adapters, for a layer width N = w.shape[0] with N % 4 != 0 (a pruned FFN):
  * act(x·wᵀ + bias) for x [rows, in] into a [rows, N₄] tensor, N₄ = N rounded up to a multiple of 4,
@@ -389,24 +417,7 @@ export function linearPadded(
   ) return undefined;
   const ldo = Math.ceil(N / 4) * 4;
   const out = gpu.empty([M, ldo]);
-  const job: TextureJob = {
-    a: x,
-    b: w,
-    bias,
-    out,
-    M,
-    N,
-    K,
-    batch: 1,
-    transA: false,
-    transB: true,
-    sharedB: true,
-    flags: bias ? FLAG_BIAS : 0,
-    act,
-    alpha: 1,
-    ldo,
-  };
-  if (matmulTexture(gpu, job)) return out;
+  if (matmulTexture(gpu, { ...linearJob(x, w, bias, out, [M, N, K], act), ldo })) return out;
   out.release();
   return undefined;
 }
@@ -431,23 +442,7 @@ export function linearFromPadded(z: Tensor, w: Tensor, bias?: Tensor): Tensor {
   const gpu = z.gpu;
   const out = gpu.empty([M, N]);
   if (M === 0 || N === 0) return out;
-  const job: TextureJob = {
-    a: z,
-    b: w,
-    bias,
-    out,
-    M,
-    N,
-    K,
-    batch: 1,
-    transA: false,
-    transB: true,
-    sharedB: true,
-    flags: bias ? FLAG_BIAS : 0,
-    act: "none",
-    alpha: 1,
-    lda: ldz,
-  };
+  const job = { ...linearJob(z, w, bias, out, [M, N, K], "none"), lda: ldz };
   if (!matmulTexture(gpu, job)) {
     throw new DeviceLimitError(`linearFromPadded: ${fmt(z)} is past the texture limits`);
   }
