@@ -50,6 +50,9 @@ import {
 import { runCli } from "./cli.ts";
 
 const NAMES = ["accuracy-vs-flops", "ablation", "latency", "cost", "label-free"];
+
+/** Part of the key of every timing cell (latency, cost): re-measured when the kernels change. */
+const TIMING = { kernels: KERNEL_VERSION };
 const FLOPS_GRID = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
 const ABLATION_GRID = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6];
 const LATENCY_GRID = [0.5, 0.6, 0.7, 0.8, 0.9];
@@ -522,8 +525,7 @@ async function latency(
       const t: (string | number)[][] = [];
       const full = await cells.get({
         kind: "latency-full",
-        // timings: re-measured when the kernels change
-        kernels: KERNEL_VERSION,
+        ...TIMING,
         model: run.m.dir,
         stamp: run.stamp,
         B,
@@ -534,8 +536,7 @@ async function latency(
         const cell = await cells.get(
           {
             kind: "latency",
-            // timings: re-measured when the kernels change
-            kernels: KERNEL_VERSION,
+            ...TIMING,
             // the pruned model timed in alternation with the unpruned one (speed-up from that pair)
             paired: true,
             model: run.m.dir,
@@ -714,8 +715,7 @@ async function flopsLatency(
   const seed = s.seeds[0];
   const cell = await cells.get({
     kind: "latency-flops50",
-    // timings: re-measured when the kernels change
-    kernels: KERNEL_VERSION,
+    ...TIMING,
     paired: true,
     // FLOPs counted at the measured sequence length S (not the task's mean length): the
     // latency and the FLOPs reduction it is compared with then describe the same inputs
@@ -809,8 +809,7 @@ async function cost(
   for (const n of sizes) {
     const cell = await cells.get({
       kind: "cost",
-      // timings: re-measured when the kernels change
-      kernels: KERNEL_VERSION,
+      ...TIMING,
       model: first.m.dir,
       stamp: first.stamp,
       n,
@@ -846,8 +845,7 @@ async function cost(
   for (const run of runs) {
     const cell = await cells.get({
       kind: "cost-model",
-      // timings: re-measured when the kernels change
-      kernels: KERNEL_VERSION,
+      ...TIMING,
       model: run.m.dir,
       stamp: run.stamp,
       samples: samplesOf(run.m, s),

@@ -18,8 +18,12 @@ import { forward } from "../model/run.ts";
 import type { OnProgress } from "../util/progress.ts";
 import type { LatencyTable } from "./search_latency.ts";
 
-/** Bump when kernels change in a way that changes timings (part of the cache key). */
-export const KERNEL_VERSION = 7; // 2: fused inference kernels; 3: marginal (per-submit-free) timings; 4: LayerNorm/bias textures; 5: 4-row attention, vec4 matmul stores; 6: 16x16 matmul tile, vec4 gathers; 7: padded odd FFN widths
+/**
+ * Bump when kernels change in a way that changes timings (part of the cache key). 2: fused
+ * inference kernels; 3: marginal (per-submit-free) timings; 4: LayerNorm/bias textures; 5: 4-row
+ * attention, vec4 matmul stores; 6: 16x16 matmul tile, vec4 gathers; 7: padded odd FFN widths.
+ */
+export const KERNEL_VERSION = 7;
 
 /** Options of `measureLatencyTable`. */
 export interface LatencyOptions {
@@ -62,7 +66,8 @@ function median(xs: number[]): number {
 }
 
 /**
- * Marginal seconds of one `run` inside a submit: the median over `runs` of t(2) − t(1), where t(n) is the wall time of n recorded runs and one sync. This
+ * Marginal seconds of one `run` inside a submit: the median over `runs` of t(2) − t(1), where
+ * t(n) is the wall time of n recorded runs and one sync. This
  * removes the per-submit overhead (submit, fence wait, readiness polling: ≈ 10–15 ms on llvmpipe),
  * which a whole forward pays once but a table of per-sub-layer timings would otherwise count once
  * per entry (at batch 1 × 128 that overhead alone was larger than a sub-layer).
