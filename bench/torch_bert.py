@@ -6,6 +6,7 @@ model to ONNX for onnxruntime-node. Prints one JSON line.
 
 Usage: /usr/bin/python3 bench/torch_bert.py '{"arch":"bert","L":12,"d":768,"H":12,"F":3072,
   "V":30522,"B":32,"S":128,"runs":5,"threads":2,"onnx":"/tmp/x.onnx"}'
+  (add "device":"cuda" to time it on a CUDA GPU; the ONNX export is for the CPU baseline)
 """
 import json, os, sys, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures"))
@@ -15,11 +16,16 @@ import gen_model as ref
 cfg_in = json.loads(sys.argv[1])
 torch.set_num_threads(cfg_in.get("threads", 2))
 torch.set_default_dtype(torch.float32)
+# "device": "cuda" times the same math on a CUDA GPU (a GPU machine's peer); default CPU.
+DEV = cfg_in.get("device", "cpu")
+sync = torch.cuda.synchronize if DEV.startswith("cuda") else (lambda: None)
 arch = cfg_in["arch"]
 L, d, H, F, V = cfg_in["L"], cfg_in["d"], cfg_in["H"], cfg_in["F"], cfg_in["V"]
 B, S, runs = cfg_in["B"], cfg_in["S"], cfg_in.get("runs", 5)
 cfg, w = ref.make_model(arch, "classification", L, d, H, F, V, 512, 2 if arch == "bert" else 0, 2, seed=1)
-w = {k: v.to(torch.float32) for k, v in w.items()}
+w = {k: v.to(torch.float32).to(DEV) for k, v in w.items()}  # made on the CPU (seeded), then moved
+if DEV != "cpu":
+    torch.set_default_device(DEV)  # torch >= 2.0; Debian's CPU torch is older
 ids = torch.randint(1, V, (B, S))
 tt = torch.zeros(B, S, dtype=torch.long)
 am = torch.ones(B, S, dtype=torch.long)
@@ -36,10 +42,12 @@ def median(xs):
 
 def timed(fn):
     fn()
+    sync()
     ts = []
     for _ in range(runs):
         t0 = time.perf_counter()
         fn()
+        sync()
         ts.append(time.perf_counter() - t0)
     return median(ts)
 
@@ -56,7 +64,8 @@ def step():
 
 
 fb = timed(step)
-result = {"forward_s": fwd, "forward_backward_s": fb, "threads": torch.get_num_threads(), "torch": torch.__version__}
+result = {"forward_s": fwd, "forward_backward_s": fb, "threads": torch.get_num_threads(), "torch": torch.__version__,
+          "device": DEV}
 if cfg_in.get("onnx"):
     class M(torch.nn.Module):
         def forward(self, ids, tt, am):

@@ -5,7 +5,8 @@ A BERT encoder + classification head written directly in PyTorch (float32, same 
 fastprune's model: post-LN, exact GELU, pooler tanh), trained with torch.optim.AdamW.
 
   /usr/bin/python3 bench/torch_train_step.py time  [--layers 4 --hidden 256 --heads 4 --ffn 1024 --batch 64 --seq 64 --vocab 30522 --steps 5]
-      prints the median time of a full training step (forward + backward + AdamW update).
+      prints the median time of a full training step (forward + backward + AdamW update);
+      --device cuda times it on a CUDA GPU instead of the CPU.
 """
 import argparse, math, statistics, sys, time
 import torch
@@ -59,7 +60,11 @@ def main():
     ap.add_argument("--vocab", type=int, default=30522)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda: the same step on a CUDA GPU")
     a = ap.parse_args()
+    if a.device != "cpu":
+        torch.set_default_device(a.device)  # torch >= 2.0; Debian's CPU torch is older
+    sync = torch.cuda.synchronize if a.device.startswith("cuda") else (lambda: None)
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -79,10 +84,11 @@ def main():
         loss.backward()
         torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
         opt.step()
+        sync()
         if i > 0:
             times.append(time.perf_counter() - t)
     med = statistics.median(times)
-    print(f"pytorch {torch.__version__} threads={torch.get_num_threads()} L{a.layers}/H{a.hidden}/A{a.heads}/F{a.ffn} "
+    print(f"pytorch {torch.__version__} {a.device} threads={torch.get_num_threads()} L{a.layers}/H{a.hidden}/A{a.heads}/F{a.ffn} "
           f"V{a.vocab} batch {a.batch}x{a.seq}: median step {med * 1000:.1f} ms over {a.steps} steps "
           f"({a.batch * a.seq / med:.0f} tokens/s)")
 

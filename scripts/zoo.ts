@@ -1,11 +1,12 @@
 /**
  * `deno run -A scripts/zoo.ts [--out zoo] [--only sst2-bert,…] [--mlm-steps N] [--max-steps N]
- * [--limit N] [--dev-limit N] [--no-mlm] [--dry-run]`: trains the experiment models (SST-2, MRPC, STS-B, RTE,
+ * [--limit N] [--dev-limit N] [--no-mlm] [--f16] [--dry-run]`: trains the experiment models (SST-2, MRPC, STS-B, RTE,
  * CoLA classifiers and a SQuAD v1.1 QA model on the by-article split of dev-v1.1, each in a BERT and
  * a DistilBERT shape) into `<out>/<task>-<arch>/`, skipping entries whose metrics.json exists, then
  * writes `<out>/zoo.md` + `<out>/zoo.json`: best dev metric vs the trivial baseline (majority class;
  * constant prediction for STS-B; empty answer for SQuAD) and whether the model clearly beats it
  * (margin: +2 points accuracy/F1, +0.05 correlation). Only those that do belong in experiments.
+ * `--f16` saves the checkpoints in float16 (half the size; the weights load back as float32).
  * @module
  */
 import { parseArgs } from "node:util";
@@ -145,6 +146,7 @@ if (import.meta.main) {
         "dev-limit": s,
         "dry-run": { type: "boolean" },
         "no-mlm": { type: "boolean" },
+        f16: { type: "boolean" },
       },
     });
     const only = values.only?.split(",");
@@ -197,6 +199,7 @@ if (import.meta.main) {
         maxSteps: base ? 0 : n("max-steps") ?? e.options.maxSteps,
         limit: n("limit") ?? e.options.limit,
         devLimit: n("dev-limit") ?? e.options.devLimit,
+        dtype: values.f16 ? "F16" : e.options.dtype,
       };
       await Deno.mkdir(dir.slice(0, dir.lastIndexOf("/")), { recursive: true });
       console.error(`${e.name}: ${JSON.stringify(o)}`);

@@ -408,7 +408,7 @@ testBothClasses("sumRows, sumGroups and sumAll match PyTorch float64", async () 
 });
 
 testBothClasses(
-  "dotAll matches a float64 dot product and equals sumAll of the product",
+  "dotAll matches a float64 dot product and sumAll of the product",
   async () => {
     const gpu = await getGpu();
     for (const n of [1, 1000, 70001]) {
@@ -419,7 +419,9 @@ testBothClasses(
       const prod = mul(a, b);
       const [got, viaProduct] = await take(dotAll(a, b), sumAll(prod));
       assertClose(got, [want], 1e-6 * Math.sqrt(n), 1e-6, `dotAll n=${n}`);
-      assert(bitsEqual(got, viaProduct), `dotAll n=${n}: differs from sumAll(a∘b)`);
+      // Not bit-equal in general: a GPU compiler may fuse the product into the first add (FMA;
+      // NVIDIA's does), so the two differ by the products' rounding.
+      assertClose(got, viaProduct, 1e-6 * Math.sqrt(n), 1e-6, `dotAll n=${n} vs sumAll(a∘b)`);
       for (const t of [a, b, prod]) t.release();
     }
     const a = gpu.zeros([3]);

@@ -10,7 +10,7 @@ import { makeConfig } from "../../lib/model/config.ts";
 import { uploadBatch, uploadMasks } from "../../lib/model/inputs.ts";
 import { createRandomModel } from "../../lib/model/model.ts";
 import { backward, forward } from "../../lib/model/run.ts";
-import { type BenchSection, median, printTable } from "./common.ts";
+import { type BenchSection, median, printTable, pythonPath } from "./common.ts";
 import { loadOrt } from "./ort.ts";
 
 interface Shape {
@@ -48,7 +48,9 @@ async function torchAndOnnx(
   s: Shape,
   runs: number,
 ): Promise<{ torchFwd?: number; torchFb?: number; ortFwd?: number; note?: string }> {
-  const onnx = await Deno.makeTempFile({ suffix: ".onnx" });
+  // Export to ONNX only when onnxruntime-node loads (an offline machine has no npm cache for it).
+  const ortLoaded = await loadOrt();
+  const onnx = ortLoaded.ok ? await Deno.makeTempFile({ suffix: ".onnx" }) : "";
   const cfg = {
     arch: s.arch,
     L: s.L,
@@ -65,7 +67,7 @@ async function torchAndOnnx(
   let out: { forward_s?: number; forward_backward_s?: number; onnx?: string; onnx_error?: string } =
     {};
   try {
-    const r = await new Deno.Command("/usr/bin/python3", {
+    const r = await new Deno.Command(pythonPath(), {
       args: [new URL("../../bench/torch_bert.py", import.meta.url).pathname, JSON.stringify(cfg)],
       stdout: "piped",
       stderr: "piped",
@@ -89,9 +91,8 @@ async function torchAndOnnx(
   };
   if (out.onnx) {
     try {
-      const loaded = await loadOrt();
-      if (!loaded.ok) throw new Error(loaded.reason);
-      const ort = loaded.ort;
+      if (!ortLoaded.ok) throw new Error(ortLoaded.reason);
+      const ort = ortLoaded.ort;
       const session = await ort.InferenceSession.create(onnx, {
         intraOpNumThreads: navigator.hardwareConcurrency,
       });
@@ -119,7 +120,8 @@ async function torchAndOnnx(
       res.note = `onnxruntime-node failed: ${(e as Error).message.split("\n")[0]}`;
     }
   } else if (out.onnx_error) res.note = `ONNX export failed: ${out.onnx_error}`;
-  await Deno.remove(onnx).catch(() => {});
+  else if (!ortLoaded.ok) res.note = `onnxruntime-node unavailable: ${ortLoaded.reason}`;
+  if (onnx !== "") await Deno.remove(onnx).catch(() => {});
   return res;
 }
 

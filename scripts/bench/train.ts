@@ -10,7 +10,7 @@ import type { Grads } from "../../lib/model/encoder.ts";
 import { createRandomModel } from "../../lib/model/model.ts";
 import { AdamW } from "../../lib/train/optimizer.ts";
 import { trainStep } from "../../lib/train/step.ts";
-import { type BenchSection, median, printTable } from "./common.ts";
+import { type BenchSection, median, printTable, pythonPath } from "./common.ts";
 
 /** The train section. */
 export const trainSection: BenchSection = {
@@ -53,7 +53,7 @@ export const trainSection: BenchSection = {
     let torch: number | undefined;
     let note: string | undefined;
     try {
-      const r = await new Deno.Command("/usr/bin/python3", {
+      const r = await new Deno.Command(pythonPath(), {
         args: [
           new URL("../../bench/torch_train_step.py", import.meta.url).pathname,
           "time",
