@@ -53,6 +53,8 @@ const NAMES = ["accuracy-vs-flops", "ablation", "latency", "cost", "label-free"]
 
 /** Part of the key of every timing cell (latency, cost): re-measured when the kernels change. */
 const TIMING = { kernels: KERNEL_VERSION };
+/** Part of the key of whole-model latency cells: passes under 0.1 s are timed marginally. */
+const LATENCY_TIMING = { ...TIMING, passes: "marginal-below-0.1s" };
 const FLOPS_GRID = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
 const ABLATION_GRID = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6];
 const LATENCY_GRID = [0.5, 0.6, 0.7, 0.8, 0.9];
@@ -525,7 +527,7 @@ async function latency(
       const t: (string | number)[][] = [];
       const full = await cells.get({
         kind: "latency-full",
-        ...TIMING,
+        ...LATENCY_TIMING,
         model: run.m.dir,
         stamp: run.stamp,
         B,
@@ -536,7 +538,7 @@ async function latency(
         const cell = await cells.get(
           {
             kind: "latency",
-            ...TIMING,
+            ...LATENCY_TIMING,
             // the pruned model timed in alternation with the unpruned one (speed-up from that pair)
             paired: true,
             model: run.m.dir,
@@ -715,7 +717,7 @@ async function flopsLatency(
   const seed = s.seeds[0];
   const cell = await cells.get({
     kind: "latency-flops50",
-    ...TIMING,
+    ...LATENCY_TIMING,
     paired: true,
     // FLOPs counted at the measured sequence length S (not the task's mean length): the
     // latency and the FLOPs reduction it is compared with then describe the same inputs

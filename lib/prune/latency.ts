@@ -293,11 +293,22 @@ export async function measureModelLatency(
 }
 
 /**
+ * Passes shorter than this (seconds) are timed marginally by `measureModelLatencies`: a sync has a
+ * fixed cost that is not the model's (Deno 2.9's read-back polls the device, then sleeps 10 ms
+ * before it resolves: ≈ 12 ms per sync measured on an H100, ≈ 10–15 ms on llvmpipe).
+ */
+export const MARGINAL_BELOW_S = 0.1;
+
+/**
  * Median wall times (seconds) of one whole-model forward pass of each model at batch × seqLen,
  * timed in alternation (run i of every model before run i + 1 of any): a drift of the machine's
  * speed during the measurement then affects every model alike, so ratios of the medians (a
- * speed-up) are steadier than those of separate measurements. The models share one device;
- * sequence lengths are capped per model at its maxPositions.
+ * speed-up) are steadier than those of separate measurements. A pass that takes at least
+ * `MARGINAL_BELOW_S` is timed as one pass + sync; a shorter one marginally, (t(2n) − t(n)) / n
+ * with n passes queued before one sync (n sized so that t(n) ≈ `MARGINAL_BELOW_S`), so that the
+ * sync's fixed cost is not counted — the time the model occupies the device, as the latency
+ * tables measure it. The models share one device; sequence lengths are capped per model at its
+ * maxPositions.
  */
 export async function measureModelLatencies(
   models: Model[],
@@ -316,15 +327,32 @@ export async function measureModelLatencies(
       inputIds: new Int32Array(B * S).fill(1),
       attentionMask: new Int32Array(B * S).fill(1),
     });
-    return { model, batch, t: [] as number[] };
+    return { model, batch, n: 1, marginal: false, t: [] as number[] };
   });
+  const group = async (j: (typeof jobs)[number], n: number) => {
+    const t0 = performance.now();
+    for (let k = 0; k < n; k++) forward(j.model, j.batch, undefined, {}).release();
+    await j.model.gpu.sync();
+    return (performance.now() - t0) / 1000;
+  };
   try {
-    for (let i = -warmup; i < runs; i++) {
+    // warm-up passes; the last (at least one) decides how each model is timed
+    for (let i = 0, probes = Math.max(1, warmup); i < probes; i++) {
       for (const j of jobs) {
-        const t0 = performance.now();
-        forward(j.model, j.batch, undefined, {}).release();
-        await j.model.gpu.sync();
-        if (i >= 0) j.t.push((performance.now() - t0) / 1000);
+        const t = await group(j, 1);
+        if (i === probes - 1 && t < MARGINAL_BELOW_S) {
+          j.marginal = true;
+          j.n = Math.min(256, Math.ceil(MARGINAL_BELOW_S / Math.max(t, 1e-5)));
+        }
+      }
+    }
+    for (let i = 0; i < runs; i++) {
+      for (const j of jobs) {
+        if (!j.marginal) j.t.push(await group(j, 1));
+        else {
+          const one = await group(j, j.n);
+          j.t.push(Math.max(0, (await group(j, 2 * j.n)) - one) / j.n);
+        }
       }
     }
   } finally {

@@ -25,6 +25,18 @@ export interface BenchSection {
   run(ctx: BenchContext): Promise<unknown>;
 }
 
+/**
+ * The Python interpreter that runs the PyTorch baselines: `$FASTPRUNE_PYTHON` when set (a machine
+ * whose PyTorch lives in a virtual environment), else Debian's `/usr/bin/python3`.
+ */
+export function pythonPath(): string {
+  try {
+    return Deno.env.get("FASTPRUNE_PYTHON") || "/usr/bin/python3";
+  } catch {
+    return "/usr/bin/python3";
+  }
+}
+
 /** Median of a non-empty list. */
 export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -33,26 +45,11 @@ export function median(xs: readonly number[]): number {
 }
 
 /**
- * Times `record` (which must only record GPU work): one warm-up call + sync, then `repeats`
- * times { record `perRepeat` calls, sync }. Returns per-call milliseconds of every repeat.
+ * Groups shorter than this are timed marginally: a sync has a fixed cost (Deno 2.9's `mapAsync`
+ * polls the device and then sleeps 10 ms before it resolves; ≈ 12 ms per sync was measured on an
+ * H100, where it hid every kernel's time) that a group of calls must not be charged for.
  */
-export async function timeGpu(
-  gpu: Gpu,
-  record: () => void,
-  repeats: number,
-  perRepeat = 1,
-): Promise<number[]> {
-  record();
-  await gpu.sync();
-  const ms: number[] = [];
-  for (let r = 0; r < repeats; r++) {
-    const t0 = performance.now();
-    for (let i = 0; i < perRepeat; i++) record();
-    await gpu.sync();
-    ms.push((performance.now() - t0) / perRepeat);
-  }
-  return ms;
-}
+export const MARGINAL_BELOW_MS = 100;
 
 /** Wall and process-CPU milliseconds of one timed repeat. */
 export interface Timing {
@@ -60,6 +57,64 @@ export interface Timing {
   ms: number;
   /** Process CPU milliseconds per call (all threads: the adapter's workers run in-process). */
   cpuMs: number;
+}
+
+/**
+ * Per-call timings of `record` (which must only record GPU work), one per repeat. One warm-up
+ * group of `perRepeat` calls + sync, then per repeat either { `perRepeat` calls, sync } divided by
+ * `perRepeat` when such a group lasts ≥ `MARGINAL_BELOW_MS`, or else marginally: (t(2n) − t(n)) / n
+ * with n calls per group (n ≥ perRepeat, sized so that t(n) ≈ `MARGINAL_BELOW_MS`), which removes
+ * the per-sync cost and leaves the GPU time plus the cost of recording.
+ */
+async function timeGroups(
+  gpu: Gpu,
+  record: () => void,
+  repeats: number,
+  perRepeat: number,
+): Promise<Timing[]> {
+  const group = async (n: number) => {
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) record();
+    await gpu.sync();
+    const c = process.cpuUsage(c0);
+    return { ms: performance.now() - t0, cpuMs: (c.user + c.system) / 1000 };
+  };
+  await group(perRepeat);
+  const probe = await group(perRepeat);
+  const out: Timing[] = [];
+  if (probe.ms >= MARGINAL_BELOW_MS) {
+    out.push({ ms: probe.ms / perRepeat, cpuMs: probe.cpuMs / perRepeat });
+    for (let r = 1; r < repeats; r++) {
+      const g = await group(perRepeat);
+      out.push({ ms: g.ms / perRepeat, cpuMs: g.cpuMs / perRepeat });
+    }
+    return out;
+  }
+  const perCall = probe.ms / perRepeat;
+  const n = Math.min(
+    4096,
+    Math.max(perRepeat, Math.ceil(MARGINAL_BELOW_MS / Math.max(perCall, 1e-3))),
+  );
+  for (let r = 0; r < repeats; r++) {
+    const one = await group(n);
+    const two = await group(2 * n);
+    out.push({
+      ms: Math.max(0, two.ms - one.ms) / n,
+      cpuMs: Math.max(0, two.cpuMs - one.cpuMs) / n,
+    });
+  }
+  return out;
+}
+
+/** Per-call wall milliseconds of every repeat of `record` (see `timeGroups` for the method). */
+export async function timeGpu(
+  gpu: Gpu,
+  record: () => void,
+  repeats: number,
+  perRepeat = 1,
+): Promise<number[]> {
+  return (await timeGroups(gpu, record, repeats, perRepeat)).map((t) => t.ms);
 }
 
 /**
@@ -73,20 +128,8 @@ export async function timeGpuCpu(
   repeats: number,
   perRepeat = 1,
 ): Promise<Timing> {
-  record();
-  await gpu.sync();
-  const ms: number[] = [];
-  const cpu: number[] = [];
-  for (let r = 0; r < repeats; r++) {
-    const c0 = process.cpuUsage();
-    const t0 = performance.now();
-    for (let i = 0; i < perRepeat; i++) record();
-    await gpu.sync();
-    ms.push((performance.now() - t0) / perRepeat);
-    const c = process.cpuUsage(c0);
-    cpu.push((c.user + c.system) / 1000 / perRepeat);
-  }
-  return { ms: median(ms), cpuMs: median(cpu) };
+  const t = await timeGroups(gpu, record, repeats, perRepeat);
+  return { ms: median(t.map((x) => x.ms)), cpuMs: median(t.map((x) => x.cpuMs)) };
 }
 
 /** Prints rows as an aligned text table (first row is the header). */
