@@ -8,10 +8,14 @@
 # Writes $OUT/logs.tgz (every log, bench JSON, zoo metrics) and $OUT/m_<model>.tar (trained zoo
 # models, float16) and prints a short summary last. Each step runs under its own time limit.
 # Usage: bash bench/device_run.sh [zoo-only-list] [mlm-steps]
+#   e.g. bash bench/device_run.sh mrpc-distilbert,rte-distilbert 500   (no zoo list: no training)
+# The first H100 run (2026-11-27, bench/results/h100-2026-11-27/) spent its 110 s on the full-shape
+# model section without finishing it, and MLM pretraining ran at 3 steps/s, so 4000 steps did not
+# fit: this order puts the quick bench first and trains only when asked.
 set -u
 OUT=${OUT:-/tmp/device_out}
-ZOO_ONLY=${1:-mrpc-distilbert,rte-distilbert,cola-distilbert,squad-distilbert,mrpc-bert,rte-bert}
-MLM_STEPS=${2:-4000}
+ZOO_ONLY=${1:-}
+MLM_STEPS=${2:-500}
 mkdir -p "$OUT/logs"
 L=$OUT/logs
 t0=$(date +%s)
@@ -52,8 +56,9 @@ run() { # name seconds command...   (deno run, not deno task: a task installs th
   pack
 }
 
-run bench_gpu 110 deno run -A scripts/bench.ts --only model,pruned,train --out "$L"
+run bench_quick 120 deno run -A scripts/bench.ts --quick --only model,pruned,train --out "$L"
 # DistilBERT entries first (the experiments lack them), then BERT's; finished entries are kept
+[ -n "$ZOO_ONLY" ] || stamp "no zoo list: not training"
 distil=$(echo "$ZOO_ONLY" | tr , '\n' | grep distilbert | paste -sd,)
 bert=$(echo "$ZOO_ONLY" | tr , '\n' | grep -v distilbert | paste -sd,)
 [ -n "$distil" ] && run zoo_distil 170 deno run -A scripts/zoo.ts --out /tmp/zoo --only "$distil" --mlm-steps "$MLM_STEPS" --f16
@@ -83,7 +88,7 @@ run torch_cuda 40 bash -c '
            "\"L\":12,\"d\":768,\"H\":12,\"F\":3072,\"V\":30522,\"B\":1,\"S\":128"; do
     python3 bench/torch_bert.py "{\"arch\":\"bert\",$s,\"runs\":10,\"device\":\"cuda\"}"
   done'
-run bench_rest 30 deno run -A scripts/bench.ts --only matmul,norms --out "$L"
+run bench_rest 90 deno run -A scripts/bench.ts --only matmul,norms,model --out "$L"
 
 stamp "summary"
 ls -la "$OUT"
@@ -91,4 +96,4 @@ sed 's/\x1b\[[0-9;]*m//g' "$L/tests.log" | grep -E "FAILED|passed" | tail -25
 grep -aE "pruning time|latency" "$L/prune.log" | tail -4
 cat "$L/zoo.md" 2>/dev/null | grep -E "^\|" | head -20
 cat "$L/torch_cuda.log"
-grep -avE "^\s*$" "$L/bench_gpu.log" | tail -30
+grep -avE "^\s*$" "$L/bench_quick.log" | tail -30
