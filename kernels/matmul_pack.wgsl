@@ -1,5 +1,6 @@
 // Repacks a matmul operand into an rgba32float texture of K-rows for kernels/matmul_tex.wgsl:
-//   texel (t, z·R + r) = (src[e(z, r, 4t)], …, src[e(z, r, 4t + 3)]), zero where 4t + c ≥ K,
+//   texel (t, z·R + r) = (src[e(z, r, 4t)], …, src[e(z, r, 4t + 3)]), zero where 4t + c ≥ K
+//   and in rows r ≥ R_data (a shared B whose rows are padded: lib/ops/matmul.ts `linearPadded`),
 //   e(z, r, k) = (z0 + z)·s_z + r·s_r + k·s_k.
 // Element strides make it a copy for row-major operands whose K is not a multiple of 64 (the
 // row pitch copyBufferToTexture needs) and a transpose for operands whose reduction dimension is
@@ -17,14 +18,15 @@ struct Params {
   s_k: u32, // element stride along K
   s_z: u32, // element stride between batch items
   z0: u32, // first batch item of this dispatch
+  R_data: u32, // rows that hold values (≤ R); rows past it are written as zeros
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var dst: texture_storage_2d<rgba32float, write>;
 
-fn value(base: u32, k: u32) -> f32 {
-  if (k >= p.K) {
+fn value(r: u32, base: u32, k: u32) -> f32 {
+  if (k >= p.K || r >= p.R_data) {
     return 0.0;
   }
   return src[base + k * p.s_k];
@@ -39,6 +41,6 @@ fn pack(@builtin(global_invocation_id) g: vec3u) {
   }
   let base = (p.z0 + g.z) * p.s_z + r * p.s_r;
   let k = 4u * t;
-  let v = vec4f(value(base, k), value(base, k + 1u), value(base, k + 2u), value(base, k + 3u));
+  let v = vec4f(value(r, base, k), value(r, base, k + 1u), value(r, base, k + 2u), value(r, base, k + 3u));
   textureStore(dst, vec2i(i32(t), i32(g.z * p.R + r)), v);
 }

@@ -466,11 +466,16 @@ Deno.test("matmul splits more than 65535 batch items over dispatches; oversized 
   }
 });
 
-Deno.test("linearPadded → linearFromPadded equals the float64 two-layer product for odd widths (texture path)", async () => {
+Deno.test("linearPadded → linearFromPadded equals the float64 two-layer product for widths N % 64 != 0 (texture path)", async () => {
   const gpu = await getGpu();
-  // [rows, in] → N (N % 4 != 0) → out, as a pruned FFN: W₂(act(W₁x + b₁)) + b₂
+  // [rows, in] → N (N % 64 != 0) → out, as a pruned FFN: W₂(act(W₁x + b₁)) + b₂
   const [M, K, Nout] = [200, 16, 24];
-  for (const [N, act] of [[130, "gelu"], [129, "none"], [131, "relu"]] as const) {
+  for (
+    const [N, act] of [[130, "gelu"], [129, "none"], [131, "relu"], [96, "gelu"], [
+      3,
+      "gelu",
+    ]] as const
+  ) {
     const xs = rand(M * K, N), w1 = rand(N * K, N + 1), b1 = rand(N, N + 2);
     const w2 = rand(Nout * N, N + 3), b2 = rand(Nout, N + 4);
     const z = new Float64Array(M * N);
@@ -495,14 +500,22 @@ Deno.test("linearPadded → linearFromPadded equals the float64 two-layer produc
     const tw2 = gpu.upload(w2, [Nout, N]), tb2 = gpu.upload(b2, [Nout]);
     const zp = await withPath("texture", () => Promise.resolve(linearPadded(x, tw1, tb1, act)));
     assert(zp, `N=${N}: linearPadded did not apply on the texture path`);
-    assertEquals([...zp.shape], [M, Math.ceil(N / 4) * 4]);
+    const ld = Math.ceil(N / 64) * 64;
+    assertEquals([...zp.shape], [M, ld]);
+    // the padding columns are exact zeros (zero weight rows and bias: act(0) = 0)
+    const zv = await zp.read();
+    for (let m = 0; m < M; m++) {
+      for (let n = N; n < ld; n++) {
+        assert(zv[m * ld + n] === 0, `N=${N}: z[${m}, ${n}] = ${zv[m * ld + n]}`);
+      }
+    }
     const y = linearFromPadded(zp, tw2, tb2);
     assertEquals([...y.shape], [M, Nout]);
     assertClose(await y.read(), want, 1e-4 * Math.max(1, maxAbs(want)), 1e-5, `N=${N} ${act}`);
     for (const t of [x, tw1, tb1, tw2, tb2, zp, y]) t.release();
   }
-  // it does not apply to widths of a multiple of 4, nor on the storage path
-  const x = gpu.upload(rand(200 * 16, 1), [200, 16]), w = gpu.upload(rand(132 * 16, 2), [132, 16]);
+  // it does not apply to widths of a multiple of 64, nor on the storage path
+  const x = gpu.upload(rand(200 * 16, 1), [200, 16]), w = gpu.upload(rand(128 * 16, 2), [128, 16]);
   assertEquals(linearPadded(x, w), undefined);
   const w3 = gpu.upload(rand(130 * 16, 3), [130, 16]);
   assertEquals(await withPath("storage", () => Promise.resolve(linearPadded(x, w3))), undefined);

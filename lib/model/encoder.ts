@@ -25,7 +25,14 @@ import {
   scaleRows,
   scaleRowsBackward,
 } from "../ops/masks.ts";
-import { linear, linearBackward, linearFromPadded, linearPadded, matmul } from "../ops/matmul.ts";
+import {
+  linear,
+  linearBackward,
+  linearFromPadded,
+  linearPadded,
+  matmul,
+  PADDED_WIDTH,
+} from "../ops/matmul.ts";
 import { sumRows } from "../ops/reduce.ts";
 import { addRowVector } from "../ops/rows.ts";
 import { softmaxBackward, softmaxMasked } from "../ops/softmax.ts";
@@ -82,8 +89,9 @@ export interface LayerState {
   /** FFN pre-activation [B·S, F_l]. */
   h?: Tensor;
   /**
-   * FFN activation Z [B·S, F_l] (before the mask); fused inference passes of a width F_l % 4 != 0
-   * keep it padded, [B·S, F_l rounded up to a multiple of 4] (lib/ops/matmul.ts `linearPadded`).
+   * FFN activation Z [B·S, F_l] (before the mask); fused inference passes of a width F_l % 64 != 0
+   * on CPU adapters keep it zero-padded, [B·S, F_l rounded up to a multiple of 64]
+   * (lib/ops/matmul.ts `linearPadded`).
    */
   z?: Tensor;
   /** Z ∘ m_ffn. */
@@ -391,13 +399,13 @@ export function ffnForward(
   const c = model.config;
   const F = model.ffn(l);
   let f: Tensor;
-  const padded = F % 4 !== 0 && !ffnMask && o.fused === true && !o.save && !o.train &&
+  const padded = F % PADDED_WIDTH !== 0 && !ffnMask && o.fused === true && !o.save && !o.train &&
       u.shape.length === 2
     ? linearPadded(u, model.param(`l${l}.ffn1.w`), model.param(`l${l}.ffn1.b`), c.hiddenAct)
     : undefined;
   if (padded) {
-    // inference with a pruned width F % 4 != 0: rows padded to a multiple of 4 values between the
-    // two products (st.z is [B·S, F₄]; its columns past F are not part of the activation)
+    // inference with a pruned width F % 64 != 0: rows zero-padded to a multiple of 64 values
+    // between the two products (st.z is [B·S, F₆₄]; its columns past F are zeros, not neurons)
     st.z = padded;
     st.zm = padded;
     f = linearFromPadded(padded, model.param(`l${l}.ffn2.w`), model.param(`l${l}.ffn2.b`));

@@ -230,16 +230,25 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
  * SIMD texel path instead of its lane-by-lane storage loads). The caller releases the texture to
  * `gpu.textures` once its reads are recorded.
  */
-function rowTexture(src: Tensor, rows: number, K: number): Texture2D {
-  if (!(rows >= 1 && K >= 1 && rows * K <= src.size)) {
+function rowTexture(src: Tensor, rows: number, K: number, kOut = K): Texture2D {
+  if (!(rows >= 1 && K >= 1 && rows * K <= src.size && kOut >= K)) {
     throw new ShapeError(`rowTexture: [${rows}, ${K}] does not fit a tensor of ${src.size} values`);
   }
   const gpu = src.gpu;
-  if (Math.ceil(K / 4) > gpu.textures.maxDim || rows > gpu.textures.maxDim) {
-    throw new DeviceLimitError(`rowTexture: [${rows}, ${K}] is past the texture limit`);
+  if (Math.ceil(kOut / 4) > gpu.textures.maxDim || rows > gpu.textures.maxDim) {
+    throw new DeviceLimitError(`rowTexture: [${rows}, ${kOut}] is past the texture limit`);
   }
-  const tex = gpu.textures.acquire(Math.ceil(K / 4), rows);
-  fillTexture(gpu, src, tex, { rows, K, sR: K, sK: 1, sZ: 0, z0: 0, items: 1 });
+  const tex = gpu.textures.acquire(Math.ceil(kOut / 4), rows);
+  fillTexture(gpu, src, tex, {
+    rows,
+    K,
+    sR: K,
+    sK: 1,
+    sZ: 0,
+    z0: 0,
+    items: 1,
+    k4: Math.ceil(kOut / 4),
+  });
   return tex;
 }
 
@@ -259,35 +268,51 @@ interface TextureJob {
   act: Activation;
   alpha: number;
   /**
-   * Output row stride (default N; a multiple of 4 ≥ N): the kernel computes and stores ldo columns,
-   * those past N from clamped B rows (unspecified values). Only with a shared B and no batch.
+   * Output row stride (default N; a multiple of 64 ≥ N): the kernel computes and stores ldo
+   * columns, those past N exactly act(0) = 0 (B's rows and the bias are zero there). Only with a
+   * shared B and no batch.
    */
   ldo?: number;
-  /** Row stride of a row-major A (default K). */
-  lda?: number;
+  /**
+   * Values per row of B that hold data (default K; ≤ K): B's texture rows are zero past it, so A's
+   * rows may carry K − kb trailing zeros (`linearFromPadded`). Only with a shared B.
+   */
+  kb?: number;
 }
 
 /**
- * Fills rows [0, items·rows) of `tex` with K-rows of batch items z0… of an operand whose element
- * (z, r, k) is at z·sZ + r·sR + k·sK: one copy when rows are contiguous with K % 64 == 0, else
- * the repack kernel.
+ * Fills rows [0, items·rowsOut) of `tex` with K-rows of batch items z0… of an operand whose
+ * element (z, r, k) is at z·sZ + r·sR + k·sK, `k4` texels per row (default ⌈K/4⌉; zero past K)
+ * and, for one item, rows rows… rowsOut − 1 zero (default rowsOut = rows): one copy when rows are
+ * contiguous with K % 64 == 0 and nothing is zero-filled, else the repack kernel.
  */
 function fillTexture(
   gpu: Gpu,
   src: Tensor,
   tex: Texture2D,
-  o: { rows: number; K: number; sR: number; sK: number; sZ: number; z0: number; items: number },
+  o: {
+    rows: number;
+    K: number;
+    sR: number;
+    sK: number;
+    sZ: number;
+    z0: number;
+    items: number;
+    k4?: number;
+    rowsOut?: number;
+  },
 ): void {
-  const k4 = Math.ceil(o.K / 4);
+  const k4 = o.k4 ?? Math.ceil(o.K / 4);
+  const rowsOut = o.items === 1 ? (o.rowsOut ?? o.rows) : o.rows;
   const contiguous = o.sK === 1 && o.sR === o.K && (o.items === 1 || o.sZ === o.rows * o.K);
-  if (contiguous && o.K % 64 === 0) {
+  if (contiguous && o.K % 64 === 0 && k4 === o.K / 4 && rowsOut === o.rows) {
     gpu.copyToTexture(src, tex, k4, o.items * o.rows, o.z0 * o.sZ);
     return;
   }
-  const params = [o.rows, o.K, k4, o.sR, o.sK, o.sZ, o.z0];
+  const params = [rowsOut, o.K, k4, o.sR, o.sK, o.sZ, o.z0, o.rows];
   gpu.dispatchResources(PACK_SPEC, params, [src, tex], [
     Math.ceil(k4 / PACK_WG),
-    Math.ceil(o.rows / PACK_WG),
+    Math.ceil(rowsOut / PACK_WG),
     o.items,
   ]);
 }
@@ -322,14 +347,17 @@ function matmulTexture(gpu: Gpu, j: TextureJob): boolean {
   if (gx > maxWg || gy > maxWg || NK > maxDim) return false;
   const texA = gpu.textures.acquire(k4, chunk * M);
   const texB = gpu.textures.acquire(k4, sharedB ? NK : chunk * N);
-  // op(a) row m, k: a[z, m, k] (row-major, row stride lda) or a[z, k, m] (transA).
-  const lda = j.lda ?? K;
-  const aLayout = { rows: M, K, sR: j.transA ? 1 : lda, sK: j.transA ? M : 1, sZ: M * lda };
-  // op(b) column n, k: b[z, n, k] (transB) or b[z, k, n].
-  const bLayout = { rows: N, K, sR: j.transB ? K : 1, sK: j.transB ? 1 : N, sZ: N * K };
-  if (sharedB) fillTexture(gpu, j.b, texB, { ...bLayout, sZ: 0, z0: 0, items: 1 });
-  // the bias as one texture row of ⌈N/4⌉ texels (zero-padded)
-  const texBias = j.bias ? rowTexture(j.bias, 1, N) : undefined;
+  // op(a) row m, k: a[z, m, k] (row-major) or a[z, k, m] (transA).
+  const aLayout = { rows: M, K, sR: j.transA ? 1 : K, sK: j.transA ? M : 1, sZ: M * K };
+  // op(b) column n, k: b[z, n, k] (transB) or b[z, k, n]; a shared B may hold only kb < K values
+  // per row (zero past them) and be padded with zero rows up to NK.
+  const kb = sharedB ? (j.kb ?? K) : K;
+  const bLayout = { rows: N, K: kb, sR: j.transB ? kb : 1, sK: j.transB ? 1 : N, sZ: N * kb };
+  if (sharedB) {
+    fillTexture(gpu, j.b, texB, { ...bLayout, sZ: 0, z0: 0, items: 1, k4, rowsOut: NK });
+  }
+  // the bias as one texture row of ⌈NK/4⌉ texels (zero past N)
+  const texBias = j.bias ? rowTexture(j.bias, 1, N, NK) : undefined;
   // rows of N % 4 == 0 outputs are stored as vec4s (llvmpipe stores storage lane by lane: a
   // quarter of the store instructions)
   const s = texSpec(p, NK % 4 === 0);
@@ -387,14 +415,19 @@ function linearJob(
   };
 }
 
+/** Row granularity of `linearPadded`: 64 floats = the 256-byte row pitch of copyBufferToTexture. */
+export const PADDED_WIDTH = 64;
+
 /**
- * Inference on CPU adapters, for a layer width N = w.shape[0] with N % 4 != 0 (a pruned FFN):
- * act(x·wᵀ + bias) for x [rows, in] into a [rows, N₄] tensor, N₄ = N rounded up to a multiple of 4,
- * whose columns N… hold unspecified values; only `linearFromPadded` may read it. Rows of a multiple
- * of 4 values are stored as vec4s and take the large tile (llvmpipe stores lane by lane; an odd
- * width otherwise runs the 8 × 8 scalar-store kernel, slower per multiply-add than the full width).
- * Returns undefined, recording nothing, where it does not apply (N % 4 == 0, GPU adapters or the
- * storage path, products under TEXTURE_MIN_MACS, shapes past the texture limits): use `linear`.
+ * Inference on CPU adapters, for a layer width N = w.shape[0] with N % 64 != 0 (a pruned FFN):
+ * act(x·wᵀ + bias) for x [rows, in] into a [rows, N₆₄] tensor, N₆₄ = N rounded up to a multiple of
+ * `PADDED_WIDTH`, whose columns N… are exactly act(0) = 0 (zero weight rows and bias there); only
+ * `linearFromPadded` reads it. Rows of a multiple of 64 values reach the next product's texture in
+ * one copy (else a repack pass over the whole [rows, N] activation: a 496-neuron FFN took 127 ms at
+ * [4096, 128] against 105 ms for 512), are stored as vec4s and take the large tile (llvmpipe stores
+ * lane by lane). Returns undefined, recording nothing, where it does not apply (N % 64 == 0, GPU
+ * adapters or the storage path, products under TEXTURE_MIN_MACS, shapes past the texture limits):
+ * use `linear`. Every activation here has act(0) = 0.
  */
 export function linearPadded(
   x: Tensor,
@@ -412,10 +445,10 @@ export function linearPadded(
   if (!(act in ACT_CODES)) throw new InvalidArgumentError(`linearPadded: unknown activation`);
   const gpu = x.gpu;
   if (
-    N % 4 === 0 || M === 0 || K === 0 || matmulPath(gpu) !== "texture" ||
+    N % PADDED_WIDTH === 0 || M === 0 || K === 0 || matmulPath(gpu) !== "texture" ||
     (forcedPath === "auto" && M * N * K < TEXTURE_MIN_MACS)
   ) return undefined;
-  const ldo = Math.ceil(N / 4) * 4;
+  const ldo = Math.ceil(N / PADDED_WIDTH) * PADDED_WIDTH;
   const out = gpu.empty([M, ldo]);
   if (matmulTexture(gpu, { ...linearJob(x, w, bias, out, [M, N, K], act), ldo })) return out;
   out.release();
@@ -423,15 +456,16 @@ export function linearPadded(
 }
 
 /**
- * The layer after `linearPadded`: z [rows, N₄] read as its first N = w.shape[1] columns, times
- * w [out, N] transposed, plus bias: the same as `linear(z[:, :N], w, bias)`.
+ * The layer after `linearPadded`: z [rows, N₆₄] (zero past its first N = w.shape[1] columns)
+ * times w [out, N] transposed, plus bias: the same as `linear(z[:, :N], w, bias)`, bit for bit
+ * (the sum over k runs in the same order; the padding adds exact zeros at its end).
  */
 export function linearFromPadded(z: Tensor, w: Tensor, bias?: Tensor): Tensor {
   if (z.shape.length !== 2 || w.shape.length !== 2) {
     throw new ShapeError(`linearFromPadded: z ${fmt(z)} and w ${fmt(w)} must be rank 2`);
   }
   const [M, ldz] = z.shape, [N, K] = w.shape;
-  if (ldz !== Math.ceil(K / 4) * 4) {
+  if (ldz !== Math.ceil(K / PADDED_WIDTH) * PADDED_WIDTH) {
     throw new ShapeError(
       `linearFromPadded: z ${fmt(z)} is not the padded output of a ${K}-wide layer`,
     );
@@ -442,7 +476,7 @@ export function linearFromPadded(z: Tensor, w: Tensor, bias?: Tensor): Tensor {
   const gpu = z.gpu;
   const out = gpu.empty([M, N]);
   if (M === 0 || N === 0) return out;
-  const job = { ...linearJob(z, w, bias, out, [M, N, K], "none"), lda: ldz };
+  const job = { ...linearJob(z, w, bias, out, [M, N, ldz], "none"), kb: K };
   if (!matmulTexture(gpu, job)) {
     throw new DeviceLimitError(`linearFromPadded: ${fmt(z)} is past the texture limits`);
   }

@@ -1,9 +1,12 @@
 /**
  * Latency lookup tables measured with our own kernels on the current adapter (METHOD.md §2.2):
  * lut_mha[h] = one MHA sub-layer (QKV, attention, W_o, residual, LN₁) with h heads, lut_ffn[n] =
- * one FFN sub-layer with n neurons, at a fixed batch × sequence length. Each entry is the median
- * of `runs` marginal timings (the per-submit overhead removed, see `marginalTime`) after warm-up;
- * every h is timed, n at 0, 1, F and each multiple of `step`, linearly interpolated between.
+ * one FFN sub-layer with n neurons, at a fixed batch × sequence length, both as inference runs
+ * them (fused kernels). Each entry is the median of `runs` marginal timings (the per-submit
+ * overhead removed, see `marginalTime`) after warm-up; every h is timed, n at 0, 1, F and each
+ * multiple of `step`, linearly interpolated between — except where inference pads FFN widths to a
+ * multiple of 64 (the texture path: `linearPadded`), whose cost is a step: n costs what its padded
+ * width costs.
  * Tables are cached on disk per adapter, shape, model dims and kernel version. Also
  * `measureModelLatency` / `measureModelLatencies` for whole-model timings in reports.
  * @module
@@ -13,6 +16,7 @@ import type { Gpu } from "../gpu/context.ts";
 import { makeConfig } from "../model/config.ts";
 import { attentionForward, ffnForward, type LayerState } from "../model/encoder.ts";
 import { uploadBatch } from "../model/inputs.ts";
+import { matmulPath, PADDED_WIDTH } from "../ops/matmul.ts";
 import { createRandomModel, type Model } from "../model/model.ts";
 import { forward } from "../model/run.ts";
 import type { OnProgress } from "../util/progress.ts";
@@ -21,9 +25,10 @@ import type { LatencyTable } from "./search_latency.ts";
 /**
  * Bump when kernels change in a way that changes timings (part of the cache key). 2: fused
  * inference kernels; 3: marginal (per-submit-free) timings; 4: LayerNorm/bias textures; 5: 4-row
- * attention, vec4 matmul stores; 6: 16x16 matmul tile, vec4 gathers; 7: padded odd FFN widths.
+ * attention, vec4 matmul stores; 6: 16x16 matmul tile, vec4 gathers; 7: padded odd FFN widths;
+ * 8: FFN widths zero-padded to a multiple of 64, the tables' FFN timed fused.
  */
-export const KERNEL_VERSION = 7;
+export const KERNEL_VERSION = 8;
 
 /** Options of `measureLatencyTable`. */
 export interface LatencyOptions {
@@ -203,7 +208,7 @@ export async function measureLatencyTable(
         gpu,
         () => {
           const st: Partial<LayerState> = {};
-          ffnForward(m, 0, x, batch, undefined, st, {});
+          ffnForward(m, 0, x, batch, undefined, st, { fused: true });
           release(st);
         },
         runs,
@@ -222,6 +227,14 @@ export async function measureLatencyTable(
     }
   }
   if (ffnTimed.length === 1) ffn[0] = ffnAt.get(0)!;
+  // padded widths: n runs as ⌈n/64⌉·64 neurons, so it costs that width's timing where it was timed
+  const padded = matmulPath(gpu) === "texture" && step % PADDED_WIDTH === 0;
+  if (padded) {
+    for (let n = 1; n <= F; n++) {
+      const up = Math.ceil(n / PADDED_WIDTH) * PADDED_WIDTH;
+      if (up !== n && up <= F && ffnAt.has(up)) ffn[n] = ffnAt.get(up)!;
+    }
+  }
   // additivity on three whole layers
   const additivity: MeasuredLatencyTable["additivity"] = [];
   for (const [h, n] of [[H, F], [Math.ceil(H / 2), Math.ceil(F / 2)], [1, Math.min(F, step)]]) {
@@ -232,7 +245,7 @@ export async function measureLatencyTable(
       () => {
         const st: Partial<LayerState> = {};
         attentionForward(m, 0, x, batch, undefined, st, { fused: true });
-        ffnForward(m, 0, st.u!, batch, undefined, st, {});
+        ffnForward(m, 0, st.u!, batch, undefined, st, { fused: true });
         release(st);
       },
       runs,
