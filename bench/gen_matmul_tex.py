@@ -46,6 +46,8 @@ struct Params {
   flags: u32, // FLAG_BIAS | FLAG_ACCUMULATE
   act: u32, // 0 none, ACT_GELU, ACT_RELU
   alpha: f32,
+  o0: u32, // element offset of the output block (a block of a product past the texture limits)
+  ldo: u32, // output row stride (N, or wider: a block of a wider product, or padded rows)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -62,7 +64,7 @@ fn put(base: u32, m: u32, n: u32, v: f32, bias: f32) {
     return;
   }
   let r = epilogue(p.alpha * v + bias);
-  let o = base + m * p.N + n;
+  let o = base + m * p.ldo + n;
   if ((p.flags & FLAG_ACCUMULATE) != 0u) {
     out[o] = out[o] + r;
   } else {
@@ -71,13 +73,14 @@ fn put(base: u32, m: u32, n: u32, v: f32, bias: f32) {
 }
 
 // The same for four consecutive columns n..n+3 stored as one vec4 (entry points *_v4, used when
-// N % 4 == 0 so a row's vec4s never straddle two rows); `base4` and the result index are in vec4s.
+// N, ldo and o0 are multiples of 4, so a row's vec4s never straddle two rows); `base4` and the
+// result index are in vec4s.
 fn put4(base4: u32, m: u32, n: u32, v: vec4<f32>, bias: vec4<f32>) {
   if (m >= p.M || n >= p.N) {
     return;
   }
   let r = epilogue4(p.alpha * v + bias);
-  let o = base4 + (m * p.N + n) / 4u;
+  let o = base4 + (m * p.ldo + n) / 4u;
   if ((p.flags & FLAG_ACCUMULATE) != 0u) {
     out4[o] = out4[o] + r;
   } else {
@@ -131,13 +134,13 @@ def entry(tm, tn, v4):
     for t in range(tn // 4):
         L.append(f"  let bias{t} = biasTexel(n0 / 4u + {t}u);")
     if v4:
-        L.append("  let base4 = (p.z0 + wid.z) * p.M * (p.N / 4u);")
+        L.append("  let base4 = (p.o0 + (p.z0 + wid.z) * p.M * p.ldo) / 4u;")
         for i in range(tm):
             for t in range(tn // 4):
                 cs = ", ".join(f"c{i}_{4 * t + q}" for q in range(4))
                 L.append(f"  put4(base4, m0 + {i}u, n0 + {4 * t}u, vec4<f32>({cs}), bias{t});")
     else:
-        L.append("  let base = (p.z0 + wid.z) * p.M * p.N;")
+        L.append("  let base = p.o0 + (p.z0 + wid.z) * p.M * p.ldo;")
         for i in range(tm):
             for j in range(tn):
                 L.append(f"  put(base, m0 + {i}u, n0 + {j}u, c{i}_{j}, bias{j // 4}[{j % 4}]);")

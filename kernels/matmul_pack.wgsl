@@ -1,7 +1,7 @@
 // Repacks a matmul operand into an rgba32float texture of K-rows for kernels/matmul_tex.wgsl:
 //   texel (t, z·R + r) = (src[e(z, r, 4t)], …, src[e(z, r, 4t + 3)]), zero where 4t + c ≥ K
 //   and in rows r ≥ R_data (a shared B whose rows are padded: lib/ops/matmul.ts `linearPadded`),
-//   e(z, r, k) = (z0 + z)·s_z + r·s_r + k·s_k.
+//   e(z, r, k) = off + (z0 + z)·s_z + r·s_r + k·s_k.
 // Element strides make it a copy for row-major operands whose K is not a multiple of 64 (the
 // row pitch copyBufferToTexture needs) and a transpose for operands whose reduction dimension is
 // not contiguous (X·W, Xᵀ·Y). One pass over the operand, cheap next to the O(M·N·K) product.
@@ -19,6 +19,7 @@ struct Params {
   s_z: u32, // element stride between batch items
   z0: u32, // first batch item of this dispatch
   R_data: u32, // rows that hold values (≤ R); rows past it are written as zeros
+  off: u32, // element offset of the operand (a block of a product past the texture limits)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -39,7 +40,7 @@ fn pack(@builtin(global_invocation_id) g: vec3u) {
   if (t >= p.K4 || r >= p.R) {
     return;
   }
-  let base = (p.z0 + g.z) * p.s_z + r * p.s_r;
+  let base = p.off + (p.z0 + g.z) * p.s_z + r * p.s_r;
   let k = 4u * t;
   let v = vec4f(value(r, base, k), value(r, base, k + 1u), value(r, base, k + 2u), value(r, base, k + 3u));
   textureStore(dst, vec2i(i32(t), i32(g.z * p.R + r)), v);

@@ -36,6 +36,8 @@ struct Params {
   flags: u32, // FLAG_BIAS | FLAG_ACCUMULATE
   act: u32, // 0 none, ACT_GELU, ACT_RELU
   alpha: f32,
+  o0: u32, // element offset of the output block (a block of a product past the texture limits)
+  ldo: u32, // output row stride (N, or wider: a block of a wider product, or padded rows)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -52,7 +54,7 @@ fn put(base: u32, m: u32, n: u32, v: f32, bias: f32) {
     return;
   }
   let r = epilogue(p.alpha * v + bias);
-  let o = base + m * p.N + n;
+  let o = base + m * p.ldo + n;
   if ((p.flags & FLAG_ACCUMULATE) != 0u) {
     out[o] = out[o] + r;
   } else {
@@ -61,13 +63,14 @@ fn put(base: u32, m: u32, n: u32, v: f32, bias: f32) {
 }
 
 // The same for four consecutive columns n..n+3 stored as one vec4 (entry points *_v4, used when
-// N % 4 == 0 so a row's vec4s never straddle two rows); `base4` and the result index are in vec4s.
+// N, ldo and o0 are multiples of 4, so a row's vec4s never straddle two rows); `base4` and the
+// result index are in vec4s.
 fn put4(base4: u32, m: u32, n: u32, v: vec4<f32>, bias: vec4<f32>) {
   if (m >= p.M || n >= p.N) {
     return;
   }
   let r = epilogue4(p.alpha * v + bias);
-  let o = base4 + (m * p.N + n) / 4u;
+  let o = base4 + (m * p.ldo + n) / 4u;
   if ((p.flags & FLAG_ACCUMULATE) != 0u) {
     out4[o] = out4[o] + r;
   } else {
@@ -184,7 +187,7 @@ fn matmul_tex_8x4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
     c7_3 += dot(x7, y3);
   }
   let bias0 = biasTexel(n0 / 4u + 0u);
-  let base = (p.z0 + wid.z) * p.M * p.N;
+  let base = p.o0 + (p.z0 + wid.z) * p.M * p.ldo;
   put(base, m0 + 0u, n0 + 0u, c0_0, bias0[0]);
   put(base, m0 + 0u, n0 + 1u, c0_1, bias0[1]);
   put(base, m0 + 0u, n0 + 2u, c0_2, bias0[2]);
@@ -320,7 +323,7 @@ fn matmul_tex_8x4_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocatio
     c7_3 += dot(x7, y3);
   }
   let bias0 = biasTexel(n0 / 4u + 0u);
-  let base4 = (p.z0 + wid.z) * p.M * (p.N / 4u);
+  let base4 = (p.o0 + (p.z0 + wid.z) * p.M * p.ldo) / 4u;
   put4(base4, m0 + 0u, n0 + 0u, vec4<f32>(c0_0, c0_1, c0_2, c0_3), bias0);
   put4(base4, m0 + 1u, n0 + 0u, vec4<f32>(c1_0, c1_1, c1_2, c1_3), bias0);
   put4(base4, m0 + 2u, n0 + 0u, vec4<f32>(c2_0, c2_1, c2_2, c2_3), bias0);
@@ -505,7 +508,7 @@ fn matmul_tex_8x8(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
   }
   let bias0 = biasTexel(n0 / 4u + 0u);
   let bias1 = biasTexel(n0 / 4u + 1u);
-  let base = (p.z0 + wid.z) * p.M * p.N;
+  let base = p.o0 + (p.z0 + wid.z) * p.M * p.ldo;
   put(base, m0 + 0u, n0 + 0u, c0_0, bias0[0]);
   put(base, m0 + 0u, n0 + 1u, c0_1, bias0[1]);
   put(base, m0 + 0u, n0 + 2u, c0_2, bias0[2]);
@@ -746,7 +749,7 @@ fn matmul_tex_8x8_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocatio
   }
   let bias0 = biasTexel(n0 / 4u + 0u);
   let bias1 = biasTexel(n0 / 4u + 1u);
-  let base4 = (p.z0 + wid.z) * p.M * (p.N / 4u);
+  let base4 = (p.o0 + (p.z0 + wid.z) * p.M * p.ldo) / 4u;
   put4(base4, m0 + 0u, n0 + 0u, vec4<f32>(c0_0, c0_1, c0_2, c0_3), bias0);
   put4(base4, m0 + 0u, n0 + 4u, vec4<f32>(c0_4, c0_5, c0_6, c0_7), bias1);
   put4(base4, m0 + 1u, n0 + 0u, vec4<f32>(c1_0, c1_1, c1_2, c1_3), bias0);
@@ -867,7 +870,7 @@ fn matmul_tex_4x8(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
   }
   let bias0 = biasTexel(n0 / 4u + 0u);
   let bias1 = biasTexel(n0 / 4u + 1u);
-  let base = (p.z0 + wid.z) * p.M * p.N;
+  let base = p.o0 + (p.z0 + wid.z) * p.M * p.ldo;
   put(base, m0 + 0u, n0 + 0u, c0_0, bias0[0]);
   put(base, m0 + 0u, n0 + 1u, c0_1, bias0[1]);
   put(base, m0 + 0u, n0 + 2u, c0_2, bias0[2]);
@@ -1004,7 +1007,7 @@ fn matmul_tex_4x8_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocatio
   }
   let bias0 = biasTexel(n0 / 4u + 0u);
   let bias1 = biasTexel(n0 / 4u + 1u);
-  let base4 = (p.z0 + wid.z) * p.M * (p.N / 4u);
+  let base4 = (p.o0 + (p.z0 + wid.z) * p.M * p.ldo) / 4u;
   put4(base4, m0 + 0u, n0 + 0u, vec4<f32>(c0_0, c0_1, c0_2, c0_3), bias0);
   put4(base4, m0 + 0u, n0 + 4u, vec4<f32>(c0_4, c0_5, c0_6, c0_7), bias1);
   put4(base4, m0 + 1u, n0 + 0u, vec4<f32>(c1_0, c1_1, c1_2, c1_3), bias0);
@@ -1076,7 +1079,7 @@ fn matmul_tex_4x4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
     c3_3 += dot(x3, y3);
   }
   let bias0 = biasTexel(n0 / 4u + 0u);
-  let base = (p.z0 + wid.z) * p.M * p.N;
+  let base = p.o0 + (p.z0 + wid.z) * p.M * p.ldo;
   put(base, m0 + 0u, n0 + 0u, c0_0, bias0[0]);
   put(base, m0 + 0u, n0 + 1u, c0_1, bias0[1]);
   put(base, m0 + 0u, n0 + 2u, c0_2, bias0[2]);
@@ -1156,7 +1159,7 @@ fn matmul_tex_4x4_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocatio
     c3_3 += dot(x3, y3);
   }
   let bias0 = biasTexel(n0 / 4u + 0u);
-  let base4 = (p.z0 + wid.z) * p.M * (p.N / 4u);
+  let base4 = (p.o0 + (p.z0 + wid.z) * p.M * p.ldo) / 4u;
   put4(base4, m0 + 0u, n0 + 0u, vec4<f32>(c0_0, c0_1, c0_2, c0_3), bias0);
   put4(base4, m0 + 1u, n0 + 0u, vec4<f32>(c1_0, c1_1, c1_2, c1_3), bias0);
   put4(base4, m0 + 2u, n0 + 0u, vec4<f32>(c2_0, c2_1, c2_2, c2_3), bias0);
@@ -1344,7 +1347,7 @@ fn matmul_tex_16x4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_
     c15_3 += dot(x15, y3);
   }
   let bias0 = biasTexel(n0 / 4u + 0u);
-  let base = (p.z0 + wid.z) * p.M * p.N;
+  let base = p.o0 + (p.z0 + wid.z) * p.M * p.ldo;
   put(base, m0 + 0u, n0 + 0u, c0_0, bias0[0]);
   put(base, m0 + 0u, n0 + 1u, c0_1, bias0[1]);
   put(base, m0 + 0u, n0 + 2u, c0_2, bias0[2]);
@@ -1592,7 +1595,7 @@ fn matmul_tex_16x4_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocati
     c15_3 += dot(x15, y3);
   }
   let bias0 = biasTexel(n0 / 4u + 0u);
-  let base4 = (p.z0 + wid.z) * p.M * (p.N / 4u);
+  let base4 = (p.o0 + (p.z0 + wid.z) * p.M * p.ldo) / 4u;
   put4(base4, m0 + 0u, n0 + 0u, vec4<f32>(c0_0, c0_1, c0_2, c0_3), bias0);
   put4(base4, m0 + 1u, n0 + 0u, vec4<f32>(c1_0, c1_1, c1_2, c1_3), bias0);
   put4(base4, m0 + 2u, n0 + 0u, vec4<f32>(c2_0, c2_1, c2_2, c2_3), bias0);
@@ -1929,7 +1932,7 @@ fn matmul_tex_16x8_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocati
   }
   let bias0 = biasTexel(n0 / 4u + 0u);
   let bias1 = biasTexel(n0 / 4u + 1u);
-  let base4 = (p.z0 + wid.z) * p.M * (p.N / 4u);
+  let base4 = (p.o0 + (p.z0 + wid.z) * p.M * p.ldo) / 4u;
   put4(base4, m0 + 0u, n0 + 0u, vec4<f32>(c0_0, c0_1, c0_2, c0_3), bias0);
   put4(base4, m0 + 0u, n0 + 4u, vec4<f32>(c0_4, c0_5, c0_6, c0_7), bias1);
   put4(base4, m0 + 1u, n0 + 0u, vec4<f32>(c1_0, c1_1, c1_2, c1_3), bias0);
@@ -2556,7 +2559,7 @@ fn matmul_tex_16x16_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocat
   let bias1 = biasTexel(n0 / 4u + 1u);
   let bias2 = biasTexel(n0 / 4u + 2u);
   let bias3 = biasTexel(n0 / 4u + 3u);
-  let base4 = (p.z0 + wid.z) * p.M * (p.N / 4u);
+  let base4 = (p.o0 + (p.z0 + wid.z) * p.M * p.ldo) / 4u;
   put4(base4, m0 + 0u, n0 + 0u, vec4<f32>(c0_0, c0_1, c0_2, c0_3), bias0);
   put4(base4, m0 + 0u, n0 + 4u, vec4<f32>(c0_4, c0_5, c0_6, c0_7), bias1);
   put4(base4, m0 + 0u, n0 + 8u, vec4<f32>(c0_8, c0_9, c0_10, c0_11), bias2);

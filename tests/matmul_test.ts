@@ -263,7 +263,7 @@ Deno.test("matmul ragged, copy-path, split-batch and fallback shapes match a flo
   }
 });
 
-Deno.test("matmul texture path records copies for K % 64 == 0, repacks otherwise, falls back past the texture limit", async () => {
+Deno.test("matmul texture path records copies for K % 64 == 0, repacks otherwise, runs blocks past the texture limit", async () => {
   // Dispatch counts tell the paths apart: the copy path adds no dispatch, each repacked operand
   // adds one, the storage path is a single dispatch.
   const gpu = await getGpu();
@@ -280,7 +280,8 @@ Deno.test("matmul texture path records copies for K % 64 == 0, repacks otherwise
     assertEquals(count([8, 64], [64, 5]), 2, "nn, K = 64: copy a, repack b");
     assertEquals(count([8, 7], [7, 5]), 3, "nn, K = 7: repack both");
     const rows = gpu.textures.maxDim + 1;
-    assertEquals(count([rows, 4], [4, 3]), 1, "rows past the texture limit: storage kernel");
+    // two row blocks, each: repack a's rows, repack b (K = 4), one product
+    assertEquals(count([rows, 4], [4, 3]), 6, "rows past the texture limit: blocks");
     await gpu.sync();
   });
   await withPath("storage", async () => {
@@ -460,7 +461,11 @@ Deno.test("matmul splits more than 65535 batch items over dispatches; oversized 
   if (rows * 4 <= gpu.limits.maxStorageBufferBindingSize) {
     const tall = gpu.empty([rows, 1]);
     const one = gpu.upload([1], [1, 1]);
-    await assertRejects(() => matmul(tall, one), DeviceLimitError, "workgroups");
+    // the storage kernel's grid (the texture path runs such a product as blocks)
+    await withPath(
+      "storage",
+      () => assertRejects(() => matmul(tall, one), DeviceLimitError, "workgroups"),
+    );
     tall.release();
     one.release();
   }
@@ -523,4 +528,43 @@ Deno.test("linearPadded → linearFromPadded equals the float64 two-layer produc
   const w4 = gpu.upload(rand(24 * 130, 5), [24, 130]);
   await assertRejects(() => linearFromPadded(x, w4), ShapeError, "padded output");
   for (const t of [x, w, w3, w4]) t.release();
+});
+
+Deno.test("texture path: products past the texture limit run as blocks (decoder N > maxDim, its dW with M > maxDim) and match float64", async () => {
+  const gpu = await getGpu();
+  const big = gpu.textures.maxDim + 70; // two blocks; the second ragged, N % 4 == 2 (scalar stores)
+  // forward: x [6, 8] · w [big, 8]ᵀ + bias
+  const [R, K] = [6, 8];
+  const xs = rand(R * K, 1), ws = rand(big * K, 2), bs = rand(big, 3);
+  const want = new Float64Array(R * big);
+  for (let r = 0; r < R; r++) {
+    for (let n = 0; n < big; n++) {
+      want[r * big + n] = bs[n] + dot(xs.subarray(r * K, r * K + K), ws.subarray(n * K, n * K + K));
+    }
+  }
+  const x = gpu.upload(xs, [R, K]), w = gpu.upload(ws, [big, K]), b = gpu.upload(bs, [big]);
+  gpu.startRecording();
+  const y = await withPath("texture", () => Promise.resolve(linear(x, w, b)));
+  const kernels = gpu.stopRecording().map((d) => d.name);
+  assert(kernels.includes("matmul_tex.wgsl"), `texture kernel not used: ${kernels.join(", ")}`);
+  assert(!kernels.includes("matmul.wgsl"), "fell back to the storage kernel");
+  assertClose(await y.read(), want, 1e-5, 1e-5, `linear N=${big}`);
+  // weight gradient: dyᵀ·x with dy [R, big+2] (M = big + 2 ≡ 0 mod 4: vec4 stores), accumulated
+  const M = big + 2, Nc = 12;
+  const dys = rand(R * M, 4), xs2 = rand(R * Nc, 5), base = rand(M * Nc, 6);
+  const want2 = Float64Array.from(base);
+  for (let m = 0; m < M; m++) {
+    for (let n = 0; n < Nc; n++) {
+      for (let r = 0; r < R; r++) want2[m * Nc + n] += dys[r * M + m] * xs2[r * Nc + n];
+    }
+  }
+  const dy = gpu.upload(dys, [R, M]),
+    x2 = gpu.upload(xs2, [R, Nc]),
+    into = gpu.upload(base, [M, Nc]);
+  await withPath("texture", () => {
+    matmul(dy, x2, { transA: true, out: into, accumulate: true });
+    return Promise.resolve();
+  });
+  assertClose(await into.read(), want2, 1e-5, 1e-5, `dyᵀ·x M=${M}`);
+  for (const t of [x, w, b, y, dy, x2, into]) t.release();
 });

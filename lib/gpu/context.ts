@@ -61,6 +61,24 @@ interface CachedPipeline {
   id: number;
 }
 
+/** One dispatch kept by `Gpu.startRecording`, for `Gpu.replay` (profiling). */
+export interface RecordedDispatch {
+  /** Kernel file name. */
+  name: string;
+  /** Entry point. */
+  entry: string;
+  /** Its parameter words. */
+  params: Uint32Array;
+  /** Its workgroup grid. */
+  workgroups: [number, number, number];
+  /** Label set by `Gpu.recordingLabel` when it was recorded (a phase of the profiled pass). */
+  label: string;
+  /** The cached pipeline and bind group it ran with (keep its buffers and textures alive). */
+  pipeline: GPUComputePipeline;
+  /** See `pipeline`. */
+  bindGroup: GPUBindGroup;
+}
+
 /** The fastprune GPU context. Get the shared one with `getGpu()`. */
 export class Gpu {
   /** Creation and submit counters. */
@@ -88,6 +106,9 @@ export class Gpu {
   #touched = new Set<GPUBuffer>();
   #readback: GPUBuffer[] = [];
   #pipelineIds = 0;
+  #recorded: RecordedDispatch[] | null = null;
+  /** Label stored with each dispatch recorded after `startRecording` (e.g. "forward"). */
+  recordingLabel = "";
   /** Device limits in force. */
   readonly limits: GPUSupportedLimits;
 
@@ -356,6 +377,46 @@ export class Gpu {
     pass.dispatchWorkgroups(x, y, z);
     for (const t of tensors) if (t instanceof Tensor) this.#touched.add(t.buffer);
     this.counters.dispatches++;
+    this.#recorded?.push({
+      name: spec.name,
+      entry: spec.entry,
+      params: Uint32Array.from(params),
+      workgroups: [x, y, z],
+      label: this.recordingLabel,
+      pipeline: p.pipeline,
+      bindGroup,
+    });
+  }
+
+  /**
+   * Profiling: from now on keep a copy of every dispatch (pipeline, bind group, parameters, grid)
+   * until `stopRecording`, which returns them. The bind groups hold their buffers and textures, so
+   * `replay` can re-run a dispatch after its tensors went back to the pools (the contents are
+   * whatever those buffers hold by then: fine for timing, meaningless as results).
+   */
+  startRecording(): void {
+    this.#recorded = [];
+  }
+
+  /** Ends `startRecording` and returns the dispatches recorded since. */
+  stopRecording(): RecordedDispatch[] {
+    const r = this.#recorded ?? [];
+    this.#recorded = null;
+    return r;
+  }
+
+  /** Records `times` more runs of a recorded dispatch (profiling; see `startRecording`). */
+  replay(d: RecordedDispatch, times = 1): void {
+    for (let i = 0; i < times; i++) {
+      if (this.#arenaUsed === ARENA_SLOTS) this.flush();
+      const slot = this.#arenaUsed++;
+      this.#arenaU32.set(d.params, slot * (PARAM_SLOT_BYTES / 4));
+      const pass = this.#beginPass();
+      pass.setPipeline(d.pipeline);
+      pass.setBindGroup(0, d.bindGroup, [slot * PARAM_SLOT_BYTES]);
+      pass.dispatchWorkgroups(...d.workgroups);
+      this.counters.dispatches++;
+    }
   }
 
   #bindGroup(p: CachedPipeline, tensors: readonly Resource[]): GPUBindGroup {

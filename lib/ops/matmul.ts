@@ -230,8 +230,8 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
  * SIMD texel path instead of its lane-by-lane storage loads). The caller releases the texture to
  * `gpu.textures` once its reads are recorded.
  */
-function rowTexture(src: Tensor, rows: number, K: number, kOut = K): Texture2D {
-  if (!(rows >= 1 && K >= 1 && rows * K <= src.size && kOut >= K)) {
+function rowTexture(src: Tensor, rows: number, K: number, kOut = K, off = 0): Texture2D {
+  if (!(rows >= 1 && K >= 1 && off + rows * K <= src.size && kOut >= K)) {
     throw new ShapeError(`rowTexture: [${rows}, ${K}] does not fit a tensor of ${src.size} values`);
   }
   const gpu = src.gpu;
@@ -248,6 +248,7 @@ function rowTexture(src: Tensor, rows: number, K: number, kOut = K): Texture2D {
     z0: 0,
     items: 1,
     k4: Math.ceil(kOut / 4),
+    off,
   });
   return tex;
 }
@@ -282,7 +283,7 @@ interface TextureJob {
 
 /**
  * Fills rows [0, items·rowsOut) of `tex` with K-rows of batch items z0… of an operand whose
- * element (z, r, k) is at z·sZ + r·sR + k·sK, `k4` texels per row (default ⌈K/4⌉; zero past K)
+ * element (z, r, k) is at off + z·sZ + r·sR + k·sK, `k4` texels per row (default ⌈K/4⌉; zero past K)
  * and, for one item, rows rows… rowsOut − 1 zero (default rowsOut = rows): one copy when rows are
  * contiguous with K % 64 == 0 and nothing is zero-filled, else the repack kernel.
  */
@@ -300,16 +301,18 @@ function fillTexture(
     items: number;
     k4?: number;
     rowsOut?: number;
+    off?: number;
   },
 ): void {
   const k4 = o.k4 ?? Math.ceil(o.K / 4);
   const rowsOut = o.items === 1 ? (o.rowsOut ?? o.rows) : o.rows;
+  const off = o.off ?? 0;
   const contiguous = o.sK === 1 && o.sR === o.K && (o.items === 1 || o.sZ === o.rows * o.K);
-  if (contiguous && o.K % 64 === 0 && k4 === o.K / 4 && rowsOut === o.rows) {
-    gpu.copyToTexture(src, tex, k4, o.items * o.rows, o.z0 * o.sZ);
+  if (contiguous && o.K % 64 === 0 && k4 === o.K / 4 && rowsOut === o.rows && off % 4 === 0) {
+    gpu.copyToTexture(src, tex, k4, o.items * o.rows, off + o.z0 * o.sZ);
     return;
   }
-  const params = [rowsOut, o.K, k4, o.sR, o.sK, o.sZ, o.z0, o.rows];
+  const params = [rowsOut, o.K, k4, o.sR, o.sK, o.sZ, o.z0, o.rows, off];
   gpu.dispatchResources(PACK_SPEC, params, [src, tex], [
     Math.ceil(k4 / PACK_WG),
     Math.ceil(rowsOut / PACK_WG),
@@ -332,6 +335,10 @@ function matmulTexture(gpu: Gpu, j: TextureJob): boolean {
     M *= batch;
     batch = 1;
   }
+  if (
+    batch === 1 && (M > maxDim || N > maxDim) && k4 <= maxDim && j.ldo === undefined &&
+    j.kb === undefined
+  ) return matmulTextureBlocks(gpu, j, M, N, k4);
   if (k4 > maxDim || M > maxDim || N > maxDim) return false;
   const chunk = Math.min(
     batch,
@@ -365,12 +372,97 @@ function matmulTexture(gpu: Gpu, j: TextureJob): boolean {
     const items = Math.min(chunk, batch - z0);
     fillTexture(gpu, j.a, texA, { ...aLayout, z0, items });
     if (!sharedB) fillTexture(gpu, j.b, texB, { ...bLayout, z0, items });
-    const params = [M, NK, k4, sharedB ? 0 : N, z0, j.flags, ACT_CODES[j.act], f32Bits(j.alpha)];
+    const params = [
+      M,
+      NK,
+      k4,
+      sharedB ? 0 : N,
+      z0,
+      j.flags,
+      ACT_CODES[j.act],
+      f32Bits(j.alpha),
+      0,
+      NK,
+    ];
     gpu.dispatchResources(s, params, [texA, texB, texBias ?? texA, j.out], [gx, gy, items]);
   }
   gpu.textures.release(texA);
   gpu.textures.release(texB);
   if (texBias) gpu.textures.release(texBias);
+  return true;
+}
+
+/**
+ * One product (batch 1) whose M or N is past the texture limit — a vocabulary-sized MLM decoder
+ * (N = 30522) and its weight gradient (M = 30522) against llvmpipe's 16384 — as blocks of at most
+ * maxDim − maxDim % 64 rows and columns, each stored into its place of the output (the kernel's
+ * o0 and ldo), instead of the storage kernel (2.2 s per such product on llvmpipe). Returns false,
+ * recording nothing, when even a block's grid is past the device limits.
+ */
+function matmulTextureBlocks(gpu: Gpu, j: TextureJob, M: number, N: number, k4: number): boolean {
+  const maxDim = gpu.textures.maxDim;
+  const maxWg = gpu.limits.maxComputeWorkgroupsPerDimension;
+  const step = maxDim - (maxDim % 64);
+  const K = j.K;
+  const v4 = N % 4 === 0; // blocks start at multiples of 64: every block row is vec4-aligned
+  const pick = (mb: number, nb: number) => texturePresetForStores(matmulTexturePreset(mb, nb), N);
+  const big = pick(Math.min(M, step), Math.min(N, step));
+  if (
+    Math.ceil(Math.min(N, step) / (big.wgx * big.tn)) > maxWg ||
+    Math.ceil(Math.min(M, step) / (big.wgy * big.tm)) > maxWg
+  ) return false;
+  for (let m0 = 0; m0 < M; m0 += step) {
+    const mb = Math.min(step, M - m0);
+    const texA = gpu.textures.acquire(k4, mb);
+    // op(a) row m, k: a[m, k] (row-major) or a[k, m] (transA), rows m0…
+    fillTexture(gpu, j.a, texA, {
+      rows: mb,
+      K,
+      sR: j.transA ? 1 : K,
+      sK: j.transA ? M : 1,
+      sZ: 0,
+      z0: 0,
+      items: 1,
+      off: j.transA ? m0 : m0 * K,
+    });
+    for (let n0 = 0; n0 < N; n0 += step) {
+      const nb = Math.min(step, N - n0);
+      const p = pick(mb, nb);
+      const texB = gpu.textures.acquire(k4, nb);
+      // op(b) column n, k: b[n, k] (transB) or b[k, n], columns n0…
+      fillTexture(gpu, j.b, texB, {
+        rows: nb,
+        K,
+        sR: j.transB ? K : 1,
+        sK: j.transB ? 1 : N,
+        sZ: 0,
+        z0: 0,
+        items: 1,
+        off: j.transB ? n0 * K : n0,
+      });
+      const texBias = j.bias ? rowTexture(j.bias, 1, nb, nb, n0) : undefined;
+      const params = [
+        mb,
+        nb,
+        k4,
+        0,
+        0,
+        j.flags,
+        ACT_CODES[j.act],
+        f32Bits(j.alpha),
+        m0 * N + n0,
+        N,
+      ];
+      gpu.dispatchResources(texSpec(p, v4), params, [texA, texB, texBias ?? texA, j.out], [
+        Math.ceil(nb / (p.wgx * p.tn)),
+        Math.ceil(mb / (p.wgy * p.tm)),
+        1,
+      ]);
+      gpu.textures.release(texB);
+      if (texBias) gpu.textures.release(texBias);
+    }
+    gpu.textures.release(texA);
+  }
   return true;
 }
 

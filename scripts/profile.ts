@@ -1,0 +1,258 @@
+/**
+ * `deno task profile [train|mlm|infer] [--batch B] [--seq S] [--top 25] [--json FILE]`: where the
+ * GPU time of one pass goes, per kernel. Runs the pass once to warm up, runs it again while the GPU
+ * context records every dispatch (`Gpu.startRecording`), then replays each dispatch on its own and
+ * times it marginally, (t(2n) − t(n)) / n with n replays queued before one sync (n sized so t(n) ≳
+ * 30 ms), which leaves out a sync's fixed cost (≥ 10 ms in Deno 2.9) and the JavaScript that
+ * recorded the pass. Buffer and texture copies are not dispatches: the gap between the pass's
+ * wall time and the dispatches' sum is those, the recording and the sync.
+ *
+ * Scenarios: `train` — a training step of the bench's L4/H256/F1024 BERT (default batch 16 × 64);
+ * `mlm` — an MLM pretraining step of the zoo's DistilBERT L3/H128/F512 with the 30522-piece
+ * vocabulary (32 × 64); `infer` — an inference forward of the zoo's BERT L4/H128/F512 (32 × 128).
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { InvalidArgumentError } from "../lib/errors.ts";
+import { getGpu, type Gpu, type RecordedDispatch } from "../lib/gpu/context.ts";
+import { makeConfig } from "../lib/model/config.ts";
+import type { Grads } from "../lib/model/encoder.ts";
+import { uploadBatch } from "../lib/model/inputs.ts";
+import { createRandomModel, type Model } from "../lib/model/model.ts";
+import { backward, forward } from "../lib/model/run.ts";
+import { sumAll } from "../lib/ops/reduce.ts";
+import { createMlmHead, maskBatch, mlmForwardBackward } from "../lib/train/mlm.ts";
+import { AdamW } from "../lib/train/optimizer.ts";
+import { finishStep, zeroGrads } from "../lib/train/step.ts";
+import { Pcg32 } from "../lib/util/pcg32.ts";
+import { runCli } from "./cli.ts";
+
+/** A profiled scenario: builds its model and returns one pass (labels phases via the gpu). */
+interface Scenario {
+  describe: string;
+  run: () => Promise<void>;
+  release: () => void;
+}
+
+function ids(n: number, V: number): Int32Array {
+  return Int32Array.from({ length: n }, (_, i) => 1000 + ((i * 7919) % (V - 1000)));
+}
+
+async function scenario(gpu: Gpu, name: string, B?: number, S?: number): Promise<Scenario> {
+  const V = 30522;
+  if (name === "train" || name === "infer") {
+    const train = name === "train";
+    const [b, s] = [B ?? (train ? 16 : 32), S ?? (train ? 64 : 128)];
+    const config = makeConfig({
+      arch: "bert",
+      head: "classification",
+      vocabSize: V,
+      hiddenSize: train ? 256 : 128,
+      numHeads: 4,
+      numLayers: 4,
+      intermediateSize: train ? 1024 : 512,
+    });
+    const model: Model = await createRandomModel(config, 0, gpu);
+    const batch = {
+      size: b,
+      seqLen: s,
+      inputIds: ids(b * s, V),
+      tokenTypeIds: new Int32Array(b * s),
+      attentionMask: new Int32Array(b * s).fill(1),
+      labels: Int32Array.from({ length: b }, (_, i) => i % 2),
+      indices: [] as number[],
+    };
+    const opt = new AdamW(model.params);
+    const grads: Grads = new Map();
+    const shape = `L4/H${config.hiddenSize}/F${config.intermediateSize}, batch ${b} × ${s}`;
+    return {
+      describe: train ? `training step, BERT ${shape}` : `inference forward, BERT ${shape}`,
+      run: async () => {
+        const bt = uploadBatch(gpu, config, batch);
+        if (!train) {
+          gpu.recordingLabel = "forward";
+          forward(model, bt, undefined, {}).release();
+          bt.release();
+          await gpu.sync();
+          return;
+        }
+        gpu.recordingLabel = "zero";
+        zeroGrads(grads);
+        gpu.recordingLabel = "forward";
+        const fwd = forward(model, bt, undefined, {
+          train: true,
+          seed: 1,
+          save: true,
+          withLoss: true,
+        });
+        const lossSum = sumAll(fwd.loss!);
+        gpu.recordingLabel = "backward";
+        backward(model, fwd, bt, undefined, { train: true, seed: 1, lossScale: 1 / b, grads })
+          .release();
+        fwd.release();
+        gpu.recordingLabel = "optimizer";
+        await finishStep(grads, lossSum, 1 / b, opt, { lr: 1e-4, seed: 1, maxGradNorm: 1 });
+        lossSum.release();
+        bt.release();
+      },
+      release: () => {
+        opt.release();
+        for (const g of grads.values()) g.release();
+        model.release();
+      },
+    };
+  }
+  if (name === "mlm") {
+    const [b, s] = [B ?? 32, S ?? 64];
+    const config = makeConfig({
+      arch: "distilbert",
+      head: "classification",
+      vocabSize: V,
+      hiddenSize: 128,
+      numHeads: 4,
+      numLayers: 3,
+      intermediateSize: 512,
+      typeVocabSize: 0,
+    });
+    const model = await createRandomModel(config, 0, gpu);
+    const head = createMlmHead(model, 0);
+    const opt = new AdamW(new Map([...model.params, ...head]));
+    const grads: Grads = new Map();
+    const rng = new Pcg32(7);
+    const batch = {
+      size: b,
+      seqLen: s,
+      inputIds: ids(b * s, V),
+      tokenTypeIds: new Int32Array(b * s),
+      attentionMask: new Int32Array(b * s).fill(1),
+      indices: [] as number[],
+    };
+    return {
+      describe: `MLM step, DistilBERT L3/H128/F512, vocabulary ${V}, batch ${b} × ${s}`,
+      run: async () => {
+        const mb = maskBatch(batch, {
+          maskId: 103,
+          vocabSize: V,
+          special: new Set([0, 101, 102]),
+          rng,
+        });
+        gpu.recordingLabel = "zero";
+        zeroGrads(grads);
+        gpu.recordingLabel = "forward + backward";
+        const r = mlmForwardBackward(model, head, mb, grads, { train: true, seed: 1 });
+        gpu.recordingLabel = "optimizer";
+        await finishStep(grads, r.lossSum, 1 / r.count, opt, { lr: 1e-4, seed: 1, maxGradNorm: 1 });
+        r.lossSum.release();
+      },
+      release: () => {
+        opt.release();
+        for (const g of grads.values()) g.release();
+        for (const t of head.values()) t.release();
+        model.release();
+      },
+    };
+  }
+  throw new InvalidArgumentError(`profile: unknown scenario ${name} (train, mlm, infer)`);
+}
+
+/** Marginal milliseconds of one run of `d`: (t(2n) − t(n)) / n, median of 3. */
+async function timeDispatch(gpu: Gpu, d: RecordedDispatch): Promise<number> {
+  const group = async (n: number) => {
+    const t0 = performance.now();
+    gpu.replay(d, n);
+    await gpu.sync();
+    return performance.now() - t0;
+  };
+  const probe = (await group(4)) / 4;
+  const n = Math.min(512, Math.max(2, Math.ceil(30 / Math.max(probe, 1e-3))));
+  const t: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const one = await group(n);
+    t.push(Math.max(0, (await group(2 * n)) - one) / n);
+  }
+  return t.sort((a, b) => a - b)[1];
+}
+
+if (import.meta.main) {
+  await runCli(async () => {
+    const { values, positionals } = parseArgs({
+      args: Deno.args,
+      allowPositionals: true,
+      options: {
+        batch: { type: "string" },
+        seq: { type: "string" },
+        top: { type: "string", default: "25" },
+        json: { type: "string" },
+      },
+    });
+    const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
+    const B = num(values.batch), S = num(values.seq), top = Number(values.top);
+    for (const v of [B, S, top]) {
+      if (v !== undefined && !(Number.isInteger(v) && v >= 1)) {
+        throw new InvalidArgumentError("profile: --batch, --seq and --top take positive integers");
+      }
+    }
+    const gpu = await getGpu();
+    const sc = await scenario(gpu, positionals[0] ?? "train", B, S);
+    console.log(`adapter: ${gpu.adapter.summary}\n${sc.describe}`);
+    await sc.run(); // warm-up: pipelines, pooled buffers, bind groups
+    const t0 = performance.now();
+    gpu.startRecording();
+    await sc.run();
+    const wall = performance.now() - t0;
+    const recs = gpu.stopRecording();
+    console.log(
+      `one pass: ${wall.toFixed(1)} ms wall (one or more syncs), ${recs.length} dispatches`,
+    );
+    const times: number[] = [];
+    for (const [i, d] of recs.entries()) {
+      times.push(await timeDispatch(gpu, d));
+      if (i % 50 === 49) console.error(`timed ${i + 1}/${recs.length}`);
+    }
+    const total = times.reduce((a, b) => a + b, 0);
+    const group = (key: (d: RecordedDispatch) => string) => {
+      const m = new Map<string, { ms: number; n: number }>();
+      recs.forEach((d, i) => {
+        const e = m.get(key(d)) ?? { ms: 0, n: 0 };
+        e.ms += times[i];
+        e.n++;
+        m.set(key(d), e);
+      });
+      return [...m.entries()].sort((a, b) => b[1].ms - a[1].ms);
+    };
+    const pct = (ms: number) => `${(100 * ms / total).toFixed(1)}%`;
+    console.log(`\nsum of the dispatches' marginal times: ${total.toFixed(1)} ms\n\nby phase:`);
+    for (const [k, e] of group((d) => d.label)) {
+      console.log(
+        `  ${k.padEnd(20)} ${e.ms.toFixed(1).padStart(9)} ms ${
+          pct(e.ms).padStart(6)
+        }  ${e.n} dispatches`,
+      );
+    }
+    console.log(`\nby kernel (top ${top}):`);
+    for (const [k, e] of group((d) => `${d.name}:${d.entry}`).slice(0, top)) {
+      console.log(
+        `  ${k.padEnd(44)} ${e.ms.toFixed(1).padStart(9)} ms ${pct(e.ms).padStart(6)}  ${e.n} × ${
+          (e.ms / e.n).toFixed(3)
+        } ms`,
+      );
+    }
+    if (values.json) {
+      const rows = recs.map((d, i) => ({
+        kernel: `${d.name}:${d.entry}`,
+        label: d.label,
+        workgroups: d.workgroups,
+        ms: times[i],
+      }));
+      await Deno.writeTextFile(
+        values.json,
+        JSON.stringify(
+          { adapter: gpu.adapter.summary, scenario: sc.describe, wall, rows },
+          null,
+          1,
+        ) + "\n",
+      );
+    }
+    sc.release();
+  });
+}
