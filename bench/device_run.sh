@@ -57,6 +57,9 @@ run() { # name seconds command...   (deno run, not deno task: a task installs th
 }
 
 run bench_quick 120 deno run -A scripts/bench.ts --quick --only model,pruned,train --out "$L"
+# where a step's GPU time goes (the first H100 run saw 333 ms per MLM step and could not say why)
+run profile_mlm 100 deno run -A scripts/profile.ts mlm --json "$L/profile_mlm.json"
+run profile_train 100 deno run -A scripts/profile.ts train --json "$L/profile_train.json"
 # DistilBERT entries first (the experiments lack them), then BERT's; finished entries are kept
 [ -n "$ZOO_ONLY" ] || stamp "no zoo list: not training"
 distil=$(echo "$ZOO_ONLY" | tr , '\n' | grep distilbert | paste -sd,)
@@ -97,3 +100,4 @@ grep -aE "pruning time|latency" "$L/prune.log" | tail -4
 cat "$L/zoo.md" 2>/dev/null | grep -E "^\|" | head -20
 cat "$L/torch_cuda.log"
 grep -avE "^\s*$" "$L/bench_quick.log" | tail -30
+grep -av "^timed" "$L/profile_mlm.log" | head -24
