@@ -34,8 +34,16 @@ interface Scenario {
   release: () => void;
 }
 
-function ids(n: number, V: number): Int32Array {
-  return Int32Array.from({ length: n }, (_, i) => 1000 + ((i * 7919) % (V - 1000)));
+/** A batch of b full rows of s tokens (ids spread over the vocabulary), without labels. */
+function fullBatch(b: number, s: number, V: number) {
+  return {
+    size: b,
+    seqLen: s,
+    inputIds: Int32Array.from({ length: b * s }, (_, i) => 1000 + ((i * 7919) % (V - 1000))),
+    tokenTypeIds: new Int32Array(b * s),
+    attentionMask: new Int32Array(b * s).fill(1),
+    indices: [] as number[],
+  };
 }
 
 async function scenario(gpu: Gpu, name: string, B?: number, S?: number): Promise<Scenario> {
@@ -54,13 +62,8 @@ async function scenario(gpu: Gpu, name: string, B?: number, S?: number): Promise
     });
     const model: Model = await createRandomModel(config, 0, gpu);
     const batch = {
-      size: b,
-      seqLen: s,
-      inputIds: ids(b * s, V),
-      tokenTypeIds: new Int32Array(b * s),
-      attentionMask: new Int32Array(b * s).fill(1),
+      ...fullBatch(b, s, V),
       labels: Int32Array.from({ length: b }, (_, i) => i % 2),
-      indices: [] as number[],
     };
     const opt = new AdamW(model.params);
     const grads: Grads = new Map();
@@ -119,14 +122,7 @@ async function scenario(gpu: Gpu, name: string, B?: number, S?: number): Promise
     const opt = new AdamW(new Map([...model.params, ...head]));
     const grads: Grads = new Map();
     const rng = new Pcg32(7);
-    const batch = {
-      size: b,
-      seqLen: s,
-      inputIds: ids(b * s, V),
-      tokenTypeIds: new Int32Array(b * s),
-      attentionMask: new Int32Array(b * s).fill(1),
-      indices: [] as number[],
-    };
+    const batch = fullBatch(b, s, V);
     return {
       describe: `MLM step, DistilBERT L3/H128/F512, vocabulary ${V}, batch ${b} × ${s}`,
       run: async () => {

@@ -77,3 +77,28 @@ Deno.test("in-place accumulation and scale alias safely", async () => {
   acc.release();
   x.release();
 });
+
+Deno.test("startRecording / replay: a recorded dispatch re-runs on the buffers' current contents", async () => {
+  const gpu = await getGpu();
+  const x = gpu.upload([1, 2, 3]);
+  gpu.startRecording();
+  gpu.recordingLabel = "double";
+  const y = scale(x, 2);
+  const recs = gpu.stopRecording();
+  gpu.recordingLabel = "";
+  assertEquals(recs.length, 1);
+  assertEquals([recs[0].name, recs[0].entry, recs[0].label], [
+    "elementwise.wgsl",
+    "scale",
+    "double",
+  ]);
+  assertEquals([...await y.read()], [2, 4, 6]);
+  gpu.write(x, [5, 6, 7]);
+  gpu.replay(recs[0], 3);
+  assertEquals([...await y.read()], [10, 12, 14]);
+  // nothing is kept once recording stopped
+  scale(x, 3).release();
+  assertEquals(gpu.stopRecording().length, 0);
+  x.release();
+  y.release();
+});
