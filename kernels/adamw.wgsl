@@ -1,4 +1,5 @@
-// One AdamW step in place, as torch.optim.AdamW (amsgrad off):
+// One AdamW step in place, as torch.optim.AdamW (amsgrad off), on g = grad·gscale (gscale: the
+// gradient-clipping coefficient, so clipping needs no pass of its own; 1 without clipping):
 //   param ← param·(1 − lr·wd)
 //   m ← m + (1 − β1)·(g − m)            (torch: exp_avg.lerp_(grad, 1 − β1))
 //   v ← β2·v + (1 − β2)·g²
@@ -21,6 +22,7 @@ struct Params {
   eps: f32,
   one_minus_beta1: f32,  // 1 − β1 computed in f64 (as torch does), then rounded
   one_minus_beta2: f32,  // 1 − β2 likewise
+  gscale: f32,     // multiplies the gradient (clip coefficient)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -33,7 +35,7 @@ struct Params {
 fn step(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let i = (wid.y * p.nx + wid.x) * WG + lid.x;
   if (i >= p.n) { return; }
-  let g = grad[i];
+  let g = grad[i] * p.gscale;
   let mi = m[i] + p.one_minus_beta1 * (g - m[i]);
   let vi = p.beta2 * v[i] + p.one_minus_beta2 * g * g;
   m[i] = mi;
@@ -50,7 +52,7 @@ fn step(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
 fn step4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let i = (wid.y * p.nx + wid.x) * WG + lid.x;
   if (i >= p.n) { return; }
-  let g = grad4[i];
+  let g = grad4[i] * p.gscale;
   let mi = m4[i] + p.one_minus_beta1 * (g - m4[i]);
   let vi = p.beta2 * v4[i] + p.one_minus_beta2 * g * g;
   m4[i] = mi;

@@ -748,17 +748,24 @@ Deno.test("adamwStep matches torch.optim.AdamW over 3 steps with weight decay (s
   const f = await loadFixture<AdamWFixture>("ops_a_adamw.json");
   // The update is elementwise: the fixture's 37 values (scalar kernel) and its first 36 (a
   // multiple of 4: the vec4 kernel) are both checked against torch.
-  for (const n of [f.param.length, f.param.length - (f.param.length % 4 || 4)]) {
+  // gradScale (the clip coefficient folded into the update): gradients stored ÷ 4 and scaled back
+  // by 4 in the kernel (exact in binary floating point) must give torch's result too.
+  for (
+    const [n, gs] of [[f.param.length, 1], [f.param.length - (f.param.length % 4 || 4), 1], [
+      f.param.length - (f.param.length % 4 || 4),
+      4,
+    ]]
+  ) {
     const cut = (xs: number[]) => xs.slice(0, n);
     const param = gpu.upload(cut(f.param));
     const m = gpu.zeros([n]);
     const v = gpu.zeros([n]);
     for (let step = 1; step <= 3; step++) {
-      const grad = gpu.upload(cut(f.grads[step - 1]));
-      adamwStep(param, grad, m, v, { ...f.options, step });
+      const grad = gpu.upload(cut(f.grads[step - 1]).map((g) => g / gs));
+      adamwStep(param, grad, m, v, { ...f.options, step, gradScale: gs });
       const got = await param.read();
       // The update per step is ~lr = 1e-2; require agreement far below it.
-      assertClose(got, cut(f.params[step - 1]), 2e-6, 0, `n=${n}: param after step ${step}`);
+      assertClose(got, cut(f.params[step - 1]), 2e-6, 0, `n=${n} ×${gs}: param after step ${step}`);
       grad.release();
     }
     checkGrad(await m.read(), cut(f.m), `n=${n}: exp_avg`);

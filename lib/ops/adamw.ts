@@ -33,6 +33,11 @@ export interface AdamWOptions {
   weightDecay: number;
   /** Step number, counting from 1. */
   step: number;
+  /**
+   * Multiplies the gradient before the update (default 1): torch's clip_grad_norm_ coefficient,
+   * applied here instead of by a separate pass over every gradient (`grad` is left unchanged).
+   */
+  gradScale?: number;
 }
 
 /**
@@ -79,6 +84,7 @@ export function adamwStep(
       f32Bits(o.eps),
       f32Bits(1 - o.beta1),
       f32Bits(1 - o.beta2),
+      f32Bits(o.gradScale ?? 1),
     ],
     [param, grad, m, v],
     [nx, ny],

@@ -48,9 +48,10 @@ export class AdamW {
 
   /**
    * One update with learning rate `lr` of every parameter that has an entry in `grads`
-   * (parameters without a gradient are left alone, their moments too).
+   * (parameters without a gradient are left alone, their moments too), each gradient multiplied
+   * by `gradScale` first (a clip coefficient; the gradients themselves are not changed).
    */
-  step(grads: Map<string, Tensor>, lr: number): void {
+  step(grads: Map<string, Tensor>, lr: number, gradScale = 1): void {
     this.t++;
     const c = this.#cfg;
     for (const [name, p] of this.params) {
@@ -63,6 +64,7 @@ export class AdamW {
         eps: c.eps,
         weightDecay: isNoDecay(name) ? 0 : c.weightDecay,
         step: this.t,
+        gradScale,
       });
     }
   }

@@ -12,7 +12,7 @@ import { uploadBatch } from "../model/inputs.ts";
 import type { Model } from "../model/model.ts";
 import { backward, forward } from "../model/run.ts";
 import { sumAll } from "../ops/reduce.ts";
-import { clipCoefficient, recordSquaredNorms, scaleGradients } from "./clip.ts";
+import { clipCoefficient, recordSquaredNorms } from "./clip.ts";
 import type { AdamW } from "./optimizer.ts";
 
 /** Options of one training step. */
@@ -42,7 +42,9 @@ export function zeroGrads(grads: Grads): void {
 
 /**
  * Finishes a step whose gradients are in `grads` and whose per-example losses sum is in
- * `lossSum` [1]: reads the loss and the squared norms in one read-back, clips, and updates.
+ * `lossSum` [1]: reads the loss and the squared norms in one read-back, and updates with the
+ * gradients clipped to `maxGradNorm` (AdamW applies the coefficient; `grads` keeps the unclipped
+ * values).
  * `lossScale` turns the loss sum into the reported mean.
  */
 export async function finishStep(
@@ -60,10 +62,12 @@ export async function finishStep(
   let sq = 0;
   for (let i = 1; i < host.length; i++) sq += host[i];
   const gradNorm = Math.sqrt(sq);
-  if (o.maxGradNorm > 0 && Number.isFinite(o.maxGradNorm)) {
-    scaleGradients(grads, clipCoefficient(gradNorm, o.maxGradNorm));
-  }
-  opt.step(grads, o.lr);
+  // clipping folded into the update: AdamW multiplies each gradient by the coefficient as it
+  // reads it (no pass of its own over every gradient)
+  const clip = o.maxGradNorm > 0 && Number.isFinite(o.maxGradNorm)
+    ? clipCoefficient(gradNorm, o.maxGradNorm)
+    : 1;
+  opt.step(grads, o.lr, clip);
   return { loss: host[0] * lossScale, gradNorm };
 }
 
