@@ -516,7 +516,9 @@ async function latency(
       s,
       `- latency-constrained pruning (DP search on a LUT measured with our kernels), seed ${
         s.seeds[0]
-      }`,
+      }\n- latencies: median time per forward pass over 10 runs after 2 warm-ups; a pass under 0.1 s ` +
+        "is timed marginally ((t(2n) − t(n)) / n, n passes queued before one sync), so a sync's " +
+        "fixed cost (≥ 10 ms in Deno 2.9) is not counted; the LUT's entries likewise",
     ),
   ];
   const seed = s.seeds[0];
