@@ -9,6 +9,7 @@ import { InvalidArgumentError } from "../lib/errors.ts";
 import { makeConfig } from "../lib/model/config.ts";
 import { createRandomModel } from "../lib/model/model.ts";
 import { measureLatencyTable, measureModelLatencies } from "../lib/prune/latency.ts";
+import { setMatmulPath } from "../lib/ops/matmul.ts";
 
 const shape = {
   arch: "bert",
@@ -47,6 +48,34 @@ Deno.test("latency table: one entry per head count and FFN width; a second call 
   } finally {
     model.release();
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("latency table on the texture path: a width costs its padded width's timing (a step), where padding applies", async () => {
+  const gpu = await getGpu();
+  // F = 130: timed at 0, 1, 64, 128, 130; B·S·d·n = 16384·n reaches TEXTURE_MIN_MACS at n = 16
+  const model = await createRandomModel(makeConfig({ ...shape, intermediateSize: 130 }), 3, gpu);
+  setMatmulPath("texture");
+  try {
+    const t = await measureLatencyTable(model, {
+      batch: 32,
+      seqLen: 32,
+      runs: 1,
+      warmup: 0,
+      step: 64,
+      cacheDir: null,
+    });
+    assertEquals(t.ffnTimed, [0, 1, 64, 128, 130]);
+    for (let n = 16; n < 64; n++) assertEquals(t.ffn[n], t.ffn[64], `n = ${n}`);
+    for (let n = 65; n < 128; n++) assertEquals(t.ffn[n], t.ffn[128], `n = ${n}`);
+    // below the texture threshold and past the last multiple of 64: interpolated, not stepped
+    const lin = (a: number, b: number, n: number) =>
+      t.ffn[a] + (t.ffn[b] - t.ffn[a]) * (n - a) / (b - a);
+    for (const n of [2, 15]) assertEquals(t.ffn[n], lin(1, 64, n), `n = ${n}`);
+    assertEquals(t.ffn[129], lin(128, 130, 129), "n = 129");
+  } finally {
+    setMatmulPath("auto");
+    model.release();
   }
 });
 

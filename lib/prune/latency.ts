@@ -17,6 +17,7 @@ import { makeConfig } from "../model/config.ts";
 import { attentionForward, ffnForward, type LayerState } from "../model/encoder.ts";
 import { uploadBatch } from "../model/inputs.ts";
 import { matmulPath, PADDED_WIDTH } from "../ops/matmul.ts";
+import { TEXTURE_MIN_MACS } from "../ops/matmul_presets.ts";
 import { createRandomModel, type Model } from "../model/model.ts";
 import { forward } from "../model/run.ts";
 import type { OnProgress } from "../util/progress.ts";
@@ -26,9 +27,10 @@ import type { LatencyTable } from "./search_latency.ts";
  * Bump when kernels change in a way that changes timings (part of the cache key). 2: fused
  * inference kernels; 3: marginal (per-submit-free) timings; 4: LayerNorm/bias textures; 5: 4-row
  * attention, vec4 matmul stores; 6: 16x16 matmul tile, vec4 gathers; 7: padded odd FFN widths;
- * 8: FFN widths zero-padded to a multiple of 64, the tables' FFN timed fused.
+ * 8: FFN widths zero-padded to a multiple of 64, the tables' FFN timed fused; 9: the step cost only
+ * where the padded path applies (not for products under TEXTURE_MIN_MACS, e.g. n < 16 at 1 × 128).
  */
-export const KERNEL_VERSION = 8;
+export const KERNEL_VERSION = 9;
 
 /** Options of `measureLatencyTable`. */
 export interface LatencyOptions {
@@ -227,12 +229,14 @@ export async function measureLatencyTable(
     }
   }
   if (ffnTimed.length === 1) ffn[0] = ffnAt.get(0)!;
-  // padded widths: n runs as ⌈n/64⌉·64 neurons, so it costs that width's timing where it was timed
+  // padded widths: n runs as ⌈n/64⌉·64 neurons (where its first product takes the texture path:
+  // `linearPadded`), so it costs that width's timing where it was timed
   const padded = matmulPath(gpu) === "texture" && step % PADDED_WIDTH === 0;
   if (padded) {
     for (let n = 1; n <= F; n++) {
       const up = Math.ceil(n / PADDED_WIDTH) * PADDED_WIDTH;
-      if (up !== n && up <= F && ffnAt.has(up)) ffn[n] = ffnAt.get(up)!;
+      const texture = B * S * d * n >= TEXTURE_MIN_MACS;
+      if (up !== n && up <= F && ffnAt.has(up) && texture) ffn[n] = ffnAt.get(up)!;
     }
   }
   // additivity on three whole layers
