@@ -2,8 +2,9 @@
  * `deno task profile [train|mlm|infer] [--batch B] [--seq S] [--top 25] [--json FILE]`: where the
  * GPU time of one pass goes, per kernel. Runs the pass once to warm up, runs it again while the GPU
  * context records every dispatch (`Gpu.startRecording`), then replays each dispatch on its own and
- * times it marginally, (t(2n) − t(n)) / n with n replays queued before one sync (n sized so t(n) ≳
- * 30 ms), which leaves out a sync's fixed cost (≥ 10 ms in Deno 2.9) and the JavaScript that
+ * times it with the bench's `timeGpu`: marginally, (t(2n) − t(n)) / n with n replays queued before
+ * one sync (n sized so t(n) ≈ 30 ms; groups of 4 that already last 30 ms are timed whole), which
+ * leaves out a sync's fixed cost (≥ 10 ms in Deno 2.9) and the JavaScript that
  * recorded the pass. Buffer and texture copies are not dispatches: the gap between the pass's
  * wall time and the dispatches' sum is those, the recording and the sync.
  *
@@ -25,6 +26,7 @@ import { createMlmHead, maskBatch, mlmForwardBackward } from "../lib/train/mlm.t
 import { AdamW } from "../lib/train/optimizer.ts";
 import { finishStep, zeroGrads } from "../lib/train/step.ts";
 import { Pcg32 } from "../lib/util/pcg32.ts";
+import { median, timeGpu } from "./bench/common.ts";
 import { runCli } from "./cli.ts";
 
 /** A profiled scenario: builds its model and returns one pass (labels phases via the gpu). */
@@ -151,24 +153,6 @@ async function scenario(gpu: Gpu, name: string, B?: number, S?: number): Promise
   throw new InvalidArgumentError(`profile: unknown scenario ${name} (train, mlm, infer)`);
 }
 
-/** Marginal milliseconds of one run of `d`: (t(2n) − t(n)) / n, median of 3. */
-async function timeDispatch(gpu: Gpu, d: RecordedDispatch): Promise<number> {
-  const group = async (n: number) => {
-    const t0 = performance.now();
-    gpu.replay(d, n);
-    await gpu.sync();
-    return performance.now() - t0;
-  };
-  const probe = (await group(4)) / 4;
-  const n = Math.min(512, Math.max(2, Math.ceil(30 / Math.max(probe, 1e-3))));
-  const t: number[] = [];
-  for (let i = 0; i < 3; i++) {
-    const one = await group(n);
-    t.push(Math.max(0, (await group(2 * n)) - one) / n);
-  }
-  return t.sort((a, b) => a - b)[1];
-}
-
 if (import.meta.main) {
   await runCli(async () => {
     const { values, positionals } = parseArgs({
@@ -202,7 +186,8 @@ if (import.meta.main) {
     );
     const times: number[] = [];
     for (const [i, d] of recs.entries()) {
-      times.push(await timeDispatch(gpu, d));
+      // the bench's marginal timer: groups under 30 ms timed as (t(2n) − t(n)) / n, median of 3
+      times.push(median(await timeGpu(gpu, () => gpu.replay(d), 3, 4, 30)));
       if (i % 50 === 49) console.error(`timed ${i + 1}/${recs.length}`);
     }
     const total = times.reduce((a, b) => a + b, 0);

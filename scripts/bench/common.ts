@@ -62,15 +62,16 @@ export interface Timing {
 /**
  * Per-call timings of `record` (which must only record GPU work), one per repeat. One warm-up
  * group of `perRepeat` calls + sync, then per repeat either { `perRepeat` calls, sync } divided by
- * `perRepeat` when such a group lasts ≥ `MARGINAL_BELOW_MS`, or else marginally: (t(2n) − t(n)) / n
- * with n calls per group (n ≥ perRepeat, sized so that t(n) ≈ `MARGINAL_BELOW_MS`), which removes
- * the per-sync cost and leaves the GPU time plus the cost of recording.
+ * `perRepeat` when such a group lasts ≥ `targetMs` (default `MARGINAL_BELOW_MS`), or else
+ * marginally: (t(2n) − t(n)) / n with n calls per group (n ≥ perRepeat, sized so that t(n) ≈
+ * `targetMs`), which removes the per-sync cost and leaves the GPU time plus the cost of recording.
  */
 async function timeGroups(
   gpu: Gpu,
   record: () => void,
   repeats: number,
   perRepeat: number,
+  targetMs = MARGINAL_BELOW_MS,
 ): Promise<Timing[]> {
   const group = async (n: number) => {
     const c0 = process.cpuUsage();
@@ -83,7 +84,7 @@ async function timeGroups(
   await group(perRepeat);
   const probe = await group(perRepeat);
   const out: Timing[] = [];
-  if (probe.ms >= MARGINAL_BELOW_MS) {
+  if (probe.ms >= targetMs) {
     out.push({ ms: probe.ms / perRepeat, cpuMs: probe.cpuMs / perRepeat });
     for (let r = 1; r < repeats; r++) {
       const g = await group(perRepeat);
@@ -94,7 +95,7 @@ async function timeGroups(
   const perCall = probe.ms / perRepeat;
   const n = Math.min(
     4096,
-    Math.max(perRepeat, Math.ceil(MARGINAL_BELOW_MS / Math.max(perCall, 1e-3))),
+    Math.max(perRepeat, Math.ceil(targetMs / Math.max(perCall, 1e-3))),
   );
   for (let r = 0; r < repeats; r++) {
     const one = await group(n);
@@ -107,14 +108,18 @@ async function timeGroups(
   return out;
 }
 
-/** Per-call wall milliseconds of every repeat of `record` (see `timeGroups` for the method). */
+/**
+ * Per-call wall milliseconds of every repeat of `record` (see `timeGroups` for the method and
+ * `targetMs`).
+ */
 export async function timeGpu(
   gpu: Gpu,
   record: () => void,
   repeats: number,
   perRepeat = 1,
+  targetMs = MARGINAL_BELOW_MS,
 ): Promise<number[]> {
-  return (await timeGroups(gpu, record, repeats, perRepeat)).map((t) => t.ms);
+  return (await timeGroups(gpu, record, repeats, perRepeat, targetMs)).map((t) => t.ms);
 }
 
 /**
