@@ -405,7 +405,11 @@ export class Gpu {
     return r;
   }
 
-  /** Records `times` more runs of a recorded dispatch (profiling; see `startRecording`). */
+  /**
+   * Records `times` more runs of a recorded dispatch (profiling; see `startRecording`). Unlike
+   * `dispatch`, it does not know the buffers behind the bind group, so a `write` to one of them
+   * before the next sync is not ordered after these runs: sync first.
+   */
   replay(d: RecordedDispatch, times = 1): void {
     for (let i = 0; i < times; i++) {
       if (this.#arenaUsed === ARENA_SLOTS) this.flush();
