@@ -6,6 +6,7 @@
 // and totals that leave a partial last texture row. Residual + LayerNorm
 // (`addLayerNormInference`) against torch.nn.LayerNorm's definition (biased variance).
 import { assert, assertClose, maxAbs } from "./helpers.ts";
+import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { getGpu } from "../lib/gpu/context.ts";
 import { fusedAttention } from "../lib/ops/attention.ts";
 import { flatTextureWidth } from "../lib/ops/flat_texture.ts";
@@ -69,7 +70,7 @@ function reference(
   return out;
 }
 
-Deno.test("fused attention equals the float64 Hugging Face attention (both mask modes, 2/4/8 rows per invocation, partial texture rows)", async () => {
+Deno.test("fused attention equals the float64 Hugging Face attention (both mask modes, generic and unrolled entries, odd S, partial texture rows)", async () => {
   const gpu = await getGpu();
   if (kernelClass(gpu) !== "cpu") return; // the kernel only runs on CPU adapters
   const cases = [
@@ -78,7 +79,21 @@ Deno.test("fused attention equals the float64 Hugging Face attention (both mask 
     { B: 2, S: 70, H: 1, dh: 32, mode: "distilbert" as const, hm: true },
     { B: 1, S: 5, H: 4, dh: 8, mode: "bert" as const, hm: false },
     { B: 2, S: 13, H: 2, dh: 16, mode: "bert" as const, hm: true },
+    { B: 2, S: 21, H: 2, dh: 48, mode: "distilbert" as const, hm: true },
+    { B: 2, S: 9, H: 3, dh: 24, mode: "bert" as const, hm: false },
   ];
+  // each case's entry: generic attention_r<R> for head widths without an unrolled entry, else
+  // attention_r<R>_d<dh/4> with the smallest R that fits ⌈S/R⌉ ≤ 8 rows (R·dh/4 ≤ 128)
+  const expected = [
+    "attention_r8_d8",
+    "attention_r4_d16",
+    "attention_r16_d8",
+    "attention_r8",
+    "attention_r2_d4",
+    "attention_r2",
+    "attention_r4",
+  ];
+  const entries: string[] = [];
   for (const c of cases) {
     const { B, S, H, dh, mode } = c;
     const r = rand(B * 1000 + S * 10 + H);
@@ -97,7 +112,9 @@ Deno.test("fused attention equals the float64 Hugging Face attention (both mask 
     const tq = gpu.upload(qkv, [B * S, 3 * H * dh]);
     const tm = gpu.upload(keyMask, [B, S]);
     const th = headMask ? gpu.upload(headMask, [B * H]) : undefined;
+    gpu.startRecording();
     const out = fusedAttention(tq, tm, th, { B, S, H, dh, scale: 1 / Math.sqrt(dh), mode });
+    entries.push(...gpu.stopRecording().map((d) => d.entry));
     assert(out, `fused attention did not apply to ${JSON.stringify(c)}`);
     const got = await out.read();
     const ref = reference(qkv, keyMask, headMask, B, S, H, dh, mode);
@@ -110,6 +127,7 @@ Deno.test("fused attention equals the float64 Hugging Face attention (both mask 
     );
     for (const t of [tq, tm, th, out]) t?.release();
   }
+  assertEquals(entries, expected);
 });
 
 Deno.test("fused residual + LayerNorm equals LayerNorm(a + r) in float64 (partial texture rows)", async () => {

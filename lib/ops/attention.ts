@@ -12,6 +12,12 @@ import { f32Bits, type Gpu, type KernelSpec } from "../gpu/context.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { flatTexture, flatTextureFits } from "./flat_texture.ts";
 import { kernelClass } from "./kernel_class.ts";
+import {
+  UNROLLED_DH4,
+  UNROLLED_WG,
+  unrolledAttentionSource,
+  unrolledRows,
+} from "./attention_unrolled.ts";
 
 const WG = 32;
 const MAX_DH4 = 16;
@@ -24,13 +30,37 @@ function rowsPerInvocation(dh4: number): 2 | 4 | 8 {
   return dh4 > 8 ? 2 : dh4 > 4 ? 4 : 8;
 }
 
-function spec(dh4: number): KernelSpec {
+/**
+ * The entry point for sequence length S and head width 4·dh4, and the query rows per invocation
+ * and invocations per workgroup it runs with: the unrolled entry (lib/ops/attention_unrolled.ts)
+ * for the common head widths, else the generic one.
+ */
+function plan(S: number, dh4: number): { spec: KernelSpec; rows: number; wg: number } {
+  const bindings = ["texture", "read", "read", "rw"] as const;
+  if (UNROLLED_DH4.includes(dh4)) {
+    const R = unrolledRows(S, dh4);
+    return {
+      spec: {
+        name: `attention.wgsl+r${R}_d${dh4}`,
+        source: unrolledAttentionSource(R, dh4),
+        entry: `attention_r${R}_d${dh4}`,
+        bindings,
+      },
+      rows: R,
+      wg: UNROLLED_WG,
+    };
+  }
+  const R = rowsPerInvocation(dh4);
   return {
-    name: "attention.wgsl",
-    source: src,
-    entry: `attention_r${rowsPerInvocation(dh4)}`,
-    bindings: ["texture", "read", "read", "rw"],
-    constants: { WG, DH4: dh4 },
+    spec: {
+      name: "attention.wgsl",
+      source: src,
+      entry: `attention_r${R}`,
+      bindings,
+      constants: { WG, DH4: dh4 },
+    },
+    rows: R,
+    wg: WG,
   };
 }
 
@@ -115,8 +145,9 @@ export function fusedAttention(
     f32Bits(s.scale),
     headMask ? 1 : 0,
   ];
-  gpu.dispatchResources(spec(dh / 4), params, [tex, keyMask, headMask ?? keyMask, out], [
-    Math.ceil(S / (WG * rowsPerInvocation(dh / 4))),
+  const { spec, rows, wg } = plan(S, dh / 4);
+  gpu.dispatchResources(spec, params, [tex, keyMask, headMask ?? keyMask, out], [
+    Math.ceil(S / (wg * rows)),
     H,
     B,
   ]);

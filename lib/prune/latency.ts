@@ -28,9 +28,10 @@ import type { LatencyTable } from "./search_latency.ts";
  * inference kernels; 3: marginal (per-submit-free) timings; 4: LayerNorm/bias textures; 5: 4-row
  * attention, vec4 matmul stores; 6: 16x16 matmul tile, vec4 gathers; 7: padded odd FFN widths;
  * 8: FFN widths zero-padded to a multiple of 64, the tables' FFN timed fused; 9: the step cost only
- * where the padded path applies (not for products under TEXTURE_MIN_MACS, e.g. n < 16 at 1 × 128).
+ * where the padded path applies (not for products under TEXTURE_MIN_MACS, e.g. n < 16 at 1 × 128);
+ * 10: unrolled attention entries for head widths 16, 32, 64 (lib/ops/attention_unrolled.ts).
  */
-export const KERNEL_VERSION = 9;
+export const KERNEL_VERSION = 10;
 
 /** Options of `measureLatencyTable`. */
 export interface LatencyOptions {
