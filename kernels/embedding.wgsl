@@ -1,7 +1,9 @@
 // Embedding lookup and its deterministic scatter-add backward.
 //
 // gather:   out[n, j] = table[ids[n], j] for out [N, d]; an id outside [0, V) yields a zero row
-//           (gather4: the same, a vec4 of columns per invocation, for d % 4 == 0).
+//           (gather4: the same, a vec4 of columns per invocation, for d % 4 == 0;
+//           gather_sum4: out[n, j] = table[ids[n], j] + tableB[idsB[n], j], vec4s, for the
+//           position + token-type rows of fused inference).
 // backward: one invocation per (unique id u, column j); the CPU sorted the positions by id, so
 //           `idx` holds [uniq (U) | seg (U + 1) | perm (N)] and the rows of id uniq[u] are
 //           perm[seg[u]] … perm[seg[u + 1] − 1] in increasing position order. The sum is formed in
@@ -16,6 +18,7 @@ struct Params {
   d: u32,   // embedding width
   V: u32,   // vocabulary size (rows of table)
   U: u32,   // number of distinct ids (backward)
+  VB: u32,  // rows of tableB (gather_sum4)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -60,6 +63,33 @@ fn gather4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid:
     return;
   }
   out4[i] = table4[u32(id) * p.d + j];
+}
+
+@group(0) @binding(4) var<storage, read> tableB: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> idsB: array<i32>;
+
+fn rowB(n: u32, j: u32) -> vec4<f32> {
+  let id = idsB[n];
+  if (id < 0 || u32(id) >= p.VB) {
+    return vec4<f32>(0.0);
+  }
+  return tableB[u32(id) * p.d + j];
+}
+
+// out4[n, j] = table4[ids[n], j] + tableB[idsB[n], j] (p.n = N·d/4, p.d = d/4; an id out of its
+// table's range contributes a zero row)
+@compute @workgroup_size(WG)
+fn gather_sum4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let i = flat(wid, lid);
+  if (i >= p.n) { return; }
+  let n = i / p.d;
+  let j = i - n * p.d;
+  let id = ids[n];
+  var a = vec4<f32>(0.0);
+  if (id >= 0 && u32(id) < p.V) {
+    a = table4[u32(id) * p.d + j];
+  }
+  out4[i] = a + rowB(n, j);
 }
 
 @group(0) @binding(1) var<storage, read> dy: array<f32>;

@@ -15,7 +15,7 @@ import {
 import { getGpu } from "../lib/gpu/context.ts";
 import type { Tensor } from "../lib/gpu/tensor.ts";
 import { InvalidArgumentError, ShapeError } from "../lib/errors.ts";
-import { embeddingBackward, embeddingGather } from "../lib/ops/embedding.ts";
+import { embeddingBackward, embeddingGather, embeddingGatherSum } from "../lib/ops/embedding.ts";
 import {
   mergeHeads,
   mergeHeadsBackward,
@@ -170,6 +170,39 @@ Deno.test("embeddingGather with d % 4 == 0 (vec4 rows) copies table rows; ids ou
   });
   assertEquals(Array.from(got), Array.from(want));
   for (const t of [table, ids, y]) t.release();
+});
+
+Deno.test("embeddingGatherSum adds rows of two tables as f32 (vec4 and odd widths); ids outside a table's range add zero rows", async () => {
+  const gpu = await getGpu();
+  for (const d of [12, 7]) {
+    const Va = 9, Vb = 3;
+    const aHost = noise(Va * d, 5), bHost = noise(Vb * d, 6);
+    const idsA = Int32Array.from([3, 0, 8, -1, 9, 3, 7]);
+    const idsB = Int32Array.from([0, 2, 1, 1, 0, 3, -5]);
+    const ts = [
+      gpu.upload(aHost, [Va, d]),
+      gpu.uploadU32(idsA),
+      gpu.upload(bHost, [Vb, d]),
+      gpu.uploadU32(idsB),
+    ];
+    const y = embeddingGatherSum(ts[0], ts[1], ts[2], ts[3]);
+    assertEquals(y.shape, [idsA.length, d]);
+    const got = await y.read();
+    const want = new Float32Array(idsA.length * d);
+    for (let n = 0; n < idsA.length; n++) {
+      for (let j = 0; j < d; j++) {
+        const a = idsA[n] >= 0 && idsA[n] < Va ? aHost[idsA[n] * d + j] : 0;
+        const b = idsB[n] >= 0 && idsB[n] < Vb ? bHost[idsB[n] * d + j] : 0;
+        want[n * d + j] = Math.fround(a + b);
+      }
+    }
+    assertEquals(Array.from(got), Array.from(want), `d = ${d}`);
+    for (const t of [...ts, y]) t.release();
+  }
+  const t = gpu.upload(noise(8, 1), [2, 4]), w = gpu.upload(noise(10, 1), [2, 5]);
+  const ids = gpu.uploadU32(Int32Array.from([0, 1]));
+  await assertRejects(() => embeddingGatherSum(t, ids, w, ids), ShapeError);
+  for (const x of [t, w, ids]) x.release();
 });
 
 Deno.test("embeddingBackward sums in increasing position order: bit-exact and deterministic", async () => {

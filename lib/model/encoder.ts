@@ -11,7 +11,7 @@ import { attentionShape, fusedAttention, fusedAttentionApplies } from "../ops/at
 import { gelu, geluBackward, relu, reluBackward } from "../ops/activation.ts";
 import { dropout, dropoutBackward } from "../ops/dropout.ts";
 import { add, addInto } from "../ops/elementwise.ts";
-import { embeddingBackward, embeddingGather } from "../ops/embedding.ts";
+import { embeddingBackward, embeddingGather, embeddingGatherSum } from "../ops/embedding.ts";
 import { mergeHeads, mergeHeadsBackward, splitHeads, splitHeadsBackward } from "../ops/heads.ts";
 import {
   addLayerNormInference,
@@ -191,12 +191,9 @@ export function embeddingsForward(
   const c = model.config;
   if (o.fused === true && !o.save && !o.train) {
     // inference: word rows, then position (+ type) rows, summed and normalised in one kernel
-    const pos = embeddingGather(model.param("emb.pos"), batch.pos);
-    if (c.arch === "bert" && batch.types && c.typeVocabSize > 0) {
-      const typ = embeddingGather(model.param("emb.type"), batch.types);
-      addInto(pos, typ);
-      typ.release();
-    }
+    const pos = c.arch === "bert" && batch.types && c.typeVocabSize > 0
+      ? embeddingGatherSum(model.param("emb.pos"), batch.pos, model.param("emb.type"), batch.types)
+      : embeddingGather(model.param("emb.pos"), batch.pos);
     const word = embeddingGather(model.param("emb.word"), batch.ids);
     const y = addLayerNormInference(
       word,

@@ -9,6 +9,7 @@ import src from "../../kernels/embedding.wgsl" with { type: "text" };
 import { InvalidArgumentError, ShapeError } from "../errors.ts";
 import type { KernelSpec } from "../gpu/context.ts";
 import { expectShape, type Tensor } from "../gpu/tensor.ts";
+import { addInto } from "./elementwise.ts";
 import { grid1d } from "./grid.ts";
 
 const WG = 256;
@@ -21,6 +22,11 @@ const GATHER: KernelSpec = {
 };
 const GATHER4: KernelSpec = { ...GATHER, entry: "gather4" };
 const SCATTER_ADD: KernelSpec = { ...GATHER, entry: "scatter_add" };
+const GATHER_SUM4: KernelSpec = {
+  ...GATHER,
+  entry: "gather_sum4",
+  bindings: ["read", "read", "rw", "read", "read"],
+};
 
 /**
  * Looks up rows of `table` [V, d] for the token ids in `ids` (an i32 tensor uploaded with
@@ -43,6 +49,42 @@ export function embeddingGather(table: Tensor, ids: Tensor, out?: Tensor): Tenso
   const n = (N * d) / w;
   const [nx, ny] = grid1d(n, WG);
   table.gpu.dispatch(w === 4 ? GATHER4 : GATHER, [n, nx, d / w, V, 0], [table, ids, o], [nx, ny]);
+  return o;
+}
+
+/**
+ * `embeddingGather(a, idsA) + embeddingGather(b, idsB)` in one pass: [N, d] rows of `a` [Va, d]
+ * and `b` [Vb, d] (same width d) summed, where an id outside its table's range adds a zero row.
+ * Inference only (fused embeddings: position + token-type rows); no backward. Falls back to two
+ * gathers and an add when d is not a multiple of 4.
+ */
+export function embeddingGatherSum(a: Tensor, idsA: Tensor, b: Tensor, idsB: Tensor): Tensor {
+  if (a.shape.length !== 2 || b.shape.length !== 2 || a.shape[1] !== b.shape[1]) {
+    throw new ShapeError(
+      `embeddingGatherSum: tables must be [Va, d] and [Vb, d], got [${a.shape.join(", ")}] and [${
+        b.shape.join(", ")
+      }]`,
+    );
+  }
+  if (idsA.size !== idsB.size) {
+    throw new ShapeError(
+      `embeddingGatherSum: ${idsA.size} ids for the first table, ${idsB.size} for the second`,
+    );
+  }
+  const [V, d] = a.shape;
+  const N = idsA.size;
+  const gpu = a.gpu;
+  if (d % 4 !== 0) {
+    const o = embeddingGather(a, idsA);
+    const r = embeddingGather(b, idsB);
+    addInto(o, r);
+    r.release();
+    return o;
+  }
+  const o = gpu.empty([N, d]);
+  const n = (N * d) / 4;
+  const [nx, ny] = grid1d(n, WG);
+  gpu.dispatch(GATHER_SUM4, [n, nx, d / 4, V, 0, b.shape[0]], [a, idsA, o, b, idsB], [nx, ny]);
   return o;
 }
 
