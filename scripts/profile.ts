@@ -1,5 +1,6 @@
 /**
- * `deno task profile [train|mlm|infer] [--batch B] [--seq S] [--top 25] [--json FILE]`: where the
+ * `deno task profile [train|mlm|infer] [--batch B] [--seq S] [--top 25] [--json FILE]
+ * [--model DIR|URL]`: where the
  * GPU time of one pass goes, per kernel. Runs the pass once to warm up, runs it again while the GPU
  * context records every dispatch (`Gpu.startRecording`), then replays each dispatch on its own and
  * times it with the bench's `timeGpu`: marginally, (t(2n) − t(n)) / n with n replays queued before
@@ -10,7 +11,8 @@
  *
  * Scenarios: `train` — a training step of the bench's L4/H256/F1024 BERT (default batch 16 × 64);
  * `mlm` — an MLM pretraining step of the zoo's DistilBERT L3/H128/F512 with the 30522-piece
- * vocabulary (32 × 64); `infer` — an inference forward of the zoo's BERT L4/H128/F512 (32 × 128).
+ * vocabulary (32 × 64); `infer` — an inference forward of the zoo's BERT L4/H128/F512 (32 × 128),
+ * or of the checkpoint `--model` names (e.g. a pruned one: uneven layers, padded FFN widths).
  * @module
  */
 import { parseArgs } from "node:util";
@@ -19,7 +21,7 @@ import { getGpu, type Gpu, type RecordedDispatch } from "../lib/gpu/context.ts";
 import { makeConfig } from "../lib/model/config.ts";
 import type { Grads } from "../lib/model/encoder.ts";
 import { uploadBatch } from "../lib/model/inputs.ts";
-import { createRandomModel, type Model } from "../lib/model/model.ts";
+import { createRandomModel, loadCheckpoint, type Model } from "../lib/model/model.ts";
 import { backward, forward } from "../lib/model/run.ts";
 import { sumAll } from "../lib/ops/reduce.ts";
 import { createMlmHead, maskBatch, mlmForwardBackward } from "../lib/train/mlm.ts";
@@ -38,18 +40,46 @@ interface Scenario {
 
 /** A batch of b full rows of s tokens (ids spread over the vocabulary), without labels. */
 function fullBatch(b: number, s: number, V: number) {
+  const lo = Math.min(1000, V >> 1); // past the special tokens of a full BERT vocabulary
   return {
     size: b,
     seqLen: s,
-    inputIds: Int32Array.from({ length: b * s }, (_, i) => 1000 + ((i * 7919) % (V - 1000))),
+    inputIds: Int32Array.from({ length: b * s }, (_, i) => lo + ((i * 7919) % (V - lo))),
     tokenTypeIds: new Int32Array(b * s),
     attentionMask: new Int32Array(b * s).fill(1),
     indices: [] as number[],
   };
 }
 
-async function scenario(gpu: Gpu, name: string, B?: number, S?: number): Promise<Scenario> {
+async function scenario(
+  gpu: Gpu,
+  name: string,
+  B?: number,
+  S?: number,
+  modelPath?: string,
+): Promise<Scenario> {
   const V = 30522;
+  if (modelPath !== undefined && name !== "infer") {
+    throw new InvalidArgumentError("profile: --model applies to the infer scenario only");
+  }
+  if (name === "infer" && modelPath !== undefined) {
+    const [b, s] = [B ?? 32, S ?? 128];
+    const model = await loadCheckpoint(modelPath, gpu);
+    const c = model.config;
+    const batch = fullBatch(b, s, c.vocabSize);
+    return {
+      describe: `inference forward, ${modelPath} (${c.arch} L${c.numLayers}/H${c.hiddenSize}), ` +
+        `batch ${b} × ${s}`,
+      run: async () => {
+        const bt = uploadBatch(gpu, c, batch);
+        gpu.recordingLabel = "forward";
+        forward(model, bt, undefined, {}).release();
+        bt.release();
+        await gpu.sync();
+      },
+      release: () => model.release(),
+    };
+  }
   if (name === "train" || name === "infer") {
     const train = name === "train";
     const [b, s] = [B ?? (train ? 16 : 32), S ?? (train ? 64 : 128)];
@@ -163,6 +193,7 @@ if (import.meta.main) {
         seq: { type: "string" },
         top: { type: "string", default: "25" },
         json: { type: "string" },
+        model: { type: "string" },
       },
     });
     const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
@@ -173,7 +204,7 @@ if (import.meta.main) {
       }
     }
     const gpu = await getGpu();
-    const sc = await scenario(gpu, positionals[0] ?? "train", B, S);
+    const sc = await scenario(gpu, positionals[0] ?? "train", B, S, values.model);
     console.log(`adapter: ${gpu.adapter.summary}\n${sc.describe}`);
     await sc.run(); // warm-up: pipelines, pooled buffers, bind groups
     const t0 = performance.now();
