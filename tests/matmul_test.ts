@@ -474,12 +474,17 @@ Deno.test("matmul splits more than 65535 batch items over dispatches; oversized 
 Deno.test("linearPadded → linearFromPadded equals the float64 two-layer product for widths N % 64 != 0 (texture path)", async () => {
   const gpu = await getGpu();
   // [rows, in] → N (N % 64 != 0) → out, as a pruned FFN: W₂(act(W₁x + b₁)) + b₂
-  const [M, K, Nout] = [200, 16, 24];
+  const [K, Nout] = [16, 24];
+  // M ≥ 1024 with N ≤ 32: the narrow tile (MATMUL_TEXTURE_PRESET_NARROW)
   for (
-    const [N, act] of [[130, "gelu"], [129, "none"], [131, "relu"], [96, "gelu"], [
-      3,
-      "gelu",
-    ]] as const
+    const [N, act, M] of [
+      [130, "gelu", 200],
+      [129, "none", 200],
+      [131, "relu", 200],
+      [96, "gelu", 200],
+      [3, "gelu", 200],
+      [21, "gelu", 1100],
+    ] as const
   ) {
     const xs = rand(M * K, N), w1 = rand(N * K, N + 1), b1 = rand(N, N + 2);
     const w2 = rand(Nout * N, N + 3), b2 = rand(Nout, N + 4);
@@ -507,13 +512,17 @@ Deno.test("linearPadded → linearFromPadded equals the float64 two-layer produc
     assert(zp, `N=${N}: linearPadded did not apply on the texture path`);
     const ld = Math.ceil(N / 64) * 64;
     assertEquals([...zp.shape], [M, ld]);
-    // the padding columns are exact zeros (zero weight rows and bias: act(0) = 0)
+    // the columns up to ⌈N/4⌉·4 are exact zeros (zero weight rows and bias: act(0) = 0); those
+    // past are not written and must not be read: poison them with NaN before the second product
     const zv = await zp.read();
+    const n4 = Math.ceil(N / 4) * 4;
     for (let m = 0; m < M; m++) {
-      for (let n = N; n < ld; n++) {
+      for (let n = N; n < n4; n++) {
         assert(zv[m * ld + n] === 0, `N=${N}: z[${m}, ${n}] = ${zv[m * ld + n]}`);
       }
+      zv.fill(NaN, m * ld + n4, (m + 1) * ld);
     }
+    gpu.device.queue.writeBuffer(zp.buffer, 0, new Float32Array(zv));
     const y = linearFromPadded(zp, tw2, tb2);
     assertEquals([...y.shape], [M, Nout]);
     assertClose(await y.read(), want, 1e-4 * Math.max(1, maxAbs(want)), 1e-5, `N=${N} ${act}`);

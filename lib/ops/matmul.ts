@@ -269,14 +269,15 @@ interface TextureJob {
   act: Activation;
   alpha: number;
   /**
-   * Output row stride (default N; a multiple of 64 ≥ N): the kernel computes and stores ldo
-   * columns, those past N exactly act(0) = 0 (B's rows and the bias are zero there). Only with a
-   * shared B and no batch.
+   * Output row stride (default N; a multiple of 64 ≥ N): the kernel computes and stores ⌈N/4⌉·4
+   * columns of each row, those past N exactly act(0) = 0 (B's rows and the bias are zero there),
+   * and leaves the rest of the row unwritten. Only with a shared B and no batch.
    */
   ldo?: number;
   /**
-   * Values per row of B that hold data (default K; ≤ K): B's texture rows are zero past it, so A's
-   * rows may carry K − kb trailing zeros (`linearFromPadded`). Only with a shared B.
+   * Values per row of B that hold data (default K; ≤ K): the kernel sums over A's and B's first
+   * ⌈kb/4⌉ texels only (B zero past kb), so A's rows may carry anything past ⌈kb/4⌉·4 values and
+   * zeros between kb and there (`linearFromPadded`). Only with a shared B.
    */
   kb?: number;
 }
@@ -346,14 +347,17 @@ function matmulTexture(gpu: Gpu, j: TextureJob): boolean {
     sharedB ? batch : Math.floor(maxDim / N),
     maxWg,
   );
-  // the kernel's column count: ldo when the output rows are padded (linearPadded)
-  const NK = j.ldo ?? N;
+  // the kernel's column count (N, or N rounded up to 4 into rows padded to ldo: linearPadded),
+  // the output row stride, and the texels per row it sums over (fewer than A's with kb)
+  const NK = j.ldo === undefined ? N : Math.ceil(N / 4) * 4;
+  const ldo = j.ldo ?? N;
+  const kLoop = j.kb === undefined ? k4 : Math.ceil(j.kb / 4);
   const p = texturePresetForStores(matmulTexturePreset(M, NK), NK);
   const gx = Math.ceil(NK / (p.wgx * p.tn));
   const gy = Math.ceil(M / (p.wgy * p.tm));
   if (gx > maxWg || gy > maxWg || NK > maxDim) return false;
   const texA = gpu.textures.acquire(k4, chunk * M);
-  const texB = gpu.textures.acquire(k4, sharedB ? NK : chunk * N);
+  const texB = gpu.textures.acquire(kLoop, sharedB ? NK : chunk * N);
   // op(a) row m, k: a[z, m, k] (row-major) or a[z, k, m] (transA).
   const aLayout = { rows: M, K, sR: j.transA ? 1 : K, sK: j.transA ? M : 1, sZ: M * K };
   // op(b) column n, k: b[z, n, k] (transB) or b[z, k, n]; a shared B may hold only kb < K values
@@ -361,7 +365,7 @@ function matmulTexture(gpu: Gpu, j: TextureJob): boolean {
   const kb = sharedB ? (j.kb ?? K) : K;
   const bLayout = { rows: N, K: kb, sR: j.transB ? kb : 1, sK: j.transB ? 1 : N, sZ: N * kb };
   if (sharedB) {
-    fillTexture(gpu, j.b, texB, { ...bLayout, sZ: 0, z0: 0, items: 1, k4, rowsOut: NK });
+    fillTexture(gpu, j.b, texB, { ...bLayout, sZ: 0, z0: 0, items: 1, k4: kLoop, rowsOut: NK });
   }
   // the bias as one texture row of ⌈NK/4⌉ texels (zero past N)
   const texBias = j.bias ? rowTexture(j.bias, 1, N, NK) : undefined;
@@ -375,14 +379,14 @@ function matmulTexture(gpu: Gpu, j: TextureJob): boolean {
     const params = [
       M,
       NK,
-      k4,
+      kLoop,
       sharedB ? 0 : N,
       z0,
       j.flags,
       ACT_CODES[j.act],
       f32Bits(j.alpha),
       0,
-      NK,
+      ldo,
     ];
     gpu.dispatchResources(s, params, [texA, texB, texBias ?? texA, j.out], [gx, gy, items]);
   }
@@ -513,8 +517,10 @@ export const PADDED_WIDTH = 64;
 /**
  * Inference on CPU adapters, for a layer width N = w.shape[0] with N % 64 != 0 (a pruned FFN):
  * act(x·wᵀ + bias) for x [rows, in] into a [rows, N₆₄] tensor, N₆₄ = N rounded up to a multiple of
- * `PADDED_WIDTH`, whose columns N… are exactly act(0) = 0 (zero weight rows and bias there); only
- * `linearFromPadded` reads it. Rows of a multiple of 64 values reach the next product's texture in
+ * `PADDED_WIDTH`, whose columns N … ⌈N/4⌉·4 − 1 are exactly act(0) = 0 (zero weight rows and bias
+ * there) and whose columns past those are left unwritten (the kernel computes ⌈N/4⌉·4 columns:
+ * llvmpipe runs 8 column lanes per SIMD batch, so a narrow product is a quarter to a half of the
+ * padded one's batches); only `linearFromPadded` reads it, and only up to column ⌈N/4⌉·4. Rows of a multiple of 64 values reach the next product's texture in
  * one copy (else a repack pass over the whole [rows, N] activation: a 496-neuron FFN took 127 ms at
  * [4096, 128] against 105 ms for 512), are stored as vec4s and take the large tile (llvmpipe stores
  * lane by lane). Returns undefined, recording nothing, where it does not apply (N % 64 == 0, GPU
@@ -548,9 +554,10 @@ export function linearPadded(
 }
 
 /**
- * The layer after `linearPadded`: z [rows, N₆₄] (zero past its first N = w.shape[1] columns)
- * times w [out, N] transposed, plus bias: the same as `linear(z[:, :N], w, bias)`, bit for bit
- * (the sum over k runs in the same order; the padding adds exact zeros at its end).
+ * The layer after `linearPadded`: z [rows, N₆₄] (zero in columns N … ⌈N/4⌉·4 − 1, N =
+ * w.shape[1], anything past) times w [out, N] transposed, plus bias: the same as
+ * `linear(z[:, :N], w, bias)`, bit for bit (the kernel sums over the first ⌈N/4⌉ texels of each
+ * row, in the same order; the last one ends in exact zeros).
  */
 export function linearFromPadded(z: Tensor, w: Tensor, bias?: Tensor): Tensor {
   if (z.shape.length !== 2 || w.shape.length !== 2) {

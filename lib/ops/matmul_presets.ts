@@ -100,6 +100,28 @@ export const MATMUL_TEXTURE_PRESET_LARGE: Readonly<MatmulPreset> = {
 };
 
 /**
+ * Preset for narrow products (N ≤ `TEXTURE_NARROW_MAX_N` columns, M ≥ `TEXTURE_NARROW_MIN_M`
+ * rows): 16 × 4 outputs per invocation on 8 × 8 lanes. llvmpipe runs the 8 lanes along the columns
+ * as one SIMD batch whatever number of them has columns to compute, so a narrow product costs per
+ * batch: a 4-column tile keeps 32 columns per batch instead of 64, 16 rows halve the batches.
+ * Same-run sweep (session 8, idle, M = 4096, K = 128, no bias): N = 8 / 16 / 24 / 32: 8 × 8 tile
+ * 6.2 / 6.4 / 5.8 / 6.1 ms, 16 × 4 3.7 / 4.1 / 3.9 / 4.0 ms, 8 × 4 4.2 / 4.3 / 3.6 / 4.6 ms; at N = 40
+ * and 48 the 8 × 8 tile stays ahead (6.5 against 8.1 ms).
+ */
+export const MATMUL_TEXTURE_PRESET_NARROW: Readonly<MatmulPreset> = {
+  wgx: 8,
+  wgy: 8,
+  tm: 16,
+  tn: 4,
+};
+
+/** Widest product (columns per batch item) that takes `MATMUL_TEXTURE_PRESET_NARROW`. */
+export const TEXTURE_NARROW_MAX_N = 32;
+
+/** Fewest rows per batch item of a product that takes `MATMUL_TEXTURE_PRESET_NARROW`. */
+export const TEXTURE_NARROW_MIN_M = 1024;
+
+/**
  * Largest tile (TM·TN outputs) with a scalar-store entry point in kernels/matmul_tex.wgsl; larger
  * tiles only store vec4s (N % 4 == 0), and `texturePresetForStores` gives other products the
  * default tile (a 16 × 16 scalar-store entry took 15.7 s to compile on llvmpipe).
@@ -125,13 +147,15 @@ let textureOverride: MatmulPreset | undefined;
 /**
  * The texture-kernel preset in force for an M × N output per batch item: an override from
  * `setMatmulTexturePreset` for every shape, else `MATMUL_TEXTURE_PRESET_LARGE` when M and N are
- * both at least `TEXTURE_LARGE_MIN` and `MATMUL_TEXTURE_PRESET` otherwise (or without a shape).
+ * both at least `TEXTURE_LARGE_MIN`, `MATMUL_TEXTURE_PRESET_NARROW` for M ≥ `TEXTURE_NARROW_MIN_M`
+ * and N ≤ `TEXTURE_NARROW_MAX_N`, and `MATMUL_TEXTURE_PRESET` otherwise (or without a shape).
  */
 export function matmulTexturePreset(M?: number, N?: number): Readonly<MatmulPreset> {
   if (textureOverride) return textureOverride;
-  const large = M !== undefined && N !== undefined && M >= TEXTURE_LARGE_MIN &&
-    N >= TEXTURE_LARGE_MIN;
-  return large ? MATMUL_TEXTURE_PRESET_LARGE : MATMUL_TEXTURE_PRESET;
+  if (M === undefined || N === undefined) return MATMUL_TEXTURE_PRESET;
+  if (M >= TEXTURE_LARGE_MIN && N >= TEXTURE_LARGE_MIN) return MATMUL_TEXTURE_PRESET_LARGE;
+  if (M >= TEXTURE_NARROW_MIN_M && N <= TEXTURE_NARROW_MAX_N) return MATMUL_TEXTURE_PRESET_NARROW;
+  return MATMUL_TEXTURE_PRESET;
 }
 
 /**

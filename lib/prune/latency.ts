@@ -3,10 +3,10 @@
  * lut_mha[h] = one MHA sub-layer (QKV, attention, W_o, residual, LN₁) with h heads, lut_ffn[n] =
  * one FFN sub-layer with n neurons, at a fixed batch × sequence length, both as inference runs
  * them (fused kernels). Each entry is the median of `runs` marginal timings (the per-submit
- * overhead removed, see `marginalTime`) after warm-up; every h is timed, n at 0, 1, F and each
- * multiple of `step`, linearly interpolated between — except where inference pads FFN widths to a
- * multiple of 64 (the texture path: `linearPadded`), whose cost is a step: n costs what its padded
- * width costs.
+ * overhead removed, see `marginalTime`) after warm-up; every h is timed, n at 0, 1, 16, 32, F and
+ * each multiple of `step`, linearly interpolated between. (Inference keeps a pruned FFN's
+ * activation in rows padded to a multiple of 64, `linearPadded`, but computes and reads only
+ * ⌈n/4⌉·4 of its columns, so its cost is no longer a step of 64: KERNEL_VERSION 11.)
  * Tables are cached on disk per adapter, shape, model dims and kernel version. Also
  * `measureModelLatency` / `measureModelLatencies` for whole-model timings in reports.
  * @module
@@ -16,8 +16,6 @@ import type { Gpu } from "../gpu/context.ts";
 import { makeConfig } from "../model/config.ts";
 import { attentionForward, ffnForward, type LayerState } from "../model/encoder.ts";
 import { uploadBatch } from "../model/inputs.ts";
-import { matmulPath, PADDED_WIDTH } from "../ops/matmul.ts";
-import { TEXTURE_MIN_MACS } from "../ops/matmul_presets.ts";
 import { createRandomModel, type Model } from "../model/model.ts";
 import { forward } from "../model/run.ts";
 import type { OnProgress } from "../util/progress.ts";
@@ -29,9 +27,10 @@ import type { LatencyTable } from "./search_latency.ts";
  * attention, vec4 matmul stores; 6: 16x16 matmul tile, vec4 gathers; 7: padded odd FFN widths;
  * 8: FFN widths zero-padded to a multiple of 64, the tables' FFN timed fused; 9: the step cost only
  * where the padded path applies (not for products under TEXTURE_MIN_MACS, e.g. n < 16 at 1 × 128);
- * 10: unrolled attention entries for head widths 16, 32, 64 (lib/ops/attention_unrolled.ts).
+ * 10: unrolled attention entries for head widths 16, 32, 64 (lib/ops/attention_unrolled.ts);
+ * 11: padded FFN products compute and read ⌈n/4⌉·4 columns, the narrow tile, FFN timed at 16, 32.
  */
-export const KERNEL_VERSION = 10;
+export const KERNEL_VERSION = 11;
 
 /** Options of `measureLatencyTable`. */
 export interface LatencyOptions {
@@ -149,10 +148,13 @@ export async function measureLatencyTable(
     } catch { /* not cached */ }
   }
   const gpu = model.gpu;
+  // small widths as well: a narrow FFN product runs another tile (MATMUL_TEXTURE_PRESET_NARROW)
   const ffnTimed = [
     ...new Set([
       0,
       1,
+      16,
+      32,
       F,
       ...Array.from({ length: Math.floor(F / step) }, (_, i) => (i + 1) * step),
     ]),
@@ -230,16 +232,6 @@ export async function measureLatencyTable(
     }
   }
   if (ffnTimed.length === 1) ffn[0] = ffnAt.get(0)!;
-  // padded widths: n runs as ⌈n/64⌉·64 neurons (where its first product takes the texture path:
-  // `linearPadded`), so it costs that width's timing where it was timed
-  const padded = matmulPath(gpu) === "texture" && step % PADDED_WIDTH === 0;
-  if (padded) {
-    for (let n = 1; n <= F; n++) {
-      const up = Math.ceil(n / PADDED_WIDTH) * PADDED_WIDTH;
-      const texture = B * S * d * n >= TEXTURE_MIN_MACS;
-      if (up !== n && up <= F && ffnAt.has(up) && texture) ffn[n] = ffnAt.get(up)!;
-    }
-  }
   // additivity on three whole layers
   const additivity: MeasuredLatencyTable["additivity"] = [];
   for (const [h, n] of [[H, F], [Math.ceil(H / 2), Math.ceil(F / 2)], [1, Math.min(F, step)]]) {
