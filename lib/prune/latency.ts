@@ -4,9 +4,9 @@
  * one FFN sub-layer with n neurons, at a fixed batch × sequence length, both as inference runs
  * them (fused kernels). Each entry is the median of `runs` marginal timings (the per-submit
  * overhead removed, see `marginalTime`) after warm-up; every h is timed, n at 0, 1, 16, 32, F and
- * each multiple of `step`, linearly interpolated between. (Inference keeps a pruned FFN's
- * activation in rows padded to a multiple of 64, `linearPadded`, but computes and reads only
- * ⌈n/4⌉·4 of its columns, so its cost is no longer a step of 64: KERNEL_VERSION 11.)
+ * each multiple of `step`, linearly interpolated between — except on the texture path past 32
+ * neurons, where a width costs what ⌈n/64⌉·64 costs (a pruned FFN's first product runs whole SIMD
+ * batches of 64 or 128 columns: `linearPadded`).
  * Tables are cached on disk per adapter, shape, model dims and kernel version. Also
  * `measureModelLatency` / `measureModelLatencies` for whole-model timings in reports.
  * @module
@@ -16,6 +16,8 @@ import type { Gpu } from "../gpu/context.ts";
 import { makeConfig } from "../model/config.ts";
 import { attentionForward, ffnForward, type LayerState } from "../model/encoder.ts";
 import { uploadBatch } from "../model/inputs.ts";
+import { matmulPath, PADDED_WIDTH } from "../ops/matmul.ts";
+import { TEXTURE_MIN_MACS, TEXTURE_NARROW_MAX_N } from "../ops/matmul_presets.ts";
 import { createRandomModel, type Model } from "../model/model.ts";
 import { forward } from "../model/run.ts";
 import type { OnProgress } from "../util/progress.ts";
@@ -28,9 +30,10 @@ import type { LatencyTable } from "./search_latency.ts";
  * 8: FFN widths zero-padded to a multiple of 64, the tables' FFN timed fused; 9: the step cost only
  * where the padded path applies (not for products under TEXTURE_MIN_MACS, e.g. n < 16 at 1 × 128);
  * 10: unrolled attention entries for head widths 16, 32, 64 (lib/ops/attention_unrolled.ts);
- * 11: padded FFN products compute and read ⌈n/4⌉·4 columns, the narrow tile, FFN timed at 16, 32.
+ * 11: padded FFN products compute and read ⌈n/4⌉·4 columns, the narrow tile, FFN timed at 16, 32;
+ * 12: the step cost again past 32 neurons (linear interpolation under-predicted).
  */
-export const KERNEL_VERSION = 11;
+export const KERNEL_VERSION = 12;
 
 /** Options of `measureLatencyTable`. */
 export interface LatencyOptions {
@@ -232,6 +235,18 @@ export async function measureLatencyTable(
     }
   }
   if (ffnTimed.length === 1) ffn[0] = ffnAt.get(0)!;
+  // On the texture path a width past TEXTURE_NARROW_MAX_N costs a step: its first product runs
+  // whole SIMD batches of 64 (8 × 8 tile) or 128 (16 × 16) columns, so n costs the timing of
+  // ⌈n/64⌉·64 where that was timed (its second product, linear in ⌈n/4⌉, is overestimated: a
+  // latency budget is then met with room to spare, not missed). Linear interpolation between the
+  // timed points under-predicted the compact models by up to 18% (session 8, KERNEL_VERSION 11).
+  if (matmulPath(gpu) === "texture" && step % PADDED_WIDTH === 0) {
+    for (let n = TEXTURE_NARROW_MAX_N + 1; n <= F; n++) {
+      const up = Math.ceil(n / PADDED_WIDTH) * PADDED_WIDTH;
+      const texture = B * S * d * n >= TEXTURE_MIN_MACS;
+      if (up !== n && up <= F && ffnAt.has(up) && texture) ffn[n] = ffnAt.get(up)!;
+    }
+  }
   // additivity on three whole layers
   const additivity: MeasuredLatencyTable["additivity"] = [];
   for (const [h, n] of [[H, F], [Math.ceil(H / 2), Math.ceil(F / 2)], [1, Math.min(F, step)]]) {
