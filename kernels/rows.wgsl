@@ -5,6 +5,8 @@
 // scatter_rows:         dx[rows[m], c] = dy[m, c]   (indices unique; outside [0, N) skipped)
 // add_row_vector:       out[r, c] = x[r, c] + b[c]
 // add_row_vector_inplace: x[r, c] += b[c]
+// broadcast_rows4:      out[r, c] = b[c], vec4s, for C % 4 == 0 (p.n = R·C/4, p.C = C/4): a
+//                       zero-width sub-layer's output (its bias on every row)
 
 override WG: u32 = 256u;
 
@@ -74,4 +76,15 @@ fn add_row_vector_inplace(
   let i = flat(wid, lid);
   if (i >= p.n) { return; }
   xInPlace[i] = xInPlace[i] + addend[i % p.C];
+}
+
+@group(0) @binding(1) var<storage, read> bias4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> out4: array<vec4<f32>>;
+
+// out4[r, c] = bias4[c] (four columns per invocation: llvmpipe moves storage lane by lane)
+@compute @workgroup_size(WG)
+fn broadcast_rows4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let i = flat(wid, lid);
+  if (i >= p.n) { return; }
+  out4[i] = bias4[i % p.C];
 }

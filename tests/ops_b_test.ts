@@ -30,7 +30,7 @@ import {
   scaleRowsBackward,
 } from "../lib/ops/masks.ts";
 import { dotAll, dotGroups, dotRows, sumAll, sumGroups, sumRows } from "../lib/ops/reduce.ts";
-import { addRowVector, selectRows, selectRowsBackward } from "../lib/ops/rows.ts";
+import { addRowVector, broadcastRows, selectRows, selectRowsBackward } from "../lib/ops/rows.ts";
 import { mul } from "../lib/ops/elementwise.ts";
 import { setKernelClass } from "../lib/ops/kernel_class.ts";
 
@@ -577,6 +577,29 @@ testBothClasses(
     x.release();
   },
 );
+
+Deno.test("broadcastRows copies its row into every row (vec4 and odd widths, 3-D, empty); bad shapes are typed errors", async () => {
+  const gpu = await getGpu();
+  for (const shape of [[5, 12], [2, 3, 8], [4, 7], [0, 12]]) {
+    const C = shape[shape.length - 1];
+    const bh = noise(C, C);
+    const b = gpu.upload(bh, [C]);
+    // a pooled buffer with other values in it first, so a kernel that skipped rows would show
+    gpu.upload(noise(shape.reduce((a, d) => a * d, 1), 9), shape).release();
+    const y = broadcastRows(b, shape);
+    assertEquals([...y.shape], shape);
+    const got = await y.read();
+    const want = Array.from({ length: got.length }, (_, i) => bh[i % C]);
+    assertEquals(Array.from(got), want, `[${shape.join(", ")}]`);
+    y.release();
+    b.release();
+  }
+  const b = gpu.zeros([4]);
+  await assertRejects(() => broadcastRows(b, [3, 5]), ShapeError);
+  await assertRejects(() => broadcastRows(gpu.zeros([2, 4]), [3, 4]), ShapeError);
+  await assertRejects(() => broadcastRows(b, [1.5, 4]), InvalidArgumentError);
+  b.release();
+});
 
 testBothClasses(
   "a repeated step of part-B ops creates no new buffers, pipelines or bind groups",

@@ -34,7 +34,7 @@ import {
   PADDED_WIDTH,
 } from "../ops/matmul.ts";
 import { sumRows } from "../ops/reduce.ts";
-import { addRowVector } from "../ops/rows.ts";
+import { broadcastRows } from "../ops/rows.ts";
 import { softmaxBackward, softmaxMasked } from "../ops/softmax.ts";
 import type { BatchTensors } from "./inputs.ts";
 import type { Model } from "./model.ts";
@@ -467,10 +467,7 @@ export function residualNorm(
 
 /** A tensor shaped like `like` whose every row is `bias` (a zero-width sub-layer's output). */
 function biasRows(like: Tensor, bias: Tensor): Tensor {
-  const zeros = like.gpu.zeros(like.shape);
-  const out = addRowVector(zeros, bias);
-  zeros.release();
-  return out;
+  return broadcastRows(bias, like.shape);
 }
 
 /** Per-example mask gradients of one layer: head [B·H_l] and ffn [B, F_l]. */

@@ -22,6 +22,7 @@ const SELECT_ROWS = spec("select_rows", ["read", "read", "rw"]);
 const SCATTER_ROWS = spec("scatter_rows", ["read", "read", "rw"]);
 const ADD_ROW_VECTOR = spec("add_row_vector", ["read", "read", "rw"]);
 const ADD_ROW_VECTOR_INPLACE = spec("add_row_vector_inplace", ["read", "rw"]);
+const BROADCAST_ROWS4 = spec("broadcast_rows4", ["read", "rw"]);
 
 function matrix(op: string, x: Tensor): [number, number] {
   if (x.shape.length !== 2) {
@@ -91,4 +92,33 @@ export function addRowVector(x: Tensor, b: Tensor, out?: Tensor): Tensor {
     x.gpu.dispatch(ADD_ROW_VECTOR, [n, nx, C, 0], [x, b, o], [nx, ny]);
   }
   return o;
+}
+
+/**
+ * A tensor of `shape` (last dimension C) whose every row is `b` [C] (a zero-width sub-layer's
+ * output: its bias). One vec4 load and store per four values where C % 4 == 0, else zeros plus
+ * `addRowVector`.
+ */
+export function broadcastRows(b: Tensor, shape: readonly number[]): Tensor {
+  const C = b.shape[0];
+  if (b.shape.length !== 1 || shape.length < 1 || shape[shape.length - 1] !== C) {
+    throw new ShapeError(
+      `broadcastRows: b [${b.shape.join(", ")}] is not the last dimension of [${shape.join(", ")}]`,
+    );
+  }
+  if (!shape.every((d) => Number.isInteger(d) && d >= 0)) {
+    throw new InvalidArgumentError(`broadcastRows: shape must be non-negative integers`);
+  }
+  const gpu = b.gpu;
+  if (C % 4 !== 0) {
+    const zeros = gpu.zeros(shape);
+    const out = addRowVector(zeros, b);
+    zeros.release();
+    return out;
+  }
+  const out = gpu.empty(shape);
+  const n = out.size / 4;
+  const [nx, ny] = grid1d(n, WG);
+  gpu.dispatch(BROADCAST_ROWS4, [n, nx, C / 4, 0], [b, out], [nx, ny]);
+  return out;
 }
