@@ -31,9 +31,10 @@ import type { LatencyTable } from "./search_latency.ts";
  * where the padded path applies (not for products under TEXTURE_MIN_MACS, e.g. n < 16 at 1 × 128);
  * 10: unrolled attention entries for head widths 16, 32, 64 (lib/ops/attention_unrolled.ts);
  * 11: padded FFN products compute and read ⌈n/4⌉·4 columns, the narrow tile, FFN timed at 16, 32;
- * 12: the step cost again past 32 neurons (linear interpolation under-predicted).
+ * 12: the step cost again past 32 neurons (linear interpolation under-predicted); 13: zero-width
+ * sub-layers broadcast their bias in one vec4 kernel (`broadcastRows`).
  */
-export const KERNEL_VERSION = 12;
+export const KERNEL_VERSION = 13;
 
 /** Options of `measureLatencyTable`. */
 export interface LatencyOptions {
