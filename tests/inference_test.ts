@@ -130,10 +130,11 @@ Deno.test("fused attention equals the float64 Hugging Face attention (both mask 
   assertEquals(entries, expected);
 });
 
-Deno.test("fused residual + LayerNorm equals LayerNorm(a + r) in float64 (partial texture rows)", async () => {
+Deno.test("fused residual + LayerNorm equals LayerNorm(a + r) in float64 (unrolled and generic entries, partial texture rows)", async () => {
   const gpu = await getGpu();
   if (kernelClass(gpu) !== "cpu") return;
-  for (const [R, C] of [[37, 16], [300, 128], [5, 772]]) {
+  const entries: string[] = [];
+  for (const [R, C] of [[37, 16], [300, 128], [3, 256], [5, 772]]) {
     const r = rand(R * 31 + C);
     const a = Float32Array.from({ length: R * C }, () => 3 * r() + 1);
     const res = Float32Array.from({ length: R * C }, () => 2 * r());
@@ -157,11 +158,15 @@ Deno.test("fused residual + LayerNorm equals LayerNorm(a + r) in float64 (partia
       gpu.upload(g, [C]),
       gpu.upload(b, [C]),
     ];
+    gpu.startRecording();
     const y = addLayerNormInference(ts[0], ts[1], ts[2], ts[3], eps);
+    entries.push(...gpu.stopRecording().map((d) => d.entry));
     assert(y, `fused LayerNorm did not apply to [${R}, ${C}]`);
     assertClose(await y.read(), ref, 2e-5 * Math.max(1, maxAbs(ref)), 0, `[${R}, ${C}]`);
     for (const t of [...ts, y]) t.release();
   }
+  // rows of ≤ 256 values: the unrolled entries; 772: the generic one
+  assertEquals(entries, ["add_ln_r1_c4", "add_ln_r1_c32", "add_ln_r1_c64", "add_forward_rows_tex"]);
 });
 
 Deno.test("fused inference with an odd FFN width (padded rows between the two FFN products) equals the unfused pass", async () => {

@@ -11,6 +11,11 @@ import type { Tensor } from "../gpu/tensor.ts";
 import { flatTexture, flatTextureFits } from "./flat_texture.ts";
 import { grid1d } from "./grid.ts";
 import { kernelClass } from "./kernel_class.ts";
+import {
+  UNROLLED_LN_MAX_C4,
+  UNROLLED_LN_ROWS,
+  unrolledLayerNormSource,
+} from "./layernorm_unrolled.ts";
 
 const ROW_WG = 256;
 /** Rows per workgroup of the CPU-class kernels (one invocation per row). */
@@ -96,8 +101,10 @@ export function layerNorm(
 /**
  * Inference-only y = LayerNorm(a + r) (residual add and LayerNorm in one kernel, no statistics
  * kept), for CPU adapters and C % 4 == 0: a and r are read through flat textures
- * (lib/ops/flat_texture.ts). Returns undefined, recording nothing, elsewhere: callers then run
- * `add` and `layerNorm`. The sum's vector components are added in a different order than
+ * (lib/ops/flat_texture.ts); rows of at most 256 values take the unrolled entry of
+ * lib/ops/layernorm_unrolled.ts (each row fetched once, two-pass statistics), wider rows the
+ * generic one (one-pass Welford, the row fetched twice). Returns undefined, recording nothing,
+ * elsewhere: callers then run `add` and `layerNorm`. The sums run in another order than
  * `layerNorm`'s serial loop (equal up to fp32 rounding).
  */
 export function addLayerNormInference(
@@ -120,9 +127,21 @@ export function addLayerNormInference(
   }
   const ta = flatTexture(a), tr = flatTexture(r), tg = flatTexture(gamma), tb = flatTexture(beta);
   const y = gpu.empty(a.shape);
-  const [nx, ny] = grid1d(rows, CPU_ROWS_WG);
+  // rows of at most 256 values: the unrolled entry (lib/ops/layernorm_unrolled.ts)
+  const c4 = cols / 4;
+  const unrolled = c4 <= UNROLLED_LN_MAX_C4;
+  const spec: KernelSpec = unrolled
+    ? {
+      name: `layernorm.wgsl+ln_c${c4}`,
+      source: unrolledLayerNormSource(c4),
+      entry: `add_ln_r${UNROLLED_LN_ROWS}_c${c4}`,
+      bindings: ADD_FORWARD_ROWS_TEX.bindings,
+      constants: { WG: CPU_ROWS_WG },
+    }
+    : ADD_FORWARD_ROWS_TEX;
+  const [nx, ny] = grid1d(unrolled ? Math.ceil(rows / UNROLLED_LN_ROWS) : rows, CPU_ROWS_WG);
   gpu.dispatchResources(
-    ADD_FORWARD_ROWS_TEX,
+    spec,
     [rows, cols, nx, f32Bits(eps), ta.shift, tg.shift],
     [ta.tex, tr.tex, tg.tex, tb.tex, y],
     [nx, ny],

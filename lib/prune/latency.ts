@@ -32,9 +32,10 @@ import type { LatencyTable } from "./search_latency.ts";
  * 10: unrolled attention entries for head widths 16, 32, 64 (lib/ops/attention_unrolled.ts);
  * 11: padded FFN products compute and read ⌈n/4⌉·4 columns, the narrow tile, FFN timed at 16, 32;
  * 12: the step cost again past 32 neurons (linear interpolation under-predicted); 13: zero-width
- * sub-layers broadcast their bias in one vec4 kernel (`broadcastRows`).
+ * sub-layers broadcast their bias in one vec4 kernel (`broadcastRows`); 14: unrolled residual +
+ * LayerNorm for rows of ≤ 256 values (lib/ops/layernorm_unrolled.ts).
  */
-export const KERNEL_VERSION = 13;
+export const KERNEL_VERSION = 14;
 
 /** Options of `measureLatencyTable`. */
 export interface LatencyOptions {
