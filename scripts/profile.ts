@@ -1,7 +1,6 @@
 /**
  * `deno task profile [train|mlm|infer] [--batch B] [--seq S] [--top 25] [--json FILE]
- * [--model DIR|URL]`: where the
- * GPU time of one pass goes, per kernel. Runs the pass once to warm up, runs it again while the GPU
+ * [--model DIR|URL]`: where the GPU time of one pass goes, per kernel. Runs the pass once to warm up, runs it again while the GPU
  * context records every dispatch (`Gpu.startRecording`), then replays each dispatch on its own and
  * times it with the bench's `timeGpu`: marginally, (t(2n) − t(n)) / n with n replays queued before
  * one sync (n sized so t(n) ≈ 30 ms; groups of 4 that already last 30 ms are timed whole), which

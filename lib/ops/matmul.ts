@@ -520,10 +520,10 @@ export const PADDED_WIDTH = 64;
  * `PADDED_WIDTH`, whose columns N … ⌈N/4⌉·4 − 1 are exactly act(0) = 0 (zero weight rows and bias
  * there) and whose columns past those are left unwritten (the kernel computes ⌈N/4⌉·4 columns:
  * llvmpipe runs 8 column lanes per SIMD batch, so a narrow product is a quarter to a half of the
- * padded one's batches); only `linearFromPadded` reads it, and only up to column ⌈N/4⌉·4. Rows of a multiple of 64 values reach the next product's texture in
- * one copy (else a repack pass over the whole [rows, N] activation: a 496-neuron FFN took 127 ms at
- * [4096, 128] against 105 ms for 512), are stored as vec4s and take the large tile (llvmpipe stores
- * lane by lane). Returns undefined, recording nothing, where it does not apply (N % 64 == 0, GPU
+ * padded one's batches); only `linearFromPadded` reads it, and only up to column ⌈N/4⌉·4. Rows of
+ * a multiple of 64 values reach the next product's texture in one copy (else a repack pass over
+ * the whole [rows, N] activation: a 496-neuron FFN took 127 ms at [4096, 128] against 105 ms for
+ * 512) and are stored as vec4s (llvmpipe stores lane by lane). Returns undefined, recording nothing, where it does not apply (N % 64 == 0, GPU
  * adapters or the storage path, products under TEXTURE_MIN_MACS, shapes past the texture limits):
  * use `linear`. Every activation here has act(0) = 0.
  */
