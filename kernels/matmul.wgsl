@@ -41,8 +41,8 @@ struct Params {
   b_n: u32, // element stride of b between columns of op(b)
   b_z: u32, // element stride of b between batch items (0: b is shared)
   z0: u32, // first batch item of this dispatch
-  flags: u32, // FLAG_BIAS | FLAG_ACCUMULATE
-  act: u32, // 0 none, ACT_GELU, ACT_RELU
+  flags: u32, // FLAG_BIAS | FLAG_ACCUMULATE (the kernel reads the override ACCUMULATE for the latter)
+  act: u32, // 0 none, ACT_GELU, ACT_RELU (the kernel reads the override constant ACT, equal to it)
   alpha: f32,
 }
 
@@ -91,8 +91,7 @@ fn matmul(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: 
 
   let c_base = z * p.M * p.N;
   let has_bias = (p.flags & FLAG_BIAS) != 0u;
-  let accumulate = (p.flags & FLAG_ACCUMULATE) != 0u;
-  for (var i = 0u; i < TM; i++) {
+    for (var i = 0u; i < TM; i++) {
     let m = m_base + i * WGY;
     if (m < p.M) {
       for (var j = 0u; j < TN; j++) {
@@ -104,7 +103,7 @@ fn matmul(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: 
           }
           v = epilogue(v);
           let o = c_base + m * p.N + n;
-          if (accumulate) {
+          if (ACCUMULATE) {
             v += out[o];
           }
           out[o] = v;

@@ -1,9 +1,18 @@
 // Matmul epilogue shared by kernels/matmul.wgsl and kernels/matmul_tex.wgsl (appended to their
 // source by lib/ops/matmul.ts): exact-erf GELU and ReLU, per value (epilogue) and per vec4
-// (epilogue4). Expects a uniform `p` with a field `act`.
+// (epilogue4). The activation and whether the result is added to `out` are override constants,
+// not uniforms: Mesa llvmpipe runs both sides of a branch under a lane mask even when the
+// condition is uniform, so a runtime `act` paid for the GELU polynomials in every product
+// (11–15% of a K = 128 product at M = 4096, 33% at K = 4; same-run tmp micro-benchmark, idle).
+// lib/ops/matmul.ts compiles one pipeline per (activation, accumulate) pair it uses.
 
 const ACT_GELU = 1u;
 const ACT_RELU = 2u;
+
+// 0 none, ACT_GELU, ACT_RELU.
+override ACT: u32 = 0u;
+// Add the result to the output's current value instead of overwriting it.
+override ACCUMULATE: bool = false;
 
 // erf(x) for f32 with max abs error ≈ 6e-8 (two minimax pieces, after N. Juffa's erff).
 fn erf_f32(x: f32) -> f32 {
@@ -34,10 +43,10 @@ fn gelu(x: f32) -> f32 {
 }
 
 fn epilogue(v: f32) -> f32 {
-  if (p.act == ACT_GELU) {
+  if (ACT == ACT_GELU) {
     return gelu(v);
   }
-  if (p.act == ACT_RELU) {
+  if (ACT == ACT_RELU) {
     return max(v, 0.0);
   }
   return v;

@@ -33,8 +33,8 @@ struct Params {
   K4: u32, // texels per row = ⌈K / 4⌉
   b_rows: u32, // rows of tb per batch item (0: shared B)
   z0: u32, // batch item of workgroup_id.z = 0 in the output
-  flags: u32, // FLAG_BIAS | FLAG_ACCUMULATE
-  act: u32, // 0 none, ACT_GELU, ACT_RELU
+  flags: u32, // FLAG_BIAS | FLAG_ACCUMULATE (the kernel reads the override ACCUMULATE for the latter)
+  act: u32, // 0 none, ACT_GELU, ACT_RELU (the kernel reads the override constant ACT, equal to it)
   alpha: f32,
   o0: u32, // element offset of the output block (a block of a product past the texture limits)
   ldo: u32, // output row stride (N, or wider: a block of a wider product, or padded rows)
@@ -55,7 +55,7 @@ fn put(base: u32, m: u32, n: u32, v: f32, bias: f32) {
   }
   let r = epilogue(p.alpha * v + bias);
   let o = base + m * p.ldo + n;
-  if ((p.flags & FLAG_ACCUMULATE) != 0u) {
+  if (ACCUMULATE) {
     out[o] = out[o] + r;
   } else {
     out[o] = r;
@@ -71,7 +71,7 @@ fn put4(base4: u32, m: u32, n: u32, v: vec4<f32>, bias: vec4<f32>) {
   }
   let r = epilogue4(p.alpha * v + bias);
   let o = base4 + (m * p.ldo + n) / 4u;
-  if ((p.flags & FLAG_ACCUMULATE) != 0u) {
+  if (ACCUMULATE) {
     out4[o] = out4[o] + r;
   } else {
     out4[o] = r;

@@ -58,25 +58,41 @@ const FLAG_ACCUMULATE = 2;
 const SOURCE = src + "\n" + epilogueSrc;
 const TEX_SOURCE = texSrc + "\n" + epilogueSrc;
 
-function spec(kind: "cpu" | "gpu"): KernelSpec {
+/**
+ * The epilogue's override constants for an activation and the FLAG_ACCUMULATE bit of `flags`
+ * (kernels/matmul_epilogue.wgsl: compiled in rather than read from the uniform, because llvmpipe
+ * runs both sides of a uniform branch).
+ */
+function epilogueConstants(act: Activation, flags: number): Record<string, number> {
+  return { ACT: ACT_CODES[act], ACCUMULATE: (flags & FLAG_ACCUMULATE) !== 0 ? 1 : 0 };
+}
+
+function spec(kind: "cpu" | "gpu", act: Activation, flags: number): KernelSpec {
   const p = matmulPreset(kind);
   return {
     name: "matmul.wgsl",
     source: SOURCE,
     entry: "matmul",
     bindings: ["read", "read", "read", "rw"],
-    constants: { WGX: p.wgx, WGY: p.wgy, TM: p.tm, TN: p.tn },
+    constants: { WGX: p.wgx, WGY: p.wgy, TM: p.tm, TN: p.tn, ...epilogueConstants(act, flags) },
   };
 }
 
-/** The texture kernel of preset `p`; `v4`: the entry point storing vec4s (needs N % 4 == 0). */
-function texSpec(p: Readonly<MatmulPreset>, v4: boolean): KernelSpec {
+/**
+ * The texture kernel of preset `p` for a job's activation and flags; `v4`: the entry point
+ * storing vec4s (needs N % 4 == 0).
+ */
+function texSpec(
+  p: Readonly<MatmulPreset>,
+  v4: boolean,
+  j: { act: Activation; flags: number },
+): KernelSpec {
   return {
     name: "matmul_tex.wgsl",
     source: TEX_SOURCE,
     entry: `matmul_tex_${p.tm}x${p.tn}${v4 ? "_v4" : ""}`,
     bindings: ["texture", "texture", "texture", "rw"],
-    constants: { WGX: p.wgx, WGY: p.wgy },
+    constants: { WGX: p.wgx, WGY: p.wgy, ...epilogueConstants(j.act, j.flags) },
   };
 }
 
@@ -196,7 +212,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
     const job = { a, b, bias, out, M, N, K, batch, transA, transB, sharedB, flags, act, alpha };
     if (matmulTexture(gpu, job)) return out;
   }
-  const s = spec(gpu.adapter.kind);
+  const s = spec(gpu.adapter.kind, act, flags);
   const p = matmulPreset(gpu.adapter.kind);
   const gx = Math.ceil(N / (p.wgx * p.tn));
   const gy = Math.ceil(M / (p.wgy * p.tm));
@@ -371,7 +387,7 @@ function matmulTexture(gpu: Gpu, j: TextureJob): boolean {
   const texBias = j.bias ? rowTexture(j.bias, 1, N, NK) : undefined;
   // rows of N % 4 == 0 outputs are stored as vec4s (llvmpipe stores storage lane by lane: a
   // quarter of the store instructions)
-  const s = texSpec(p, NK % 4 === 0);
+  const s = texSpec(p, NK % 4 === 0, j);
   for (let z0 = 0; z0 < batch; z0 += chunk) {
     const items = Math.min(chunk, batch - z0);
     fillTexture(gpu, j.a, texA, { ...aLayout, z0, items });
@@ -457,7 +473,7 @@ function matmulTextureBlocks(gpu: Gpu, j: TextureJob, M: number, N: number, k4: 
         m0 * N + n0,
         N,
       ];
-      gpu.dispatchResources(texSpec(p, v4), params, [texA, texB, texBias ?? texA, j.out], [
+      gpu.dispatchResources(texSpec(p, v4, j), params, [texA, texB, texBias ?? texA, j.out], [
         Math.ceil(nb / (p.wgx * p.tn)),
         Math.ceil(mb / (p.wgy * p.tm)),
         1,

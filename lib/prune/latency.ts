@@ -33,9 +33,10 @@ import type { LatencyTable } from "./search_latency.ts";
  * 11: padded FFN products compute and read ⌈n/4⌉·4 columns, the narrow tile, FFN timed at 16, 32;
  * 12: the step cost again past 32 neurons (linear interpolation under-predicted); 13: zero-width
  * sub-layers broadcast their bias in one vec4 kernel (`broadcastRows`); 14: unrolled residual +
- * LayerNorm for rows of ≤ 256 values (lib/ops/layernorm_unrolled.ts).
+ * LayerNorm for rows of ≤ 256 values (lib/ops/layernorm_unrolled.ts); 15: the matmul epilogue's
+ * activation and accumulate flag compiled in as override constants.
  */
-export const KERNEL_VERSION = 14;
+export const KERNEL_VERSION = 15;
 
 /** Options of `measureLatencyTable`. */
 export interface LatencyOptions {
