@@ -17,8 +17,10 @@
 // llvmpipe stores storage lane by lane, so a quarter of the store instructions (with the bias
 // read once per invocation: 10–20% faster products at M = 4096, K = N = 128–512, and 30% at
 // K = 4, where stores dominate; same-run tmp micro-benchmark, idle).
-// Grid: x = ⌈N / (WGX·TN)⌉, y = ⌈M / (WGY·TM)⌉, z = batch items of this dispatch (output item
-// z0 + workgroup_id.z). The sum over k runs in a fixed order: results are deterministic.
+// Grid: x = ⌈(N − n0) / (WGX·TN)⌉, y = ⌈M / (WGY·TM)⌉, z = batch items of this dispatch (output
+// item z0 + workgroup_id.z); columns n0 … N − 1 (n0 > 0: the last N % 128 columns of a wide product,
+// whose 16 × 16 batches of 128 columns would mostly idle, run as a second dispatch with a narrow tile).
+// The sum over k runs in a fixed order: results are deterministic.
 // Needs kernels/matmul_epilogue.wgsl (epilogue(), epilogue4()) appended to the source.
 
 override WGX: u32 = 8u;
@@ -38,6 +40,7 @@ struct Params {
   alpha: f32,
   o0: u32, // element offset of the output block (a block of a product past the texture limits)
   ldo: u32, // output row stride (N, or wider: a block of a wider product, or padded rows)
+  n0: u32, // first column of this dispatch (a product's last columns run with a narrower tile)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -89,7 +92,7 @@ fn biasTexel(t: u32) -> vec4<f32> {
 // 8 × 4 outputs per invocation.
 @compute @workgroup_size(WGX, WGY)
 fn matmul_tex_8x4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let n0 = (wid.x * WGX + lid.x) * 4u;
+  let n0 = p.n0 + (wid.x * WGX + lid.x) * 4u;
   let m0 = (wid.y * WGY + lid.y) * 8u;
   if (m0 >= p.M || n0 >= p.N) {
     return;
@@ -225,7 +228,7 @@ fn matmul_tex_8x4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
 // 8 × 4 outputs per invocation, stored as vec4s (N % 4 == 0).
 @compute @workgroup_size(WGX, WGY)
 fn matmul_tex_8x4_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let n0 = (wid.x * WGX + lid.x) * 4u;
+  let n0 = p.n0 + (wid.x * WGX + lid.x) * 4u;
   let m0 = (wid.y * WGY + lid.y) * 8u;
   if (m0 >= p.M || n0 >= p.N) {
     return;
@@ -337,7 +340,7 @@ fn matmul_tex_8x4_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocatio
 // 8 × 8 outputs per invocation.
 @compute @workgroup_size(WGX, WGY)
 fn matmul_tex_8x8(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let n0 = (wid.x * WGX + lid.x) * 8u;
+  let n0 = p.n0 + (wid.x * WGX + lid.x) * 8u;
   let m0 = (wid.y * WGY + lid.y) * 8u;
   if (m0 >= p.M || n0 >= p.N) {
     return;
@@ -578,7 +581,7 @@ fn matmul_tex_8x8(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
 // 8 × 8 outputs per invocation, stored as vec4s (N % 4 == 0).
 @compute @workgroup_size(WGX, WGY)
 fn matmul_tex_8x8_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let n0 = (wid.x * WGX + lid.x) * 8u;
+  let n0 = p.n0 + (wid.x * WGX + lid.x) * 8u;
   let m0 = (wid.y * WGY + lid.y) * 8u;
   if (m0 >= p.M || n0 >= p.N) {
     return;
@@ -771,7 +774,7 @@ fn matmul_tex_8x8_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocatio
 // 4 × 8 outputs per invocation.
 @compute @workgroup_size(WGX, WGY)
 fn matmul_tex_4x8(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let n0 = (wid.x * WGX + lid.x) * 8u;
+  let n0 = p.n0 + (wid.x * WGX + lid.x) * 8u;
   let m0 = (wid.y * WGY + lid.y) * 4u;
   if (m0 >= p.M || n0 >= p.N) {
     return;
@@ -908,7 +911,7 @@ fn matmul_tex_4x8(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
 // 4 × 8 outputs per invocation, stored as vec4s (N % 4 == 0).
 @compute @workgroup_size(WGX, WGY)
 fn matmul_tex_4x8_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let n0 = (wid.x * WGX + lid.x) * 8u;
+  let n0 = p.n0 + (wid.x * WGX + lid.x) * 8u;
   let m0 = (wid.y * WGY + lid.y) * 4u;
   if (m0 >= p.M || n0 >= p.N) {
     return;
@@ -1021,7 +1024,7 @@ fn matmul_tex_4x8_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocatio
 // 4 × 4 outputs per invocation.
 @compute @workgroup_size(WGX, WGY)
 fn matmul_tex_4x4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let n0 = (wid.x * WGX + lid.x) * 4u;
+  let n0 = p.n0 + (wid.x * WGX + lid.x) * 4u;
   let m0 = (wid.y * WGY + lid.y) * 4u;
   if (m0 >= p.M || n0 >= p.N) {
     return;
@@ -1101,7 +1104,7 @@ fn matmul_tex_4x4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
 // 4 × 4 outputs per invocation, stored as vec4s (N % 4 == 0).
 @compute @workgroup_size(WGX, WGY)
 fn matmul_tex_4x4_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let n0 = (wid.x * WGX + lid.x) * 4u;
+  let n0 = p.n0 + (wid.x * WGX + lid.x) * 4u;
   let m0 = (wid.y * WGY + lid.y) * 4u;
   if (m0 >= p.M || n0 >= p.N) {
     return;
@@ -1169,7 +1172,7 @@ fn matmul_tex_4x4_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocatio
 // 16 × 4 outputs per invocation.
 @compute @workgroup_size(WGX, WGY)
 fn matmul_tex_16x4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let n0 = (wid.x * WGX + lid.x) * 4u;
+  let n0 = p.n0 + (wid.x * WGX + lid.x) * 4u;
   let m0 = (wid.y * WGY + lid.y) * 16u;
   if (m0 >= p.M || n0 >= p.N) {
     return;
@@ -1417,7 +1420,7 @@ fn matmul_tex_16x4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_
 // 16 × 4 outputs per invocation, stored as vec4s (N % 4 == 0).
 @compute @workgroup_size(WGX, WGY)
 fn matmul_tex_16x4_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let n0 = (wid.x * WGX + lid.x) * 4u;
+  let n0 = p.n0 + (wid.x * WGX + lid.x) * 4u;
   let m0 = (wid.y * WGY + lid.y) * 16u;
   if (m0 >= p.M || n0 >= p.N) {
     return;
@@ -1617,7 +1620,7 @@ fn matmul_tex_16x4_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocati
 // 16 × 8 outputs per invocation, stored as vec4s (N % 4 == 0).
 @compute @workgroup_size(WGX, WGY)
 fn matmul_tex_16x8_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let n0 = (wid.x * WGX + lid.x) * 8u;
+  let n0 = p.n0 + (wid.x * WGX + lid.x) * 8u;
   let m0 = (wid.y * WGY + lid.y) * 16u;
   if (m0 >= p.M || n0 >= p.N) {
     return;
@@ -1970,7 +1973,7 @@ fn matmul_tex_16x8_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocati
 // 16 × 16 outputs per invocation, stored as vec4s (N % 4 == 0).
 @compute @workgroup_size(WGX, WGY)
 fn matmul_tex_16x16_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let n0 = (wid.x * WGX + lid.x) * 16u;
+  let n0 = p.n0 + (wid.x * WGX + lid.x) * 16u;
   let m0 = (wid.y * WGY + lid.y) * 16u;
   if (m0 >= p.M || n0 >= p.N) {
     return;

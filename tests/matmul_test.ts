@@ -484,6 +484,7 @@ Deno.test("linearPadded → linearFromPadded equals the float64 two-layer produc
       [96, "gelu", 200],
       [3, "gelu", 200],
       [21, "gelu", 1100],
+      [157, "gelu", 1024], // 160 columns: 128 on the large tile, the last 32 on the narrow one
     ] as const
   ) {
     const xs = rand(M * K, N), w1 = rand(N * K, N + 1), b1 = rand(N, N + 2);
@@ -576,4 +577,40 @@ Deno.test("texture path: products past the texture limit run as blocks (decoder 
   });
   assertClose(await into.read(), want2, 1e-5, 1e-5, `dyᵀ·x M=${M}`);
   for (const t of [x, w, b, y, dy, x2, into]) t.release();
+});
+
+Deno.test("texture path: a wide product's last N % 128 columns run as a second dispatch on a narrower tile and match float64", async () => {
+  const gpu = await getGpu();
+  const [M, K] = [1024, 12];
+  // N → the texture entries expected (M ≥ 1024: the split applies)
+  const cases: [number, Activation, boolean, string[]][] = [
+    [160, "gelu", false, ["matmul_tex_16x16_v4", "matmul_tex_16x4_v4"]],
+    [184, "relu", true, ["matmul_tex_16x16_v4", "matmul_tex_16x8_v4"]],
+    [200, "none", true, ["matmul_tex_16x16_v4"]], // 72 columns left: no narrower tile pays
+    [130, "gelu", false, ["matmul_tex_8x8", "matmul_tex_16x4"]], // N % 4 != 0: scalar stores
+  ];
+  for (const [N, act, accumulate, entries] of cases) {
+    const xs = rand(M * K, N), ws = rand(N * K, N + 1), bs = rand(N, N + 2);
+    const base = rand(M * N, N + 3);
+    const want = new Float64Array(M * N);
+    for (let m = 0; m < M; m++) {
+      for (let n = 0; n < N; n++) {
+        let v = bs[n] + dot(xs.subarray(m * K, m * K + K), ws.subarray(n * K, n * K + K));
+        if (act === "relu") v = Math.max(v, 0);
+        if (act === "gelu") v = 0.5 * v * (1 + erf(v / Math.SQRT2));
+        want[m * N + n] = v + (accumulate ? base[m * N + n] : 0);
+      }
+    }
+    const x = gpu.upload(xs, [M, K]), w = gpu.upload(ws, [N, K]), b = gpu.upload(bs, [N]);
+    const out = gpu.upload(base, [M, N]);
+    gpu.startRecording();
+    await withPath(
+      "texture",
+      () => Promise.resolve(matmul(x, w, { transB: true, bias: b, act, out, accumulate })),
+    );
+    const ran = gpu.stopRecording().filter((d) => d.name === "matmul_tex.wgsl").map((d) => d.entry);
+    assertEquals(ran, entries, `N=${N}`);
+    assertClose(await out.read(), want, 1e-5, 1e-5, `N=${N} ${act} accumulate=${accumulate}`);
+    for (const t of [x, w, b, out]) t.release();
+  }
 });

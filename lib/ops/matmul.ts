@@ -27,6 +27,7 @@ import {
   matmulPreset,
   matmulTexturePreset,
   TEXTURE_MIN_MACS,
+  texturePlan,
   texturePresetForStores,
 } from "./matmul_presets.ts";
 
@@ -368,10 +369,13 @@ function matmulTexture(gpu: Gpu, j: TextureJob): boolean {
   const NK = j.ldo === undefined ? N : Math.ceil(N / 4) * 4;
   const ldo = j.ldo ?? N;
   const kLoop = j.kb === undefined ? k4 : Math.ceil(j.kb / 4);
-  const p = texturePresetForStores(matmulTexturePreset(M, NK), NK);
-  const gx = Math.ceil(NK / (p.wgx * p.tn));
-  const gy = Math.ceil(M / (p.wgy * p.tm));
-  if (gx > maxWg || gy > maxWg || NK > maxDim) return false;
+  // one dispatch per column range (the last N % 128 columns of a wide product on a narrower tile)
+  const parts = texturePlan(M, NK).map((part) => {
+    const p = texturePresetForStores(part.preset, NK);
+    const grid = [Math.ceil((part.n1 - part.n0) / (p.wgx * p.tn)), Math.ceil(M / (p.wgy * p.tm))];
+    return { ...part, spec: texSpec(p, NK % 4 === 0, j), grid };
+  });
+  if (parts.some((q) => q.grid[0] > maxWg || q.grid[1] > maxWg) || NK > maxDim) return false;
   const texA = gpu.textures.acquire(k4, chunk * M);
   const texB = gpu.textures.acquire(kLoop, sharedB ? NK : chunk * N);
   // op(a) row m, k: a[z, m, k] (row-major) or a[z, k, m] (transA).
@@ -385,26 +389,27 @@ function matmulTexture(gpu: Gpu, j: TextureJob): boolean {
   }
   // the bias as one texture row of ⌈NK/4⌉ texels (zero past N)
   const texBias = j.bias ? rowTexture(j.bias, 1, N, NK) : undefined;
-  // rows of N % 4 == 0 outputs are stored as vec4s (llvmpipe stores storage lane by lane: a
-  // quarter of the store instructions)
-  const s = texSpec(p, NK % 4 === 0, j);
   for (let z0 = 0; z0 < batch; z0 += chunk) {
     const items = Math.min(chunk, batch - z0);
     fillTexture(gpu, j.a, texA, { ...aLayout, z0, items });
     if (!sharedB) fillTexture(gpu, j.b, texB, { ...bLayout, z0, items });
-    const params = [
-      M,
-      NK,
-      kLoop,
-      sharedB ? 0 : N,
-      z0,
-      j.flags,
-      ACT_CODES[j.act],
-      f32Bits(j.alpha),
-      0,
-      ldo,
-    ];
-    gpu.dispatchResources(s, params, [texA, texB, texBias ?? texA, j.out], [gx, gy, items]);
+    for (const q of parts) {
+      const params = [
+        M,
+        q.n1,
+        kLoop,
+        sharedB ? 0 : N,
+        z0,
+        j.flags,
+        ACT_CODES[j.act],
+        f32Bits(j.alpha),
+        0,
+        ldo,
+        q.n0,
+      ];
+      const resources = [texA, texB, texBias ?? texA, j.out];
+      gpu.dispatchResources(q.spec, params, resources, [q.grid[0], q.grid[1], items]);
+    }
   }
   gpu.textures.release(texA);
   gpu.textures.release(texB);
@@ -472,6 +477,7 @@ function matmulTextureBlocks(gpu: Gpu, j: TextureJob, M: number, N: number, k4: 
         f32Bits(j.alpha),
         m0 * N + n0,
         N,
+        0,
       ];
       gpu.dispatchResources(texSpec(p, v4, j), params, [texA, texB, texBias ?? texA, j.out], [
         Math.ceil(nb / (p.wgx * p.tn)),

@@ -115,10 +115,29 @@ export const MATMUL_TEXTURE_PRESET_NARROW: Readonly<MatmulPreset> = {
   tn: 4,
 };
 
+/**
+ * Preset for products of 33–64 columns over ≥ `TEXTURE_NARROW_MIN_M` rows: 16 × 8 outputs per
+ * invocation on 8 × 4 lanes (one SIMD batch spans 64 columns). Same-run sweep (session 9, idle, M =
+ * 4096, K = 128, whole `matmul` calls): N = 40 / 48 / 64: 8 × 8 tile 5.7 / 6.3 / 6.4 ms, this one
+ * 5.1–5.4 / 5.3–5.7 / 5.0–5.2 ms.
+ */
+export const MATMUL_TEXTURE_PRESET_MEDIUM: Readonly<MatmulPreset> = {
+  wgx: 8,
+  wgy: 4,
+  tm: 16,
+  tn: 8,
+};
+
 /** Widest product (columns per batch item) that takes `MATMUL_TEXTURE_PRESET_NARROW`. */
 export const TEXTURE_NARROW_MAX_N = 32;
 
-/** Fewest rows per batch item of a product that takes `MATMUL_TEXTURE_PRESET_NARROW`. */
+/** Widest product (columns per batch item) that takes `MATMUL_TEXTURE_PRESET_MEDIUM`. */
+export const TEXTURE_MEDIUM_MAX_N = 64;
+
+/**
+ * Fewest rows per batch item of a product that takes `MATMUL_TEXTURE_PRESET_NARROW` or
+ * `MATMUL_TEXTURE_PRESET_MEDIUM`.
+ */
 export const TEXTURE_NARROW_MIN_M = 1024;
 
 /**
@@ -147,15 +166,49 @@ let textureOverride: MatmulPreset | undefined;
 /**
  * The texture-kernel preset in force for an M × N output per batch item: an override from
  * `setMatmulTexturePreset` for every shape, else `MATMUL_TEXTURE_PRESET_LARGE` when M and N are
- * both at least `TEXTURE_LARGE_MIN`, `MATMUL_TEXTURE_PRESET_NARROW` for M ≥ `TEXTURE_NARROW_MIN_M`
- * and N ≤ `TEXTURE_NARROW_MAX_N`, and `MATMUL_TEXTURE_PRESET` otherwise (or without a shape).
+ * both at least `TEXTURE_LARGE_MIN`, for M ≥ `TEXTURE_NARROW_MIN_M` `MATMUL_TEXTURE_PRESET_NARROW`
+ * when N ≤ `TEXTURE_NARROW_MAX_N` and `MATMUL_TEXTURE_PRESET_MEDIUM` when N ≤
+ * `TEXTURE_MEDIUM_MAX_N`, and `MATMUL_TEXTURE_PRESET` otherwise (or without a shape).
  */
 export function matmulTexturePreset(M?: number, N?: number): Readonly<MatmulPreset> {
   if (textureOverride) return textureOverride;
   if (M === undefined || N === undefined) return MATMUL_TEXTURE_PRESET;
   if (M >= TEXTURE_LARGE_MIN && N >= TEXTURE_LARGE_MIN) return MATMUL_TEXTURE_PRESET_LARGE;
   if (M >= TEXTURE_NARROW_MIN_M && N <= TEXTURE_NARROW_MAX_N) return MATMUL_TEXTURE_PRESET_NARROW;
+  if (M >= TEXTURE_NARROW_MIN_M && N <= TEXTURE_MEDIUM_MAX_N) return MATMUL_TEXTURE_PRESET_MEDIUM;
   return MATMUL_TEXTURE_PRESET;
+}
+
+/** Columns [n0, n1) of a texture product and the preset that dispatch runs with. */
+export interface TexturePart {
+  /** Tile and lanes of this dispatch. */
+  preset: Readonly<MatmulPreset>;
+  /** First column. */
+  n0: number;
+  /** One past the last column. */
+  n1: number;
+}
+
+/**
+ * The dispatches of an M × N texture product (per batch item): one with `matmulTexturePreset(M,
+ * N)`, except that a product on the large tile (SIMD batches of 128 columns) whose last N % 128
+ * columns are ≤ `TEXTURE_MEDIUM_MAX_N`, over ≥ `TEXTURE_NARROW_MIN_M` rows, runs those columns as a
+ * second dispatch with the preset of a product that wide — a pruned FFN of 157 neurons (N = 160)
+ * paid for 256 columns: M = 4096, K = 128, 16.3–17.3 ms in one dispatch against ≈ 13 ms in two.
+ * No split under a preset override (`setMatmulTexturePreset`).
+ */
+export function texturePlan(M: number, N: number): TexturePart[] {
+  const p = matmulTexturePreset(M, N);
+  const span = p.wgx * p.tn;
+  const r = N % span;
+  if (
+    textureOverride || p !== MATMUL_TEXTURE_PRESET_LARGE || N <= span || r === 0 ||
+    r > TEXTURE_MEDIUM_MAX_N || M < TEXTURE_NARROW_MIN_M
+  ) return [{ preset: p, n0: 0, n1: N }];
+  return [
+    { preset: p, n0: 0, n1: N - r },
+    { preset: matmulTexturePreset(M, r), n0: N - r, n1: N },
+  ];
 }
 
 /**

@@ -34,9 +34,10 @@ import type { LatencyTable } from "./search_latency.ts";
  * 12: the step cost again past 32 neurons (linear interpolation under-predicted); 13: zero-width
  * sub-layers broadcast their bias in one vec4 kernel (`broadcastRows`); 14: unrolled residual +
  * LayerNorm for rows of ≤ 256 values (lib/ops/layernorm_unrolled.ts); 15: the matmul epilogue's
- * activation and accumulate flag compiled in as override constants.
+ * activation and accumulate flag compiled in as override constants; 16: a wide product's last N % 128
+ * ≤ 64 columns on a narrower tile (`texturePlan`), 33–64 columns on the 16 × 8 tile.
  */
-export const KERNEL_VERSION = 15;
+export const KERNEL_VERSION = 16;
 
 /** Options of `measureLatencyTable`. */
 export interface LatencyOptions {
@@ -239,8 +240,9 @@ export async function measureLatencyTable(
   }
   if (ffnTimed.length === 1) ffn[0] = ffnAt.get(0)!;
   // On the texture path a width past TEXTURE_NARROW_MAX_N costs a step: its first product runs
-  // whole SIMD batches of 64 (8 × 8 tile) or 128 (16 × 16) columns, so n costs the timing of
-  // ⌈n/64⌉·64 where that was timed (its second product, linear in ⌈n/4⌉, is overestimated: a
+  // whole SIMD batches (of 64 columns for 33–64 columns, then of 128 plus a last one of 32 or 64:
+  // `texturePlan`), so n costs the timing of ⌈n/64⌉·64 where that was timed (an overestimate
+  // where the last batch is 32 columns wide, and for its second product, linear in ⌈n/4⌉: a
   // latency budget is then met with room to spare, not missed). Linear interpolation between the
   // timed points under-predicted the compact models by up to 18% (session 8, KERNEL_VERSION 11).
   if (matmulPath(gpu) === "texture" && step % PADDED_WIDTH === 0) {
