@@ -10,7 +10,8 @@
  *   which also transposes and zero-pads), then read with `textureLoad`, which llvmpipe runs
  *   through its SIMD texel path (3–7× the storage path there; bench/README.md). Used when every
  *   texture dimension fits the device's maxTextureDimension2D (batches are split to fit) and,
- *   unless forced, the product has at least `TEXTURE_MIN_MACS` multiply-adds.
+ *   unless forced, the product has at least `TEXTURE_MIN_MACS` multiply-adds or a reduction of at
+ *   least `TEXTURE_MIN_K` (`textureWorthwhile`).
  * Everything records commands; nothing is awaited here.
  * @module
  */
@@ -26,9 +27,9 @@ import {
   type MatmulPreset,
   matmulPreset,
   matmulTexturePreset,
-  TEXTURE_MIN_MACS,
   texturePlan,
   texturePresetForStores,
+  textureWorthwhile,
 } from "./matmul_presets.ts";
 
 /** Activation applied by the matmul epilogue after the bias. */
@@ -141,7 +142,7 @@ export function setMatmulPath(path: MatmulPath): void {
 
 /**
  * The matmul path in force on `gpu` before shape checks ("texture" or "storage"); under "auto",
- * products below `TEXTURE_MIN_MACS` and shapes past the texture limits still use "storage".
+ * products `textureWorthwhile` rejects and shapes past the texture limits still use "storage".
  */
 export function matmulPath(gpu: Gpu): "texture" | "storage" {
   if (forcedPath !== "auto") return forcedPath;
@@ -208,7 +209,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const gpu = a.gpu;
   const flags = (bias ? FLAG_BIAS : 0) | (accumulate ? FLAG_ACCUMULATE : 0);
   const path = matmulPath(gpu);
-  const small = forcedPath === "auto" && batch * M * N * K < TEXTURE_MIN_MACS;
+  const small = forcedPath === "auto" && !textureWorthwhile(batch * M * N * K, K);
   if (path === "texture" && !small) {
     const job = { a, b, bias, out, M, N, K, batch, transA, transB, sharedB, flags, act, alpha };
     if (matmulTexture(gpu, job)) return out;
@@ -546,7 +547,7 @@ export const PADDED_WIDTH = 64;
  * a multiple of 64 values reach the next product's texture in one copy (else a repack pass over
  * the whole [rows, N] activation: a 496-neuron FFN took 127 ms at [4096, 128] against 105 ms for
  * 512) and are stored as vec4s (llvmpipe stores lane by lane). Returns undefined, recording nothing, where it does not apply (N % 64 == 0, GPU
- * adapters or the storage path, products under TEXTURE_MIN_MACS, shapes past the texture limits):
+ * adapters or the storage path, products `textureWorthwhile` rejects, shapes past the texture limits):
  * use `linear`. Every activation here has act(0) = 0.
  */
 export function linearPadded(
@@ -566,7 +567,7 @@ export function linearPadded(
   const gpu = x.gpu;
   if (
     N % PADDED_WIDTH === 0 || M === 0 || K === 0 || matmulPath(gpu) !== "texture" ||
-    (forcedPath === "auto" && M * N * K < TEXTURE_MIN_MACS)
+    (forcedPath === "auto" && !textureWorthwhile(M * N * K, K))
   ) return undefined;
   const ldo = Math.ceil(N / PADDED_WIDTH) * PADDED_WIDTH;
   const out = gpu.empty([M, ldo]);

@@ -85,6 +85,25 @@ export const MATMUL_TEXTURE_PRESET: Readonly<MatmulPreset> = { wgx: 8, wgy: 8, t
 export const TEXTURE_MIN_MACS = 64 * 64 * 64;
 
 /**
+ * Reduction length from which the texture path pays even under `TEXTURE_MIN_MACS`: the storage
+ * kernel's lane-by-lane loads grow with K, the texture path's extra commands do not. Same-run
+ * timings (session 9, idle, whole `matmul` calls with bias, storage / texture ms): M = 128, K =
+ * 128, N = 1–16 (a batch-1 FFN of < 16 neurons): 1.5–2.0 / 0.4–0.6; M = 1 or 32, N = 2, K = 128 (a
+ * classifier): 0.8–1.0 / 0.3; K = 64: 0.4–0.5 / 0.2–0.3; K = 32 even (0.22–0.39 / 0.15–0.40); K =
+ * 4–16 storage ahead (0.06–0.19 / 0.08–0.34).
+ */
+export const TEXTURE_MIN_K = 64;
+
+/**
+ * Whether a product of `macs` multiply-adds over a reduction of length K takes the texture path
+ * under "auto" on a CPU adapter (where its shapes fit): at least `TEXTURE_MIN_MACS`, or K ≥
+ * `TEXTURE_MIN_K`.
+ */
+export function textureWorthwhile(macs: number, K: number): boolean {
+  return macs >= TEXTURE_MIN_MACS || K >= TEXTURE_MIN_K;
+}
+
+/**
  * Preset of the texture-operand kernel for large products (M ≥ 128 and N ≥ 128 rows and columns
  * in one dispatch): 16 × 16 outputs per invocation on 8 × 4 lanes, so 32 texel fetches feed 1024
  * multiply-adds instead of 16 feeding 256. Same-run sweep on Mesa llvmpipe 22.3 (bench/README.md):

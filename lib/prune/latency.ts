@@ -17,7 +17,7 @@ import { makeConfig } from "../model/config.ts";
 import { attentionForward, ffnForward, type LayerState } from "../model/encoder.ts";
 import { uploadBatch } from "../model/inputs.ts";
 import { matmulPath, PADDED_WIDTH } from "../ops/matmul.ts";
-import { TEXTURE_MIN_MACS, TEXTURE_NARROW_MAX_N } from "../ops/matmul_presets.ts";
+import { TEXTURE_NARROW_MAX_N, textureWorthwhile } from "../ops/matmul_presets.ts";
 import { createRandomModel, type Model } from "../model/model.ts";
 import { forward } from "../model/run.ts";
 import type { OnProgress } from "../util/progress.ts";
@@ -35,9 +35,10 @@ import type { LatencyTable } from "./search_latency.ts";
  * sub-layers broadcast their bias in one vec4 kernel (`broadcastRows`); 14: unrolled residual +
  * LayerNorm for rows of ≤ 256 values (lib/ops/layernorm_unrolled.ts); 15: the matmul epilogue's
  * activation and accumulate flag compiled in as override constants; 16: a wide product's last N % 128
- * ≤ 64 columns on a narrower tile (`texturePlan`), 33–64 columns on the 16 × 8 tile.
+ * ≤ 64 columns on a narrower tile (`texturePlan`), 33–64 columns on the 16 × 8 tile; 17: small
+ * products with K ≥ 64 on the texture path (`textureWorthwhile`).
  */
-export const KERNEL_VERSION = 16;
+export const KERNEL_VERSION = 17;
 
 /** Options of `measureLatencyTable`. */
 export interface LatencyOptions {
@@ -248,7 +249,7 @@ export async function measureLatencyTable(
   if (matmulPath(gpu) === "texture" && step % PADDED_WIDTH === 0) {
     for (let n = TEXTURE_NARROW_MAX_N + 1; n <= F; n++) {
       const up = Math.ceil(n / PADDED_WIDTH) * PADDED_WIDTH;
-      const texture = B * S * d * n >= TEXTURE_MIN_MACS;
+      const texture = textureWorthwhile(B * S * d * n, d);
       if (up !== n && up <= F && ffnAt.has(up) && texture) ffn[n] = ffnAt.get(up)!;
     }
   }
