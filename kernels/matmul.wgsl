@@ -41,8 +41,8 @@ struct Params {
   b_n: u32, // element stride of b between columns of op(b)
   b_z: u32, // element stride of b between batch items (0: b is shared)
   z0: u32, // first batch item of this dispatch
-  flags: u32, // FLAG_BIAS | FLAG_ACCUMULATE (the kernel reads the override ACCUMULATE for the latter)
-  act: u32, // 0 none, ACT_GELU, ACT_RELU (the kernel reads the override constant ACT, equal to it)
+  flags: u32, // FLAG_BIAS | FLAG_ACCUMULATE (the latter is read from the override ACCUMULATE)
+  act: u32, // 0 none, ACT_GELU, ACT_RELU (read from the override ACT, which equals it)
   alpha: f32,
 }
 
@@ -76,13 +76,13 @@ fn matmul(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: 
     let kb = k * p.b_k;
     var av: array<f32, MAX_TM>;
     var bv: array<f32, MAX_TN>;
-    for (var i = 0u; i < TM; i++) {
+  for (var i = 0u; i < TM; i++) {
       av[i] = a[row[i] + ka];
     }
     for (var j = 0u; j < TN; j++) {
       bv[j] = b[col[j] + kb];
     }
-    for (var i = 0u; i < TM; i++) {
+  for (var i = 0u; i < TM; i++) {
       for (var j = 0u; j < TN; j++) {
         acc[i][j] = fma(av[i], bv[j], acc[i][j]);
       }
@@ -91,7 +91,7 @@ fn matmul(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: 
 
   let c_base = z * p.M * p.N;
   let has_bias = (p.flags & FLAG_BIAS) != 0u;
-    for (var i = 0u; i < TM; i++) {
+  for (var i = 0u; i < TM; i++) {
     let m = m_base + i * WGY;
     if (m < p.M) {
       for (var j = 0u; j < TN; j++) {

@@ -18,8 +18,8 @@
 // read once per invocation: 10–20% faster products at M = 4096, K = N = 128–512, and 30% at
 // K = 4, where stores dominate; same-run tmp micro-benchmark, idle).
 // Grid: x = ⌈(N − n0) / (WGX·TN)⌉, y = ⌈M / (WGY·TM)⌉, z = batch items of this dispatch (output
-// item z0 + workgroup_id.z); columns n0 … N − 1 (n0 > 0: the last N % 128 columns of a wide product,
-// whose 16 × 16 batches of 128 columns would mostly idle, run as a second dispatch with a narrow tile).
+// item z0 + workgroup_id.z); columns n0 … N − 1 (n0 > 0: the last N % 128 columns of a wide
+// product, whose 16 × 16 batches of 128 columns would mostly idle, as a second, narrower dispatch).
 // The sum over k runs in a fixed order: results are deterministic.
 // Needs kernels/matmul_epilogue.wgsl (epilogue(), epilogue4()) appended to the source.
 
@@ -35,8 +35,8 @@ struct Params {
   K4: u32, // texels per row = ⌈K / 4⌉
   b_rows: u32, // rows of tb per batch item (0: shared B)
   z0: u32, // batch item of workgroup_id.z = 0 in the output
-  flags: u32, // FLAG_BIAS | FLAG_ACCUMULATE (the kernel reads the override ACCUMULATE for the latter)
-  act: u32, // 0 none, ACT_GELU, ACT_RELU (the kernel reads the override constant ACT, equal to it)
+  flags: u32, // FLAG_BIAS | FLAG_ACCUMULATE (the latter is read from the override ACCUMULATE)
+  act: u32, // 0 none, ACT_GELU, ACT_RELU (read from the override ACT, which equals it)
   alpha: f32,
   o0: u32, // element offset of the output block (a block of a product past the texture limits)
   ldo: u32, // output row stride (N, or wider: a block of a wider product, or padded rows)

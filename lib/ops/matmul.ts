@@ -546,9 +546,10 @@ export const PADDED_WIDTH = 64;
  * padded one's batches); only `linearFromPadded` reads it, and only up to column ⌈N/4⌉·4. Rows of
  * a multiple of 64 values reach the next product's texture in one copy (else a repack pass over
  * the whole [rows, N] activation: a 496-neuron FFN took 127 ms at [4096, 128] against 105 ms for
- * 512) and are stored as vec4s (llvmpipe stores lane by lane). Returns undefined, recording nothing, where it does not apply (N % 64 == 0, GPU
- * adapters or the storage path, products `textureWorthwhile` rejects, shapes past the texture limits):
- * use `linear`. Every activation here has act(0) = 0.
+ * 512) and are stored as vec4s (llvmpipe stores lane by lane). Returns undefined, recording
+ * nothing, where it does not apply (N % 64 == 0, GPU adapters or the storage path, products
+ * `textureWorthwhile` rejects, shapes past the texture limits): use `linear`. Every activation
+ * here has act(0) = 0.
  */
 export function linearPadded(
   x: Tensor,
