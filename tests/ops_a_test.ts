@@ -368,6 +368,41 @@ Deno.test("gelu, relu, tanh and their backward match float64 PyTorch", async () 
   dy.release();
 });
 
+Deno.test("gelu and its backward keep their relative accuracy in the negative tail", async () => {
+  const gpu = await getGpu();
+  // x·Φ(x) and Φ(x) + x·φ(x) in float64 with scipy.special.erfc (Φ(x) = ½·erfc(−x/√2)); an erf
+  // formed as 1 − erfc loses every digit here (gelu(−8) ≈ −5e-15).
+  const xs = [-3, -4.5, -6, -8, -10, -12];
+  const want = [
+    -0.004049694094890288,
+    -1.5289529061285272e-05,
+    -5.919525870226211e-09,
+    -4.976768459417463e-15,
+    -7.619853024160583e-23,
+    -2.131778534493245e-32,
+  ];
+  const wantDx = [
+    -0.011945647204183927,
+    -6.852916185634459e-05,
+    -3.5468709453902015e-08,
+    -3.979607261086796e-14,
+    -7.618400096464813e-22,
+    -2.5578956616748956e-31,
+  ];
+  const x = gpu.upload(xs);
+  const ones = gpu.upload(xs.map(() => 1));
+  const y = await take(gelu(x));
+  const dx = await take(geluBackward(ones, x));
+  xs.forEach((v, i) => {
+    const e = Math.abs(y[i] - want[i]) / Math.abs(want[i]);
+    const ed = Math.abs(dx[i] - wantDx[i]) / Math.abs(wantDx[i]);
+    assert(e <= 1e-5, `gelu(${v}) = ${y[i]}, want ${want[i]} (relative error ${e})`);
+    assert(ed <= 1e-5, `gelu'(${v}) = ${dx[i]}, want ${wantDx[i]} (relative error ${ed})`);
+  });
+  x.release();
+  ones.release();
+});
+
 Deno.test("activation backward agrees with finite differences of the forward", async () => {
   const gpu = await getGpu();
   // Points away from relu's kink at 0 (|x| ≥ 0.05 > h).
