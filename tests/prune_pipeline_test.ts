@@ -1,7 +1,7 @@
 // GPU pruning stages against independent references: Fisher vs the float64 PyTorch per-example
 // gradients, tuning recovering an exactly known scale (duplicated units), compaction equivalence
 // on both architectures with uneven and fully pruned layers, and the whole pipeline's invariants.
-import { assert, assertClose, loadFixture, maxAbs } from "./helpers.ts";
+import { assert, assertClose, assertEquals, loadFixture, maxAbs } from "./helpers.ts";
 import { getGpu } from "../lib/gpu/context.ts";
 import { makeConfig } from "../lib/model/config.ts";
 import type { ModelInput } from "../lib/model/inputs.ts";
@@ -10,7 +10,8 @@ import { randomWeights } from "../lib/model/random.ts";
 import { runModel } from "../lib/model/run.ts";
 import { collectFisher } from "../lib/prune/fisher.ts";
 import { compactModel } from "../lib/prune/compact.ts";
-import { tuneMasks } from "../lib/prune/tune.ts";
+import { GroupedReads, tuneMasks } from "../lib/prune/tune.ts";
+import type { Tensor } from "../lib/gpu/tensor.ts";
 import { prune } from "../lib/prune/pipeline.ts";
 import type { MaskSet } from "../lib/prune/types.ts";
 import { Pcg32 } from "../lib/util/pcg32.ts";
@@ -329,4 +330,22 @@ Deno.test("prune() on a DistilBERT QA model (pad-masked span loss, all-token tun
   assertClose(gf, rf, 1e-4 * (1 + maxAbs(rf)), 0, "compact vs masked (QA)");
   r.compact!.release();
   model.release();
+});
+
+Deno.test("tuning's grouped read-backs hand every batch's results over in order and release them", async () => {
+  const gpu = await getGpu();
+  const seen: number[][] = [];
+  // groups of at most 16 bytes: batches of 3 floats each are read two at a time
+  const reads = new GroupedReads((vals) => seen.push(vals.map((v) => [...v]).flat()), 16);
+  const made: Tensor[] = [];
+  for (let b = 0; b < 5; b++) {
+    const t = gpu.upload([b, b + 0.5]), u = gpu.upload([10 * b]);
+    made.push(t, u);
+    await reads.add([t, u]);
+  }
+  assertEquals(seen.length, 4); // the fifth batch waits for flush
+  await reads.flush();
+  await reads.flush(); // nothing pending: no-op
+  assertEquals(seen, [0, 1, 2, 3, 4].map((b) => [b, b + 0.5, 10 * b]));
+  for (const t of made) assert(t.released, "a read result was not released");
 });

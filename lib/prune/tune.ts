@@ -3,7 +3,8 @@
  * values are fitted so the student's pre-LN₁ sum reconstructs the teacher's, then the kept
  * neurons' values so the pre-LN₂ sum does. Normal equations are accumulated per batch on the GPU in
  * f32 (G from Ctxᵀ·Ctx and Wᵀ·W, q from Ctx∘(R·W)), summed in f64 on the host and solved there
- * (`solveMaskLs`). Teacher and student layer inputs are cached on the GPU per batch.
+ * (`solveMaskLs`); the per-batch results are read back in groups (`GroupedReads`: one sync per
+ * group, not per batch). Teacher and student layer inputs are cached on the GPU per batch.
  * @module
  */
 import { InvalidArgumentError } from "../errors.ts";
@@ -145,6 +146,45 @@ async function readAll(ts: Tensor[], release = false): Promise<Float64Array[]> {
     off += t.size;
     return a;
   });
+}
+
+/**
+ * Per-batch results read back in groups, one sync per group instead of one per batch (a sync costs
+ * ≥ 11 ms in Deno 2.9, whatever it reads), and handed to `use` batch by batch in the order they
+ * were added — so host sums are formed in exactly the order of a read per batch. A group is read
+ * once its results pass `maxBytes` (and by `flush`); they are released after reading.
+ */
+export class GroupedReads {
+  #pending: Tensor[][] = [];
+  #bytes = 0;
+  readonly #use: (values: Float64Array[]) => void;
+  readonly #maxBytes: number;
+
+  constructor(use: (values: Float64Array[]) => void, maxBytes = 32 << 20) {
+    this.#use = use;
+    this.#maxBytes = maxBytes;
+  }
+
+  /** Queues one batch's results; reads the group when it is full. */
+  async add(ts: Tensor[]): Promise<void> {
+    this.#pending.push(ts);
+    this.#bytes += ts.reduce((n, t) => n + 4 * t.size, 0);
+    if (this.#bytes >= this.#maxBytes) await this.flush();
+  }
+
+  /** Reads every queued result in one sync and hands them over, batch by batch. */
+  async flush(): Promise<void> {
+    const groups = this.#pending;
+    if (groups.length === 0) return;
+    this.#pending = [];
+    this.#bytes = 0;
+    const values = await readAll(groups.flat(), true);
+    let i = 0;
+    for (const g of groups) {
+      this.#use(values.slice(i, i + g.length));
+      i += g.length;
+    }
+  }
 }
 
 /**
@@ -293,6 +333,15 @@ export async function tuneMasks(
       qAcc = new Float64Array(hd),
       cAcc = new Float64Array(hd);
     let rSum = 0, rrMha = 0, tokens = 0;
+    const mhaReads = new GroupedReads(([a, q, cc, rsv, rqv]) => {
+      for (let i = 0; i < a.length; i++) Gacc[i] += a[i];
+      for (let i = 0; i < hd; i++) {
+        qAcc[i] += q[i];
+        cAcc[i] += cc[i];
+      }
+      for (const v of rsv) rSum += v;
+      for (const v of rqv) rrMha += v;
+    });
     for (let b = 0; b < bt.length; b++) {
       const ctx = studentContext(b);
       ctxs.push(ctx);
@@ -310,25 +359,16 @@ export async function tuneMasks(
       const RW = matmul(R, wo); // [T, d]·[d, hd]
       const prod = mul(ctxM, RW);
       const R2 = mul(R, R);
-      const [a, q, cc, rsv, rqv] = await readAll(
-        [
-          matmul(ctxM, ctxM, { transA: true }),
-          sumRows(prod),
-          sumRows(ctxM),
-          sumRows(R),
-          sumRows(R2),
-        ],
-        true,
-      );
-      for (let i = 0; i < a.length; i++) Gacc[i] += a[i];
-      for (let i = 0; i < hd; i++) {
-        qAcc[i] += q[i];
-        cAcc[i] += cc[i];
-      }
-      for (const v of rsv) rSum += v;
-      for (const v of rqv) rrMha += v;
+      await mhaReads.add([
+        matmul(ctxM, ctxM, { transA: true }),
+        sumRows(prod),
+        sumRows(ctxM),
+        sumRows(R),
+        sumRows(R2),
+      ]);
       for (const t of [ctxM, R, RW, prod, R2]) t.release();
     }
+    await mhaReads.flush();
     negBo?.release();
     if (!tuneMha) {
       report.push({
@@ -377,6 +417,11 @@ export async function tuneMasks(
     const kF = keptNeurons.length;
     const GaccF = new Float64Array(tuneFfn ? kF * kF : 0), qAccF = new Float64Array(kF);
     let rrFfn = 0;
+    const ffnReads = new GroupedReads(([a, q, rqv]) => {
+      for (let i = 0; i < a.length; i++) GaccF[i] += a[i];
+      for (let i = 0; i < kF; i++) qAccF[i] += q[i];
+      for (const v of rqv) rrFfn += v;
+    });
     // the kept neurons' activations Z_k per batch, reused to advance the student past this FFN
     const zs: Tensor[] = [];
     for (let b = 0; b < bt.length; b++) {
@@ -413,16 +458,10 @@ export async function tuneMasks(
       const RW = matmul(R, kept!.w2); // [T, d]·[d, k]
       const prod = mul(zM, RW);
       const R2 = mul(R, R);
-      const [a, q, rqv] = await readAll([
-        matmul(zM, zM, { transA: true }),
-        sumRows(prod),
-        sumRows(R2),
-      ], true);
-      for (let i = 0; i < a.length; i++) GaccF[i] += a[i];
-      for (let i = 0; i < kF; i++) qAccF[i] += q[i];
-      for (const v of rqv) rrFfn += v;
+      await ffnReads.add([matmul(zM, zM, { transA: true }), sumRows(prod), sumRows(R2)]);
       for (const t of [zM, R, RW, prod, R2]) t.release();
     }
+    await ffnReads.flush();
     negB2?.release();
     if (!tuneFfn) {
       report.push({
