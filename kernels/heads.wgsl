@@ -18,6 +18,10 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+// The same buffers as vec4s, for split4/merge4 (dh, W and colOffset multiples of 4; Params then
+// count vec4s): llvmpipe loads and stores storage lane by lane, so a quarter of the accesses.
+@group(0) @binding(1) var<storage, read> src4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> dst4: array<vec4<f32>>;
 
 fn flat(wid: vec3u, lid: vec3u) -> u32 {
   return (wid.y * p.nx + wid.x) * WG + lid.x;
@@ -48,4 +52,20 @@ fn merge(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: v
   let i = flat(wid, lid);
   if (i >= p.n) { return; }
   dst[packedIndex(i)] = src[i];
+}
+
+// split on vec4s
+@compute @workgroup_size(WG)
+fn split4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let i = flat(wid, lid);
+  if (i >= p.n) { return; }
+  dst4[i] = src4[packedIndex(i)];
+}
+
+// merge on vec4s
+@compute @workgroup_size(WG)
+fn merge4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let i = flat(wid, lid);
+  if (i >= p.n) { return; }
+  dst4[packedIndex(i)] = src4[i];
 }

@@ -1,5 +1,5 @@
 /**
- * `deno task profile [train|mlm|infer] [--batch B] [--seq S] [--top 25] [--json FILE]
+ * `deno task profile [train|mlm|infer|fisher] [--batch B] [--seq S] [--top 25] [--json FILE]
  * [--model DIR|URL]`: where the GPU time of one pass goes, per kernel. Runs the pass once to warm up, runs it again while the GPU
  * context records every dispatch (`Gpu.startRecording`), then replays each dispatch on its own and
  * times it with the bench's `timeGpu`: marginally, (t(2n) − t(n)) / n with n replays queued before
@@ -11,7 +11,9 @@
  * Scenarios: `train` — a training step of the bench's L4/H256/F1024 BERT (default batch 16 × 64);
  * `mlm` — an MLM pretraining step of the zoo's DistilBERT L3/H128/F512 with the 30522-piece
  * vocabulary (32 × 64); `infer` — an inference forward of the zoo's BERT L4/H128/F512 (32 × 128),
- * or of the checkpoint `--model` names (e.g. a pruned one: uneven layers, padded FFN widths).
+ * or of the checkpoint `--model` names (e.g. a pruned one: uneven layers, padded FFN widths);
+ * `fisher` — one batch of the Fisher pass on the zoo's BERT shape (32 × 128): forward with saved
+ * activations, mask-gradient-only backward.
  * @module
  */
 import { parseArgs } from "node:util";
@@ -19,7 +21,7 @@ import { InvalidArgumentError } from "../lib/errors.ts";
 import { getGpu, type Gpu, type RecordedDispatch } from "../lib/gpu/context.ts";
 import { makeConfig } from "../lib/model/config.ts";
 import type { Grads } from "../lib/model/encoder.ts";
-import { uploadBatch } from "../lib/model/inputs.ts";
+import { uploadBatch, uploadMasks } from "../lib/model/inputs.ts";
 import { createRandomModel, loadCheckpoint, type Model } from "../lib/model/model.ts";
 import { backward, forward } from "../lib/model/run.ts";
 import { sumAll } from "../lib/ops/reduce.ts";
@@ -74,6 +76,39 @@ async function scenario(
         gpu.recordingLabel = "forward";
         forward(model, bt, undefined, {}).release();
         bt.release();
+        await gpu.sync();
+      },
+      release: () => model.release(),
+    };
+  }
+  if (name === "fisher") {
+    // one batch of the Fisher pass (lib/prune/fisher.ts): forward with saved activations and the
+    // loss, then the mask-gradient-only backward, on the zoo's BERT shape
+    const [b, s] = [B ?? 32, S ?? 128];
+    const config = makeConfig({
+      arch: "bert",
+      head: "classification",
+      vocabSize: V,
+      hiddenSize: 128,
+      numHeads: 4,
+      numLayers: 4,
+      intermediateSize: 512,
+    });
+    const model = await createRandomModel(config, 0, gpu);
+    const batch = {
+      ...fullBatch(b, s, V),
+      labels: Int32Array.from({ length: b }, (_, i) => i % 2),
+    };
+    return {
+      describe: `Fisher pass, one batch, BERT L4/H128/F512, batch ${b} × ${s}`,
+      run: async () => {
+        const bt = uploadBatch(gpu, config, batch);
+        const masks = uploadMasks(gpu, config, b);
+        gpu.recordingLabel = "forward";
+        const fwd = forward(model, bt, masks, { save: true, withLoss: true });
+        gpu.recordingLabel = "backward";
+        backward(model, fwd, bt, masks, { lossScale: 1 }).release();
+        for (const t of [fwd, masks, bt]) t.release();
         await gpu.sync();
       },
       release: () => model.release(),
@@ -179,7 +214,9 @@ async function scenario(
       },
     };
   }
-  throw new InvalidArgumentError(`profile: unknown scenario ${name} (train, mlm, infer)`);
+  throw new InvalidArgumentError(
+    `profile: unknown scenario ${name} (train, mlm, infer, fisher)`,
+  );
 }
 
 if (import.meta.main) {

@@ -21,6 +21,9 @@ const spec = (entry: string): KernelSpec => ({
 });
 const AXPBY = spec("axpby");
 const MUL = spec("mul");
+// vec4 twins for sizes that are multiples of 4 (a quarter of llvmpipe's lane-by-lane accesses)
+const AXPBY4 = spec("axpby4");
+const MUL4 = spec("mul4");
 const SCALE = spec("scale");
 
 function sameSize(op: string, a: Tensor, b: Tensor): void {
@@ -36,8 +39,10 @@ export function axpby(a: Tensor, b: Tensor, alpha = 1, beta = 1, out?: Tensor): 
   sameSize("axpby", a, b);
   const o = out ?? a.gpu.empty(a.shape);
   sameSize("axpby out", a, o);
-  const [nx, ny] = grid1d(a.size, WG);
-  a.gpu.dispatch(AXPBY, [a.size, nx, f32Bits(alpha), f32Bits(beta)], [a, b, o], [nx, ny]);
+  const q = a.size > 0 && a.size % 4 === 0 ? 4 : 1;
+  const [nx, ny] = grid1d(a.size / q, WG);
+  const params = [a.size / q, nx, f32Bits(alpha), f32Bits(beta)];
+  a.gpu.dispatch(q === 4 ? AXPBY4 : AXPBY, params, [a, b, o], [nx, ny]);
   return o;
 }
 
@@ -65,8 +70,9 @@ export function mul(a: Tensor, b: Tensor, alpha = 1, out?: Tensor): Tensor {
   sameSize("mul", a, b);
   const o = out ?? a.gpu.empty(a.shape);
   sameSize("mul out", a, o);
-  const [nx, ny] = grid1d(a.size, WG);
-  a.gpu.dispatch(MUL, [a.size, nx, f32Bits(alpha), 0], [a, b, o], [nx, ny]);
+  const q = a.size > 0 && a.size % 4 === 0 ? 4 : 1;
+  const [nx, ny] = grid1d(a.size / q, WG);
+  a.gpu.dispatch(q === 4 ? MUL4 : MUL, [a.size / q, nx, f32Bits(alpha), 0], [a, b, o], [nx, ny]);
   return o;
 }
 

@@ -20,6 +20,11 @@ const SPLIT: KernelSpec = {
   constants: { WG },
 };
 const MERGE: KernelSpec = { ...SPLIT, entry: "merge" };
+/** The vec4 twin of each entry (a quarter of llvmpipe's lane-by-lane storage accesses). */
+const VEC4 = new Map<KernelSpec, KernelSpec>([
+  [SPLIT, { ...SPLIT, entry: "split4" }],
+  [MERGE, { ...SPLIT, entry: "merge4" }],
+]);
 
 function checkDims(op: string, dims: Record<string, number>): void {
   for (const [k, v] of Object.entries(dims)) {
@@ -67,9 +72,16 @@ function record(
   W: number,
   colOffset: number,
 ): void {
-  const n = B * H * S * dh;
+  // whole vec4s when every column block starts and ends on one (Params then count vec4s)
+  const q = B * H * S * dh > 0 && dh % 4 === 0 && W % 4 === 0 && colOffset % 4 === 0 ? 4 : 1;
+  const n = (B * H * S * dh) / q;
   const [nx, ny] = grid1d(n, WG);
-  srcT.gpu.dispatch(spec, [n, nx, S, H, dh, W, colOffset], [srcT, dst], [nx, ny]);
+  srcT.gpu.dispatch(
+    q === 4 ? VEC4.get(spec)! : spec,
+    [n, nx, S, H, dh / q, W / q, colOffset / q],
+    [srcT, dst],
+    [nx, ny],
+  );
 }
 
 /**
