@@ -32,6 +32,19 @@ import { Pcg32 } from "../lib/util/pcg32.ts";
 import { median, timeGpu } from "./bench/common.ts";
 import { runCli } from "./cli.ts";
 
+/** A 4-layer, 4-head BERT classifier of hidden size d and FFN width F (the bench's and the zoo's). */
+function bertConfig(V: number, d: number, F: number) {
+  return makeConfig({
+    arch: "bert",
+    head: "classification",
+    vocabSize: V,
+    hiddenSize: d,
+    numHeads: 4,
+    numLayers: 4,
+    intermediateSize: F,
+  });
+}
+
 /** A profiled scenario: builds its model and returns one pass (labels phases via the gpu). */
 interface Scenario {
   describe: string;
@@ -85,15 +98,7 @@ async function scenario(
     // one batch of the Fisher pass (lib/prune/fisher.ts): forward with saved activations and the
     // loss, then the mask-gradient-only backward, on the zoo's BERT shape
     const [b, s] = [B ?? 32, S ?? 128];
-    const config = makeConfig({
-      arch: "bert",
-      head: "classification",
-      vocabSize: V,
-      hiddenSize: 128,
-      numHeads: 4,
-      numLayers: 4,
-      intermediateSize: 512,
-    });
+    const config = bertConfig(V, 128, 512);
     const model = await createRandomModel(config, 0, gpu);
     const batch = {
       ...fullBatch(b, s, V),
@@ -117,15 +122,7 @@ async function scenario(
   if (name === "train" || name === "infer") {
     const train = name === "train";
     const [b, s] = [B ?? (train ? 16 : 32), S ?? (train ? 64 : 128)];
-    const config = makeConfig({
-      arch: "bert",
-      head: "classification",
-      vocabSize: V,
-      hiddenSize: train ? 256 : 128,
-      numHeads: 4,
-      numLayers: 4,
-      intermediateSize: train ? 1024 : 512,
-    });
+    const config = train ? bertConfig(V, 256, 1024) : bertConfig(V, 128, 512);
     const model: Model = await createRandomModel(config, 0, gpu);
     const batch = {
       ...fullBatch(b, s, V),
