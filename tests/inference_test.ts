@@ -12,6 +12,8 @@ import { fusedAttention } from "../lib/ops/attention.ts";
 import { flatTextureWidth } from "../lib/ops/flat_texture.ts";
 import { kernelClass } from "../lib/ops/kernel_class.ts";
 import { addLayerNormInference } from "../lib/ops/layernorm.ts";
+import { embeddingLayerNormInference } from "../lib/ops/embedding_ln.ts";
+import { mul } from "../lib/ops/elementwise.ts";
 import { linearPadded } from "../lib/ops/matmul.ts";
 import { makeConfig } from "../lib/model/config.ts";
 import { uploadBatch } from "../lib/model/inputs.ts";
@@ -167,6 +169,74 @@ Deno.test("fused residual + LayerNorm equals LayerNorm(a + r) in float64 (unroll
   }
   // rows of ≤ 256 values: the unrolled entries; 772: the generic one
   assertEquals(entries, ["add_ln_r1_c4", "add_ln_r1_c32", "add_ln_r1_c64", "add_forward_rows_tex"]);
+});
+
+Deno.test("fused embeddings equal LayerNorm(word + pos + type) in float64 (out-of-range ids give zero rows; held table textures follow writes)", async () => {
+  const gpu = await getGpu();
+  if (kernelClass(gpu) !== "cpu") return;
+  const entries: string[] = [];
+  for (const [V, d, N, typed] of [[50, 16, 37, 1], [300, 128, 70, 0], [7, 256, 5, 1]] as const) {
+    const r = rand(V * 7 + d);
+    const VP = 40, VT = 2, eps = 1e-12;
+    const word = Float32Array.from({ length: V * d }, () => 2 * r() + 0.5);
+    const pos = Float32Array.from({ length: VP * d }, () => r());
+    const typ = Float32Array.from({ length: VT * d }, () => r());
+    const g = Float32Array.from({ length: d }, () => 1 + r());
+    const b = Float32Array.from({ length: d }, () => r());
+    // ids past both ends of each table contribute zero rows
+    const ids = Int32Array.from({ length: N }, (_, i) => i === 1 ? -1 : i === 2 ? V : (i * 13) % V);
+    const pids = Int32Array.from({ length: N }, (_, i) => i === 3 ? VP : i % VP);
+    const tids = Int32Array.from({ length: N }, (_, i) => i === 4 ? -2 : (i >> 2) & 1);
+    const ref = (w: Float32Array) => {
+      const out = new Float64Array(N * d);
+      const at = (t: Float32Array, rows: number, id: number, c: number) =>
+        id >= 0 && id < rows ? t[id * d + c] : 0;
+      for (let n = 0; n < N; n++) {
+        const v = Array.from(
+          { length: d },
+          (_, c) =>
+            at(w, V, ids[n], c) + at(pos, VP, pids[n], c) + (typed ? at(typ, VT, tids[n], c) : 0),
+        );
+        const mean = v.reduce((x, y) => x + y, 0) / d;
+        const rstd = 1 / Math.sqrt(v.reduce((x, y) => x + (y - mean) ** 2, 0) / d + eps);
+        for (let c = 0; c < d; c++) out[n * d + c] = (v[c] - mean) * rstd * g[c] + b[c];
+      }
+      return out;
+    };
+    const tw = gpu.upload(word, [V, d]), tp = gpu.upload(pos, [VP, d]);
+    const tt = gpu.upload(typ, [VT, d]), tg = gpu.upload(g, [d]), tb = gpu.upload(b, [d]);
+    const ti = gpu.uploadU32(ids), tpi = gpu.uploadU32(pids), tti = gpu.uploadU32(tids);
+    const run = () => {
+      gpu.startRecording();
+      const y = embeddingLayerNormInference(
+        { word: tw, ids: ti, pos: tp, posIds: tpi, ...(typed ? { type: tt, typeIds: tti } : {}) },
+        tg,
+        tb,
+        eps,
+      );
+      entries.push(...gpu.stopRecording().map((x) => x.entry));
+      assert(y, `fused embeddings did not apply to d = ${d}`);
+      return y;
+    };
+    const y1 = run();
+    const want1 = ref(word);
+    assertClose(await y1.read(), want1, 2e-5 * Math.max(1, maxAbs(want1)), 0, `d = ${d}`);
+    // the word table changes twice, by a kernel writing it and by gpu.write: the kept texture
+    // copy must follow both
+    const scaled = Float32Array.from(word, (x) => 3 * x);
+    const two = gpu.upload(new Float32Array(V * d).fill(2), [V, d]);
+    const orig = gpu.upload(word, [V, d]);
+    mul(orig, two, 1, tw); // tw ← 2·word, by a dispatch that binds tw read-write
+    const y2 = run();
+    const want2 = ref(Float32Array.from(word, (x) => 2 * x));
+    assertClose(await y2.read(), want2, 2e-5 * Math.max(1, maxAbs(want2)), 0, `d = ${d}, ×2`);
+    gpu.write(tw, scaled);
+    const y3 = run();
+    const want3 = ref(scaled);
+    assertClose(await y3.read(), want3, 2e-5 * Math.max(1, maxAbs(want3)), 0, `d = ${d}, ×3`);
+    for (const t of [tw, tp, tt, tg, tb, ti, tpi, tti, two, orig, y1, y2, y3]) t.release();
+  }
+  assertEquals(new Set(entries), new Set(["embed_ln_c4", "embed_ln_c32", "embed_ln_c64"]));
 });
 
 Deno.test("fused inference with an odd FFN width (padded rows between the two FFN products) equals the unfused pass", async () => {

@@ -61,6 +61,16 @@ interface CachedPipeline {
   id: number;
 }
 
+/** A texture copy of a tensor kept by `Gpu.holdTexture`. */
+export interface HeldTexture {
+  /** The texture. */
+  tex: Texture2D;
+  /** log2 of its width in texels (flat texel t sits at (t mod width, t / width)). */
+  shift: number;
+  /** Elements of the tensor copied. */
+  size: number;
+}
+
 /** One dispatch kept by `Gpu.startRecording`, for `Gpu.replay` (profiling). */
 export interface RecordedDispatch {
   /** Kernel file name. */
@@ -104,6 +114,7 @@ export class Gpu {
   #encoder: GPUCommandEncoder | null = null;
   #pass: GPUComputePassEncoder | null = null;
   #touched = new Set<GPUBuffer>();
+  readonly #held = new Map<GPUBuffer, HeldTexture>();
   #readback: GPUBuffer[] = [];
   #pipelineIds = 0;
   #recorded: RecordedDispatch[] | null = null;
@@ -153,6 +164,7 @@ export class Gpu {
     const enc = this.#endPass();
     enc.clearBuffer(t.buffer, 0, Math.ceil(t.byteLength / 4) * 4);
     this.#touched.add(t.buffer);
+    this.#wrote(t.buffer);
   }
 
   /** Uploads data into a new tensor. The write is ordered before any later recorded command. */
@@ -174,6 +186,7 @@ export class Gpu {
       throw new ShapeError(`write: ${data.length} values for tensor of ${t.size}`);
     }
     if (this.#touched.has(t.buffer)) this.flush();
+    this.#wrote(t.buffer);
     const f = data instanceof Float32Array ? data : Float32Array.from(data);
     if (f.length > 0) this.device.queue.writeBuffer(t.buffer, 0, f as Float32Array<ArrayBuffer>);
   }
@@ -203,6 +216,7 @@ export class Gpu {
     enc.copyBufferToBuffer(src.buffer, srcOffset * 4, dst.buffer, dstOffset * 4, count * 4);
     this.#touched.add(src.buffer);
     this.#touched.add(dst.buffer);
+    this.#wrote(dst.buffer);
   }
 
   /**
@@ -243,6 +257,43 @@ export class Gpu {
       [width, rows, 1],
     );
     this.#touched.add(src.buffer);
+  }
+
+  /**
+   * The texture copy of `t` kept by `holdTexture`, or `undefined` when there is none or a write to
+   * `t`'s buffer (a dispatch binding it read-write, a copy into it, `clear`, `write`) was recorded
+   * since the copy, or the buffer was released.
+   */
+  heldTexture(t: Tensor): HeldTexture | undefined {
+    const h = this.#held.get(t.buffer);
+    return h && h.size === t.size ? h : undefined;
+  }
+
+  /**
+   * Keeps `tex`, a texture copy of `t` recorded by the caller (read with texel addresses of width
+   * 2^shift), for `heldTexture` until `t`'s buffer is written or released; the texture is then
+   * returned to `textures`. For tensors that many passes read unchanged (parameters).
+   */
+  holdTexture(t: Tensor, tex: Texture2D, shift: number): HeldTexture {
+    this.#wrote(t.buffer);
+    const h = { tex, shift, size: t.size };
+    this.#held.set(t.buffer, h);
+    return h;
+  }
+
+  /** Drops the held texture of a buffer about to go back to the pool (`Tensor.release`). */
+  forgetBuffer(buffer: GPUBuffer): void {
+    this.#wrote(buffer);
+  }
+
+  /** A write to `buffer` was recorded: its held texture copy, if any, is stale. */
+  #wrote(buffer: GPUBuffer): void {
+    if (this.#held.size === 0) return;
+    const h = this.#held.get(buffer);
+    if (!h) return;
+    this.#held.delete(buffer);
+    // commands recorded earlier that read it run first (one queue, in order), like any release
+    this.textures.release(h.tex);
   }
 
   #checkBytes(shape: readonly number[]): number {
@@ -375,7 +426,11 @@ export class Gpu {
     pass.setPipeline(p.pipeline);
     pass.setBindGroup(0, bindGroup, [slot * PARAM_SLOT_BYTES]);
     pass.dispatchWorkgroups(x, y, z);
-    for (const t of tensors) if (t instanceof Tensor) this.#touched.add(t.buffer);
+    for (const [i, t] of tensors.entries()) {
+      if (!(t instanceof Tensor)) continue;
+      this.#touched.add(t.buffer);
+      if (spec.bindings[i] === "rw") this.#wrote(t.buffer);
+    }
     this.counters.dispatches++;
     this.#recorded?.push({
       name: spec.name,

@@ -58,6 +58,7 @@ export class Tensor {
   release(): void {
     const b = this.buffer;
     this.#buffer = null;
+    this.gpu.forgetBuffer(b);
     this.gpu.pool.release(b);
   }
 
@@ -94,6 +95,11 @@ export class TensorView extends Tensor {
   override release(): void {
     throw new ReleasedTensorError("release the base tensor, not a view");
   }
+}
+
+/** A tensor's shape as text for error messages, e.g. "[4, 128]". */
+export function shapeStr(t: Tensor): string {
+  return `[${t.shape.join(", ")}]`;
 }
 
 /** Throws `ShapeError` unless `t.shape` equals `shape` (−1 matches any size). */

@@ -12,6 +12,7 @@ import { gelu, geluBackward, relu, reluBackward } from "../ops/activation.ts";
 import { dropout, dropoutBackward } from "../ops/dropout.ts";
 import { add, addInto } from "../ops/elementwise.ts";
 import { embeddingBackward, embeddingGather, embeddingGatherSum } from "../ops/embedding.ts";
+import { embeddingLayerNormInference } from "../ops/embedding_ln.ts";
 import { mergeHeads, mergeHeadsBackward, splitHeads, splitHeadsBackward } from "../ops/heads.ts";
 import {
   addLayerNormInference,
@@ -190,9 +191,24 @@ export function embeddingsForward(
 ): EmbeddingState {
   const c = model.config;
   if (o.fused === true && !o.save && !o.train) {
-    // inference: word rows, then position (+ type) rows, summed and normalised in one kernel
-    const pos = c.arch === "bert" && batch.types && c.typeVocabSize > 0
-      ? embeddingGatherSum(model.param("emb.pos"), batch.pos, model.param("emb.type"), batch.types)
+    const types = c.arch === "bert" && c.typeVocabSize > 0 ? batch.types : undefined;
+    // inference: the three gathers, their sum and the LayerNorm in one kernel (CPU adapters)
+    const fused = embeddingLayerNormInference(
+      {
+        word: model.param("emb.word"),
+        ids: batch.ids,
+        pos: model.param("emb.pos"),
+        posIds: batch.pos,
+        ...(types ? { type: model.param("emb.type"), typeIds: types } : {}),
+      },
+      model.param("emb.ln.g"),
+      model.param("emb.ln.b"),
+      c.layerNormEps,
+    );
+    if (fused) return { out: fused, normed: fused };
+    // else word rows, then position (+ type) rows, summed and normalised in one kernel
+    const pos = types
+      ? embeddingGatherSum(model.param("emb.pos"), batch.pos, model.param("emb.type"), types)
       : embeddingGather(model.param("emb.pos"), batch.pos);
     const word = embeddingGather(model.param("emb.word"), batch.ids);
     const y = addLayerNormInference(

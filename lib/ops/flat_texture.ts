@@ -44,3 +44,15 @@ export function flatTexture(src: Tensor): { tex: Texture2D; shift: number } {
   if (rest > 0) gpu.copyToTexture(src, tex, rest, 1, rows * 4 * w, rows);
   return { tex, shift: Math.log2(tex.width) };
 }
+
+/**
+ * `flatTexture` for a tensor that many passes read unchanged (a parameter): the copy is recorded
+ * once and kept with the tensor (`Gpu.holdTexture`) until a write to its buffer is recorded or it
+ * is released, then made again on the next call. The caller must not release the texture.
+ */
+export function heldFlatTexture(src: Tensor): { tex: Texture2D; shift: number } {
+  const h = src.gpu.heldTexture(src);
+  if (h) return h;
+  const f = flatTexture(src);
+  return src.gpu.holdTexture(src, f.tex, f.shift);
+}

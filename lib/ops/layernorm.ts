@@ -7,8 +7,8 @@
 import src from "../../kernels/layernorm.wgsl" with { type: "text" };
 import { InvalidArgumentError, ShapeError } from "../errors.ts";
 import { f32Bits, type KernelSpec } from "../gpu/context.ts";
-import type { Tensor } from "../gpu/tensor.ts";
-import { flatTexture, flatTextureFits } from "./flat_texture.ts";
+import { shapeStr, type Tensor } from "../gpu/tensor.ts";
+import { flatTexture, flatTextureFits, heldFlatTexture } from "./flat_texture.ts";
 import { grid1d } from "./grid.ts";
 import { kernelClass } from "./kernel_class.ts";
 import {
@@ -48,10 +48,6 @@ const BACKWARD_DX_ROWS = spec(
 );
 const PARAM_PARTIAL = spec("param_partial", ["read", "read", "read", "read", "rw"], COL_WG);
 const PARAM_FINAL = spec("param_final", ["read", "rw", "rw"], COL_WG);
-
-function shapeStr(t: Tensor): string {
-  return `[${t.shape.join(", ")}]`;
-}
 
 /** Rows and columns of `x` seen as [R, C] with C its last dimension. */
 function rowsCols(op: string, x: Tensor): [number, number] {
@@ -125,7 +121,9 @@ export function addLayerNormInference(
   if (kernelClass(gpu) !== "cpu" || cols % 4 !== 0 || !flatTextureFits(gpu, a.size)) {
     return undefined;
   }
-  const ta = flatTexture(a), tr = flatTexture(r), tg = flatTexture(gamma), tb = flatTexture(beta);
+  // gamma and beta: parameters, copied once and kept until written (`heldFlatTexture`)
+  const ta = flatTexture(a), tr = flatTexture(r);
+  const tg = heldFlatTexture(gamma), tb = heldFlatTexture(beta);
   const y = gpu.empty(a.shape);
   // rows of at most 256 values: the unrolled entry (lib/ops/layernorm_unrolled.ts)
   const c4 = cols / 4;
@@ -146,7 +144,7 @@ export function addLayerNormInference(
     [ta.tex, tr.tex, tg.tex, tb.tex, y],
     [nx, ny],
   );
-  for (const t of [ta, tr, tg, tb]) gpu.textures.release(t.tex);
+  for (const t of [ta, tr]) gpu.textures.release(t.tex);
   return y;
 }
 

@@ -8,7 +8,7 @@
 import src from "../../kernels/loss.wgsl" with { type: "text" };
 import { ShapeError } from "../errors.ts";
 import { f32Bits, type KernelSpec } from "../gpu/context.ts";
-import type { Tensor } from "../gpu/tensor.ts";
+import { shapeStr, type Tensor } from "../gpu/tensor.ts";
 import { grid1d } from "./grid.ts";
 import { kernelClass } from "./kernel_class.ts";
 
@@ -31,10 +31,6 @@ const ROW6 = [R, R, R, R, R, "rw"] as const;
 const ROW7 = [R, R, R, R, R, "rw", "rw"] as const;
 const MSE_FORWARD = spec("mse_forward", [R, R, "rw"], ELEM_WG);
 const MSE_BACKWARD = spec("mse_backward", [R, R, "rw"], ELEM_WG);
-
-function shapeStr(t: Tensor): string {
-  return `[${t.shape.join(", ")}]`;
-}
 
 function rows2d(op: string, name: string, t: Tensor): [number, number] {
   if (t.shape.length !== 2) throw new ShapeError(`${op}: ${name} ${shapeStr(t)} must be 2-D`);

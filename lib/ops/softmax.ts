@@ -7,7 +7,7 @@
 import src from "../../kernels/softmax.wgsl" with { type: "text" };
 import { InvalidArgumentError, ShapeError } from "../errors.ts";
 import { f32Bits, type KernelSpec } from "../gpu/context.ts";
-import type { Tensor } from "../gpu/tensor.ts";
+import { shapeStr, type Tensor } from "../gpu/tensor.ts";
 import { grid1d } from "./grid.ts";
 import { kernelClass } from "./kernel_class.ts";
 
@@ -25,10 +25,6 @@ const spec = (
 /** Rows per workgroup of the CPU-class kernels (one invocation per row). */
 const CPU_ROWS_WG = 64;
 const rowWg = (cols: number) => (cols <= 32 ? 32 : cols <= 64 ? 64 : cols <= 128 ? 128 : 256);
-
-function shapeStr(t: Tensor): string {
-  return `[${t.shape.join(", ")}]`;
-}
 
 /**
  * P = softmax(scale·scores + mask) over the last dimension. `scores` is [B·H, Sq, Sk] (any shape

@@ -36,9 +36,10 @@ import type { LatencyTable } from "./search_latency.ts";
  * LayerNorm for rows of ≤ 256 values (lib/ops/layernorm_unrolled.ts); 15: the matmul epilogue's
  * activation and accumulate flag compiled in as override constants; 16: a wide product's last N % 128
  * ≤ 64 columns on a narrower tile (`texturePlan`), 33–64 columns on the 16 × 8 tile; 17: small
- * products with K ≥ 64 on the texture path (`textureWorthwhile`).
+ * products with K ≥ 64 on the texture path (`textureWorthwhile`); 18: fused inference embeddings
+ * (lib/ops/embedding_ln.ts) and LayerNorm parameters read from kept textures (`heldFlatTexture`).
  */
-export const KERNEL_VERSION = 17;
+export const KERNEL_VERSION = 18;
 
 /** Options of `measureLatencyTable`. */
 export interface LatencyOptions {
