@@ -20,11 +20,17 @@
 // Grid: x = ⌈(N − n0) / (WGX·TN)⌉, y = ⌈M / (WGY·TM)⌉, z = batch items of this dispatch (output
 // item z0 + workgroup_id.z); columns n0 … N − 1 (n0 > 0: the last N % 128 columns of a wide
 // product, whose 16 × 16 batches of 128 columns would mostly idle, as a second, narrower dispatch).
+// With the override SWAP, lanes and workgroups along x index row tiles and those along y column
+// tiles (grid x = ⌈M / (WGX·TM)⌉, y = ⌈(N − n0) / (WGY·TN)⌉): llvmpipe runs the 8 lanes along x
+// as one SIMD batch, so a narrow product (a pruned FFN of 40 neurons) fills every lane of a batch
+// with rows instead of idling the lanes past its last column.
 // The sum over k runs in a fixed order: results are deterministic.
 // Needs kernels/matmul_epilogue.wgsl (epilogue(), epilogue4()) appended to the source.
 
 override WGX: u32 = 8u;
 override WGY: u32 = 8u;
+// Lanes along x index row tiles, along y column tiles (see Grid above).
+override SWAP: bool = false;
 
 const FLAG_BIAS = 1u;
 const FLAG_ACCUMULATE = 2u;
@@ -92,8 +98,10 @@ fn biasTexel(t: u32) -> vec4<f32> {
 // 8 × 4 outputs per invocation.
 @compute @workgroup_size(WGX, WGY)
 fn matmul_tex_8x4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let n0 = p.n0 + (wid.x * WGX + lid.x) * 4u;
-  let m0 = (wid.y * WGY + lid.y) * 8u;
+  let gx = wid.x * WGX + lid.x;
+  let gy = wid.y * WGY + lid.y;
+  let n0 = p.n0 + select(gx, gy, SWAP) * 4u;
+  let m0 = select(gy, gx, SWAP) * 8u;
   if (m0 >= p.M || n0 >= p.N) {
     return;
   }
@@ -228,8 +236,10 @@ fn matmul_tex_8x4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
 // 8 × 4 outputs per invocation, stored as vec4s (N % 4 == 0).
 @compute @workgroup_size(WGX, WGY)
 fn matmul_tex_8x4_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let n0 = p.n0 + (wid.x * WGX + lid.x) * 4u;
-  let m0 = (wid.y * WGY + lid.y) * 8u;
+  let gx = wid.x * WGX + lid.x;
+  let gy = wid.y * WGY + lid.y;
+  let n0 = p.n0 + select(gx, gy, SWAP) * 4u;
+  let m0 = select(gy, gx, SWAP) * 8u;
   if (m0 >= p.M || n0 >= p.N) {
     return;
   }
@@ -340,8 +350,10 @@ fn matmul_tex_8x4_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocatio
 // 8 × 8 outputs per invocation.
 @compute @workgroup_size(WGX, WGY)
 fn matmul_tex_8x8(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let n0 = p.n0 + (wid.x * WGX + lid.x) * 8u;
-  let m0 = (wid.y * WGY + lid.y) * 8u;
+  let gx = wid.x * WGX + lid.x;
+  let gy = wid.y * WGY + lid.y;
+  let n0 = p.n0 + select(gx, gy, SWAP) * 8u;
+  let m0 = select(gy, gx, SWAP) * 8u;
   if (m0 >= p.M || n0 >= p.N) {
     return;
   }
@@ -581,8 +593,10 @@ fn matmul_tex_8x8(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
 // 8 × 8 outputs per invocation, stored as vec4s (N % 4 == 0).
 @compute @workgroup_size(WGX, WGY)
 fn matmul_tex_8x8_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let n0 = p.n0 + (wid.x * WGX + lid.x) * 8u;
-  let m0 = (wid.y * WGY + lid.y) * 8u;
+  let gx = wid.x * WGX + lid.x;
+  let gy = wid.y * WGY + lid.y;
+  let n0 = p.n0 + select(gx, gy, SWAP) * 8u;
+  let m0 = select(gy, gx, SWAP) * 8u;
   if (m0 >= p.M || n0 >= p.N) {
     return;
   }
@@ -774,8 +788,10 @@ fn matmul_tex_8x8_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocatio
 // 4 × 8 outputs per invocation.
 @compute @workgroup_size(WGX, WGY)
 fn matmul_tex_4x8(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let n0 = p.n0 + (wid.x * WGX + lid.x) * 8u;
-  let m0 = (wid.y * WGY + lid.y) * 4u;
+  let gx = wid.x * WGX + lid.x;
+  let gy = wid.y * WGY + lid.y;
+  let n0 = p.n0 + select(gx, gy, SWAP) * 8u;
+  let m0 = select(gy, gx, SWAP) * 4u;
   if (m0 >= p.M || n0 >= p.N) {
     return;
   }
@@ -911,8 +927,10 @@ fn matmul_tex_4x8(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
 // 4 × 8 outputs per invocation, stored as vec4s (N % 4 == 0).
 @compute @workgroup_size(WGX, WGY)
 fn matmul_tex_4x8_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let n0 = p.n0 + (wid.x * WGX + lid.x) * 8u;
-  let m0 = (wid.y * WGY + lid.y) * 4u;
+  let gx = wid.x * WGX + lid.x;
+  let gy = wid.y * WGY + lid.y;
+  let n0 = p.n0 + select(gx, gy, SWAP) * 8u;
+  let m0 = select(gy, gx, SWAP) * 4u;
   if (m0 >= p.M || n0 >= p.N) {
     return;
   }
@@ -1024,8 +1042,10 @@ fn matmul_tex_4x8_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocatio
 // 4 × 4 outputs per invocation.
 @compute @workgroup_size(WGX, WGY)
 fn matmul_tex_4x4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let n0 = p.n0 + (wid.x * WGX + lid.x) * 4u;
-  let m0 = (wid.y * WGY + lid.y) * 4u;
+  let gx = wid.x * WGX + lid.x;
+  let gy = wid.y * WGY + lid.y;
+  let n0 = p.n0 + select(gx, gy, SWAP) * 4u;
+  let m0 = select(gy, gx, SWAP) * 4u;
   if (m0 >= p.M || n0 >= p.N) {
     return;
   }
@@ -1104,8 +1124,10 @@ fn matmul_tex_4x4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
 // 4 × 4 outputs per invocation, stored as vec4s (N % 4 == 0).
 @compute @workgroup_size(WGX, WGY)
 fn matmul_tex_4x4_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let n0 = p.n0 + (wid.x * WGX + lid.x) * 4u;
-  let m0 = (wid.y * WGY + lid.y) * 4u;
+  let gx = wid.x * WGX + lid.x;
+  let gy = wid.y * WGY + lid.y;
+  let n0 = p.n0 + select(gx, gy, SWAP) * 4u;
+  let m0 = select(gy, gx, SWAP) * 4u;
   if (m0 >= p.M || n0 >= p.N) {
     return;
   }
@@ -1172,8 +1194,10 @@ fn matmul_tex_4x4_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocatio
 // 16 × 4 outputs per invocation.
 @compute @workgroup_size(WGX, WGY)
 fn matmul_tex_16x4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let n0 = p.n0 + (wid.x * WGX + lid.x) * 4u;
-  let m0 = (wid.y * WGY + lid.y) * 16u;
+  let gx = wid.x * WGX + lid.x;
+  let gy = wid.y * WGY + lid.y;
+  let n0 = p.n0 + select(gx, gy, SWAP) * 4u;
+  let m0 = select(gy, gx, SWAP) * 16u;
   if (m0 >= p.M || n0 >= p.N) {
     return;
   }
@@ -1420,8 +1444,10 @@ fn matmul_tex_16x4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_
 // 16 × 4 outputs per invocation, stored as vec4s (N % 4 == 0).
 @compute @workgroup_size(WGX, WGY)
 fn matmul_tex_16x4_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let n0 = p.n0 + (wid.x * WGX + lid.x) * 4u;
-  let m0 = (wid.y * WGY + lid.y) * 16u;
+  let gx = wid.x * WGX + lid.x;
+  let gy = wid.y * WGY + lid.y;
+  let n0 = p.n0 + select(gx, gy, SWAP) * 4u;
+  let m0 = select(gy, gx, SWAP) * 16u;
   if (m0 >= p.M || n0 >= p.N) {
     return;
   }
@@ -1620,8 +1646,10 @@ fn matmul_tex_16x4_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocati
 // 16 × 8 outputs per invocation, stored as vec4s (N % 4 == 0).
 @compute @workgroup_size(WGX, WGY)
 fn matmul_tex_16x8_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let n0 = p.n0 + (wid.x * WGX + lid.x) * 8u;
-  let m0 = (wid.y * WGY + lid.y) * 16u;
+  let gx = wid.x * WGX + lid.x;
+  let gy = wid.y * WGY + lid.y;
+  let n0 = p.n0 + select(gx, gy, SWAP) * 8u;
+  let m0 = select(gy, gx, SWAP) * 16u;
   if (m0 >= p.M || n0 >= p.N) {
     return;
   }
@@ -1973,8 +2001,10 @@ fn matmul_tex_16x8_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocati
 // 16 × 16 outputs per invocation, stored as vec4s (N % 4 == 0).
 @compute @workgroup_size(WGX, WGY)
 fn matmul_tex_16x16_v4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let n0 = p.n0 + (wid.x * WGX + lid.x) * 16u;
-  let m0 = (wid.y * WGY + lid.y) * 16u;
+  let gx = wid.x * WGX + lid.x;
+  let gy = wid.y * WGY + lid.y;
+  let n0 = p.n0 + select(gx, gy, SWAP) * 16u;
+  let m0 = select(gy, gx, SWAP) * 16u;
   if (m0 >= p.M || n0 >= p.N) {
     return;
   }

@@ -579,17 +579,22 @@ Deno.test("texture path: products past the texture limit run as blocks (decoder 
   for (const t of [x, w, b, y, dy, x2, into]) t.release();
 });
 
-Deno.test("texture path: a wide product's last N % 128 columns run as a second dispatch on a narrower tile and match float64", async () => {
+Deno.test("texture path: narrow products on swapped tiles and a wide product's last N % 128 columns as a second dispatch match float64", async () => {
   const gpu = await getGpu();
-  const [M, K] = [1024, 12];
-  // N → the texture entries expected (M ≥ 1024: the split applies)
-  const cases: [number, Activation, boolean, string[]][] = [
-    [160, "gelu", false, ["matmul_tex_16x16_v4", "matmul_tex_16x4_v4"]],
-    [184, "relu", true, ["matmul_tex_16x16_v4", "matmul_tex_16x8_v4"]],
-    [200, "none", true, ["matmul_tex_16x16_v4"]], // 72 columns left: no narrower tile pays
-    [130, "gelu", false, ["matmul_tex_8x8", "matmul_tex_16x4"]], // N % 4 != 0: scalar stores
+  const K = 12;
+  // M, N → the texture entries and grids expected (M ≥ 1024: swapped tiles for < 128 columns,
+  // rows along x: grid x = ⌈M / 128⌉, y = column tiles of 8 or 16 (4 with scalar stores))
+  const cases: [number, number, Activation, boolean, string[]][] = [
+    [1024, 160, "gelu", false, ["matmul_tex_16x16_v4[1,16]", "matmul_tex_16x8_v4[8,4]"]],
+    [1024, 184, "relu", true, ["matmul_tex_16x16_v4[1,16]", "matmul_tex_16x8_v4[8,7]"]],
+    [1024, 200, "none", true, ["matmul_tex_16x16_v4[1,16]", "matmul_tex_16x16_v4[8,5]"]],
+    // N % 4 != 0: scalar stores (the 8 × 8 tile for the first 128 columns, 16 × 4 swapped)
+    [1024, 130, "gelu", false, ["matmul_tex_8x8[2,16]", "matmul_tex_16x4[8,1]"]],
+    [1100, 40, "gelu", true, ["matmul_tex_16x8_v4[9,5]"]],
+    [1100, 80, "relu", false, ["matmul_tex_16x16_v4[9,5]"]],
+    [1030, 7, "gelu", true, ["matmul_tex_16x4[9,2]"]],
   ];
-  for (const [N, act, accumulate, entries] of cases) {
+  for (const [M, N, act, accumulate, entries] of cases) {
     const xs = rand(M * K, N), ws = rand(N * K, N + 1), bs = rand(N, N + 2);
     const base = rand(M * N, N + 3);
     const want = new Float64Array(M * N);
@@ -608,7 +613,9 @@ Deno.test("texture path: a wide product's last N % 128 columns run as a second d
       "texture",
       () => Promise.resolve(matmul(x, w, { transB: true, bias: b, act, out, accumulate })),
     );
-    const ran = gpu.stopRecording().filter((d) => d.name === "matmul_tex.wgsl").map((d) => d.entry);
+    const ran = gpu.stopRecording().filter((d) => d.name === "matmul_tex.wgsl").map((d) =>
+      `${d.entry}[${d.workgroups[0]},${d.workgroups[1]}]`
+    );
     assertEquals(ran, entries, `N=${N}`);
     assertClose(await out.read(), want, 1e-5, 1e-5, `N=${N} ${act} accumulate=${accumulate}`);
     for (const t of [x, w, b, out]) t.release();

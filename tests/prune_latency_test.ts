@@ -10,6 +10,7 @@ import { makeConfig } from "../lib/model/config.ts";
 import { createRandomModel } from "../lib/model/model.ts";
 import { measureLatencyTable, measureModelLatencies } from "../lib/prune/latency.ts";
 import { setMatmulPath } from "../lib/ops/matmul.ts";
+import { TEXTURE_NARROW_MIN_M } from "../lib/ops/matmul_presets.ts";
 
 const shape = {
   arch: "bert",
@@ -51,29 +52,38 @@ Deno.test("latency table: one entry per head count and FFN width; a second call 
   }
 });
 
-Deno.test("latency table on the texture path: widths timed at 0, 1, 16, 32, each multiple of the step and F; a step past 32 where padding applies, linear elsewhere", async () => {
+Deno.test("latency table on the texture path: widths timed at 0, 1, 16, 32, each multiple of the step and F; under 1024 rows a step past 32 where padding applies, linear elsewhere", async () => {
   const gpu = await getGpu();
   const model = await createRandomModel(makeConfig({ ...shape, intermediateSize: 130 }), 3, gpu);
   setMatmulPath("texture");
   try {
-    const t = await measureLatencyTable(model, {
-      batch: 32,
-      seqLen: 32,
-      runs: 1,
-      warmup: 0,
-      step: 64,
-      cacheDir: null,
-    });
-    assertEquals(t.ffnTimed, [0, 1, 16, 32, 64, 128, 130]);
-    const lin = (a: number, b: number, n: number) =>
-      t.ffn[a] + (t.ffn[b] - t.ffn[a]) * (n - a) / (b - a);
-    for (const [a, b, n] of [[1, 16, 2], [16, 32, 21], [128, 130, 129]]) {
-      assertEquals(t.ffn[n], lin(a, b, n), `n = ${n}`);
+    // 16 × 32 rows: the narrow FFN products run SIMD batches of 64 columns (a step); 32 × 32 =
+    // TEXTURE_NARROW_MIN_M rows: swapped tiles, whose cost grows in small steps (interpolated)
+    for (const batch of [16, 32]) {
+      const t = await measureLatencyTable(model, {
+        batch,
+        seqLen: 32,
+        runs: 1,
+        warmup: 0,
+        step: 64,
+        cacheDir: null,
+      });
+      assertEquals(t.ffnTimed, [0, 1, 16, 32, 64, 128, 130]);
+      const lin = (a: number, b: number, n: number) =>
+        t.ffn[a] + (t.ffn[b] - t.ffn[a]) * (n - a) / (b - a);
+      for (const [a, b, n] of [[1, 16, 2], [16, 32, 21], [128, 130, 129]]) {
+        assertEquals(t.ffn[n], lin(a, b, n), `n = ${n}`);
+      }
+      if (batch * 32 < TEXTURE_NARROW_MIN_M) {
+        // past 32 neurons (B·S·d·n = 8192·n is past TEXTURE_MIN_MACS there): ⌈n/64⌉·64's timing
+        for (let n = 33; n < 64; n++) assertEquals(t.ffn[n], t.ffn[64], `n = ${n}`);
+        for (let n = 65; n < 128; n++) assertEquals(t.ffn[n], t.ffn[128], `n = ${n}`);
+      } else {
+        for (let n = 33; n < 64; n++) assertEquals(t.ffn[n], lin(32, 64, n), `n = ${n}`);
+        for (let n = 65; n < 128; n++) assertEquals(t.ffn[n], lin(64, 128, n), `n = ${n}`);
+      }
+      for (const v of t.ffn) assert(Number.isFinite(v) && v >= 0, `${v}`);
     }
-    // past 32 neurons (B·S·d·n = 16384·n is past TEXTURE_MIN_MACS there): ⌈n/64⌉·64's timing
-    for (let n = 33; n < 64; n++) assertEquals(t.ffn[n], t.ffn[64], `n = ${n}`);
-    for (let n = 65; n < 128; n++) assertEquals(t.ffn[n], t.ffn[128], `n = ${n}`);
-    for (const v of t.ffn) assert(Number.isFinite(v) && v >= 0, `${v}`);
   } finally {
     setMatmulPath("auto");
     model.release();

@@ -27,6 +27,7 @@ import {
   type MatmulPreset,
   matmulPreset,
   matmulTexturePreset,
+  textureGrid,
   texturePlan,
   texturePresetForStores,
   textureWorthwhile,
@@ -94,7 +95,12 @@ function texSpec(
     source: TEX_SOURCE,
     entry: `matmul_tex_${p.tm}x${p.tn}${v4 ? "_v4" : ""}`,
     bindings: ["texture", "texture", "texture", "rw"],
-    constants: { WGX: p.wgx, WGY: p.wgy, ...epilogueConstants(j.act, j.flags) },
+    constants: {
+      WGX: p.wgx,
+      WGY: p.wgy,
+      SWAP: p.swap ? 1 : 0,
+      ...epilogueConstants(j.act, j.flags),
+    },
   };
 }
 
@@ -373,7 +379,7 @@ function matmulTexture(gpu: Gpu, j: TextureJob): boolean {
   // one dispatch per column range (the last N % 128 columns of a wide product on a narrower tile)
   const parts = texturePlan(M, NK).map((part) => {
     const p = texturePresetForStores(part.preset, NK);
-    const grid = [Math.ceil((part.n1 - part.n0) / (p.wgx * p.tn)), Math.ceil(M / (p.wgy * p.tm))];
+    const grid = textureGrid(p, M, part.n1 - part.n0);
     return { ...part, spec: texSpec(p, NK % 4 === 0, j), grid };
   });
   if (parts.some((q) => q.grid[0] > maxWg || q.grid[1] > maxWg) || NK > maxDim) return false;
@@ -434,8 +440,7 @@ function matmulTextureBlocks(gpu: Gpu, j: TextureJob, M: number, N: number, k4: 
   const pick = (mb: number, nb: number) => texturePresetForStores(matmulTexturePreset(mb, nb), N);
   const big = pick(Math.min(M, step), Math.min(N, step));
   if (
-    Math.ceil(Math.min(N, step) / (big.wgx * big.tn)) > maxWg ||
-    Math.ceil(Math.min(M, step) / (big.wgy * big.tm)) > maxWg
+    textureGrid(big, Math.min(M, step), Math.min(N, step)).some((g) => g > maxWg)
   ) return false;
   for (let m0 = 0; m0 < M; m0 += step) {
     const mb = Math.min(step, M - m0);
@@ -481,8 +486,7 @@ function matmulTextureBlocks(gpu: Gpu, j: TextureJob, M: number, N: number, k4: 
         0,
       ];
       gpu.dispatchResources(texSpec(p, v4, j), params, [texA, texB, texBias ?? texA, j.out], [
-        Math.ceil(nb / (p.wgx * p.tn)),
-        Math.ceil(mb / (p.wgy * p.tm)),
+        ...textureGrid(p, mb, nb),
         1,
       ]);
       gpu.textures.release(texB);

@@ -18,6 +18,21 @@ export interface MatmulPreset {
   tm: number;
   /** Output columns per lane (1…16). */
   tn: number;
+  /**
+   * Texture kernel only: lanes (and workgroups) along x index row tiles and those along y column
+   * tiles (kernels/matmul_tex.wgsl's override SWAP; grid `textureGrid`).
+   */
+  swap?: boolean;
+}
+
+/**
+ * Workgroup grid [x, y] of the texture kernel with preset `p` over M rows and `cols` columns:
+ * column tiles along x and row tiles along y, or the other way round with `p.swap`.
+ */
+export function textureGrid(p: Readonly<MatmulPreset>, M: number, cols: number): [number, number] {
+  const rowTiles = Math.ceil(M / ((p.swap ? p.wgx : p.wgy) * p.tm));
+  const colTiles = Math.ceil(cols / ((p.swap ? p.wgy : p.wgx) * p.tn));
+  return p.swap ? [rowTiles, colTiles] : [colTiles, rowTiles];
 }
 
 /**
@@ -120,38 +135,45 @@ export const MATMUL_TEXTURE_PRESET_LARGE: Readonly<MatmulPreset> = {
 
 /**
  * Preset for narrow products (N ≤ `TEXTURE_NARROW_MAX_N` columns, M ≥ `TEXTURE_NARROW_MIN_M`
- * rows): 16 × 4 outputs per invocation on 8 × 8 lanes. llvmpipe runs the 8 lanes along the columns
- * as one SIMD batch whatever number of them has columns to compute, so a narrow product costs per
- * batch: a 4-column tile keeps 32 columns per batch instead of 64, 16 rows halve the batches.
- * Same-run sweep (session 8, idle, M = 4096, K = 128, no bias): N = 8 / 16 / 24 / 32: 8 × 8 tile
- * 6.2 / 6.4 / 5.8 / 6.1 ms, 16 × 4 3.7 / 4.1 / 3.9 / 4.0 ms, 8 × 4 4.2 / 4.3 / 3.6 / 4.6 ms; at N = 40
- * and 48 the 8 × 8 tile stays ahead (6.5 against 8.1 ms).
+ * rows): 16 × 8 outputs per invocation, lanes along x over rows (`swap`), one lane along y per
+ * workgroup. llvmpipe runs the 8 lanes along x as one SIMD batch and runs a batch whose lanes are
+ * all out of range like any other (both sides of every branch), so the lanes along x must all
+ * have work: with the columns there, a 40-column product paid for 64 (8 lanes × 8 columns), and
+ * a second lane along y for 16 more. Same-run micro-benchmark (session 10, idle, M = 4096, K =
+ * 128, bias + GELU, `linearPadded`; ms): N = 21 / 32 / 39 / 64: previous tiles (16 × 4 on 8 × 8
+ * lanes to 32 columns, 16 × 8 on 8 × 4 lanes to 64) 4.5–6.0 / 4.5 / 5.9 / 6.1–6.9, this one
+ * 3.0 / 3.4–3.8 / 3.9–4.3 / 6.1–8.7; the same swapped tile with 4 lanes along y 3.1–3.4 / 3.5 /
+ * 6.0–6.9 / 6.6–7.6.
  */
 export const MATMUL_TEXTURE_PRESET_NARROW: Readonly<MatmulPreset> = {
   wgx: 8,
-  wgy: 8,
+  wgy: 1,
   tm: 16,
-  tn: 4,
+  tn: 8,
+  swap: true,
 };
 
 /**
- * Preset for products of 33–64 columns over ≥ `TEXTURE_NARROW_MIN_M` rows: 16 × 8 outputs per
- * invocation on 8 × 4 lanes (one SIMD batch spans 64 columns). Same-run sweep (session 9, idle, M =
- * 4096, K = 128, whole `matmul` calls): N = 40 / 48 / 64: 8 × 8 tile 5.7 / 6.3 / 6.4 ms, this one
- * 5.1–5.4 / 5.3–5.7 / 5.0–5.2 ms.
+ * Preset for products of `TEXTURE_NARROW_MAX_N` < N ≤ `TEXTURE_MEDIUM_MAX_N` columns over ≥
+ * `TEXTURE_NARROW_MIN_M` rows (and a wide product's last N % 128 columns, `texturePlan`): 16 × 16
+ * outputs per invocation, swapped as `MATMUL_TEXTURE_PRESET_NARROW`. Same-run micro-benchmark
+ * (session 10, as there): N = 80 / 96: 8 × 8 tile 13.1–14.3 / 13.1–13.9 ms, the large tile 10.0–10.3
+ * / 11.1–11.8, this one 7.7–8.1 / 8.2–9.7, swapped 16 × 8 8.8–9.1 / 9.4–11.0. At N = 128 the large
+ * tile stays ahead (9.4–10.3 against 12.4–13.0).
  */
 export const MATMUL_TEXTURE_PRESET_MEDIUM: Readonly<MatmulPreset> = {
   wgx: 8,
-  wgy: 4,
+  wgy: 1,
   tm: 16,
-  tn: 8,
+  tn: 16,
+  swap: true,
 };
 
 /** Widest product (columns per batch item) that takes `MATMUL_TEXTURE_PRESET_NARROW`. */
-export const TEXTURE_NARROW_MAX_N = 32;
+export const TEXTURE_NARROW_MAX_N = 64;
 
 /** Widest product (columns per batch item) that takes `MATMUL_TEXTURE_PRESET_MEDIUM`. */
-export const TEXTURE_MEDIUM_MAX_N = 64;
+export const TEXTURE_MEDIUM_MAX_N = 127;
 
 /**
  * Fewest rows per batch item of a product that takes `MATMUL_TEXTURE_PRESET_NARROW` or
@@ -168,13 +190,16 @@ export const TEXTURE_SCALAR_MAX_TILE = 64;
 
 /**
  * The preset a texture product of N columns runs with, given the preset in force: `p` itself
- * unless N % 4 != 0 and `p`'s tile has no scalar-store entry, then `MATMUL_TEXTURE_PRESET`.
+ * unless N % 4 != 0 and `p`'s tile has no scalar-store entry, then `p` with 4 columns per lane
+ * for a swapped tile, else `MATMUL_TEXTURE_PRESET`.
  */
 export function texturePresetForStores(
   p: Readonly<MatmulPreset>,
   N: number,
 ): Readonly<MatmulPreset> {
-  return N % 4 !== 0 && p.tm * p.tn > TEXTURE_SCALAR_MAX_TILE ? MATMUL_TEXTURE_PRESET : p;
+  if (N % 4 === 0 || p.tm * p.tn <= TEXTURE_SCALAR_MAX_TILE) return p;
+  // a swapped tile keeps its row lanes with 4 columns each (16 × 4 has scalar stores)
+  return p.swap && p.tm * 4 <= TEXTURE_SCALAR_MAX_TILE ? { ...p, tn: 4 } : MATMUL_TEXTURE_PRESET;
 }
 
 /** Smallest M and N of a dispatch that takes `MATMUL_TEXTURE_PRESET_LARGE`. */
@@ -210,10 +235,10 @@ export interface TexturePart {
 
 /**
  * The dispatches of an M × N texture product (per batch item): one with `matmulTexturePreset(M,
- * N)`, except that a product on the large tile (SIMD batches of 128 columns) whose last N % 128
- * columns are ≤ `TEXTURE_MEDIUM_MAX_N`, over ≥ `TEXTURE_NARROW_MIN_M` rows, runs those columns as a
- * second dispatch with the preset of a product that wide — a pruned FFN of 157 neurons (N = 160)
- * paid for 256 columns: M = 4096, K = 128, 16.3–17.3 ms in one dispatch against ≈ 13 ms in two.
+ * N)`, except that a product on the large tile (SIMD batches of 128 columns) over ≥
+ * `TEXTURE_NARROW_MIN_M` rows runs its last N % 128 columns as a second dispatch with the preset of
+ * a product that wide (a swapped tile) — a pruned FFN of 157 neurons (N = 160) paid for 256
+ * columns: M = 4096, K = 128, 16.3–17.3 ms in one dispatch against ≈ 13 ms in two.
  * No split under a preset override (`setMatmulTexturePreset`).
  */
 export function texturePlan(M: number, N: number): TexturePart[] {

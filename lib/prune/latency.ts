@@ -17,7 +17,7 @@ import { makeConfig } from "../model/config.ts";
 import { attentionForward, ffnForward, type LayerState } from "../model/encoder.ts";
 import { uploadBatch } from "../model/inputs.ts";
 import { matmulPath, PADDED_WIDTH } from "../ops/matmul.ts";
-import { TEXTURE_NARROW_MAX_N, textureWorthwhile } from "../ops/matmul_presets.ts";
+import { TEXTURE_NARROW_MIN_M, textureWorthwhile } from "../ops/matmul_presets.ts";
 import { createRandomModel, type Model } from "../model/model.ts";
 import { forward } from "../model/run.ts";
 import type { OnProgress } from "../util/progress.ts";
@@ -37,9 +37,10 @@ import type { LatencyTable } from "./search_latency.ts";
  * activation and accumulate flag compiled in as override constants; 16: a wide product's last N % 128
  * ≤ 64 columns on a narrower tile (`texturePlan`), 33–64 columns on the 16 × 8 tile; 17: small
  * products with K ≥ 64 on the texture path (`textureWorthwhile`); 18: fused inference embeddings
- * (lib/ops/embedding_ln.ts) and LayerNorm parameters read from kept textures (`heldFlatTexture`).
+ * (lib/ops/embedding_ln.ts) and LayerNorm parameters read from kept textures (`heldFlatTexture`);
+ * 19: products of < 128 columns over ≥ 1024 rows on swapped tiles (rows along the SIMD lanes).
  */
-export const KERNEL_VERSION = 18;
+export const KERNEL_VERSION = 19;
 
 /** Options of `measureLatencyTable`. */
 export interface LatencyOptions {
@@ -157,7 +158,7 @@ export async function measureLatencyTable(
     } catch { /* not cached */ }
   }
   const gpu = model.gpu;
-  // small widths as well: a narrow FFN product runs another tile (MATMUL_TEXTURE_PRESET_NARROW)
+  // small widths as well: a narrow FFN product runs other tiles (MATMUL_TEXTURE_PRESET_NARROW)
   const ffnTimed = [
     ...new Set([
       0,
@@ -241,14 +242,15 @@ export async function measureLatencyTable(
     }
   }
   if (ffnTimed.length === 1) ffn[0] = ffnAt.get(0)!;
-  // On the texture path a width past TEXTURE_NARROW_MAX_N costs a step: its first product runs
-  // whole SIMD batches (of 64 columns for 33–64 columns, then of 128 plus a last one of 32 or 64:
-  // `texturePlan`), so n costs the timing of ⌈n/64⌉·64 where that was timed (an overestimate
-  // where the last batch is 32 columns wide, and for its second product, linear in ⌈n/4⌉: a
-  // latency budget is then met with room to spare, not missed). Linear interpolation between the
-  // timed points under-predicted the compact models by up to 18% (session 8, KERNEL_VERSION 11).
-  if (matmulPath(gpu) === "texture" && step % PADDED_WIDTH === 0) {
-    for (let n = TEXTURE_NARROW_MAX_N + 1; n <= F; n++) {
+  // On the texture path over fewer than TEXTURE_NARROW_MIN_M rows a width past 32 costs a step:
+  // its first product runs whole SIMD batches of 64 columns, so n costs the timing of ⌈n/64⌉·64
+  // where that was timed (for its second product, linear in ⌈n/4⌉, an overestimate: a latency
+  // budget is then met with room to spare, not missed). Linear interpolation between the timed
+  // points under-predicted the compact models by up to 18% (session 8, KERNEL_VERSION 11). Over
+  // more rows the narrow products run swapped tiles (rows along the SIMD lanes, columns in tiles
+  // of 8 or 16: `matmulTexturePreset`), whose cost grows with n in small steps: interpolated.
+  if (matmulPath(gpu) === "texture" && step % PADDED_WIDTH === 0 && B * S < TEXTURE_NARROW_MIN_M) {
+    for (let n = 33; n <= F; n++) {
       const up = Math.ceil(n / PADDED_WIDTH) * PADDED_WIDTH;
       const texture = textureWorthwhile(B * S * d * n, d);
       if (up !== n && up <= F && ffnAt.has(up) && texture) ffn[n] = ffnAt.get(up)!;
