@@ -11,7 +11,7 @@ import { getGpu } from "../lib/gpu/context.ts";
 import { fusedAttention } from "../lib/ops/attention.ts";
 import { flatTextureWidth } from "../lib/ops/flat_texture.ts";
 import { kernelClass } from "../lib/ops/kernel_class.ts";
-import { addLayerNormInference } from "../lib/ops/layernorm.ts";
+import { addLayerNormInference, biasLayerNormInference } from "../lib/ops/layernorm.ts";
 import { embeddingLayerNormInference } from "../lib/ops/embedding_ln.ts";
 import { mul } from "../lib/ops/elementwise.ts";
 import { linearPadded } from "../lib/ops/matmul.ts";
@@ -169,6 +169,52 @@ Deno.test("fused residual + LayerNorm equals LayerNorm(a + r) in float64 (unroll
   }
   // rows of ≤ 256 values: the unrolled entries; 772: the generic one
   assertEquals(entries, ["add_ln_r1_c4", "add_ln_r1_c32", "add_ln_r1_c64", "add_forward_rows_tex"]);
+});
+
+Deno.test("bias + LayerNorm (a zero-width sub-layer) equals LayerNorm(bias + r) in float64", async () => {
+  const gpu = await getGpu();
+  if (kernelClass(gpu) !== "cpu") return;
+  const entries: string[] = [];
+  for (const [R, C] of [[37, 16], [300, 128], [3, 256]]) {
+    const rnd = rand(R * 17 + C);
+    const bias = Float32Array.from({ length: C }, () => 3 * rnd() + 1);
+    const res = Float32Array.from({ length: R * C }, () => 2 * rnd());
+    const g = Float32Array.from({ length: C }, () => 1 + rnd());
+    const b = Float32Array.from({ length: C }, () => rnd());
+    const eps = 1e-12;
+    const ref = new Float64Array(R * C);
+    for (let i = 0; i < R; i++) {
+      let mean = 0, v = 0;
+      for (let c = 0; c < C; c++) mean += bias[c] + res[i * C + c];
+      mean /= C;
+      for (let c = 0; c < C; c++) v += (bias[c] + res[i * C + c] - mean) ** 2;
+      const rstd = 1 / Math.sqrt(v / C + eps);
+      for (let c = 0; c < C; c++) {
+        ref[i * C + c] = (bias[c] + res[i * C + c] - mean) * rstd * g[c] + b[c];
+      }
+    }
+    const ts = [
+      gpu.upload(bias, [C]),
+      gpu.upload(res, [R, C]),
+      gpu.upload(g, [C]),
+      gpu.upload(b, [C]),
+    ];
+    gpu.startRecording();
+    const y = biasLayerNormInference(ts[0], ts[1], ts[2], ts[3], eps);
+    entries.push(...gpu.stopRecording().map((d) => d.entry));
+    assert(y, `bias LayerNorm did not apply to [${R}, ${C}]`);
+    assertEquals([...y.shape], [R, C]);
+    assertClose(await y.read(), ref, 2e-5 * Math.max(1, maxAbs(ref)), 0, `[${R}, ${C}]`);
+    for (const t of [...ts, y]) t.release();
+  }
+  assertEquals(entries, ["add_ln_r1_c4_b", "add_ln_r1_c32_b", "add_ln_r1_c64_b"]);
+  // rows past 256 values: no such kernel (the caller broadcasts the bias instead)
+  const wide = [
+    gpu.upload(new Float32Array(260), [260]),
+    gpu.upload(new Float32Array(520), [2, 260]),
+  ];
+  assertEquals(biasLayerNormInference(wide[0], wide[1], wide[0], wide[0], 1e-12), undefined);
+  for (const t of wide) t.release();
 });
 
 Deno.test("fused embeddings equal LayerNorm(word + pos + type) in float64 (out-of-range ids give zero rows; held table textures follow writes)", async () => {

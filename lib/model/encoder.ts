@@ -16,6 +16,7 @@ import { embeddingLayerNormInference } from "../ops/embedding_ln.ts";
 import { mergeHeads, mergeHeadsBackward, splitHeads, splitHeadsBackward } from "../ops/heads.ts";
 import {
   addLayerNormInference,
+  biasLayerNormInference,
   layerNorm,
   layerNormBackward,
   layerNormBackwardDx,
@@ -386,10 +387,16 @@ export function attentionProjection(
   st: Partial<LayerState>,
   o: PassOptions,
 ): void {
-  const attn = model.heads(l) > 0
-    ? linear(st.merged!, model.param(`l${l}.o.w`), model.param(`l${l}.o.b`))
-    : biasRows(x, model.param(`l${l}.o.b`));
-  const r = residualNorm(model, `l${l}.ln1`, attn, x, siteSeed(o, l, 2), o);
+  const r = model.heads(l) > 0
+    ? residualNorm(
+      model,
+      `l${l}.ln1`,
+      linear(st.merged!, model.param(`l${l}.o.w`), model.param(`l${l}.o.b`)),
+      x,
+      siteSeed(o, l, 2),
+      o,
+    )
+    : biasNorm(model, `l${l}.ln1`, model.param(`l${l}.o.b`), x, siteSeed(o, l, 2), o);
   st.sum1 = r.sum;
   st.mean1 = r.mean;
   st.rstd1 = r.rstd;
@@ -411,7 +418,7 @@ export function ffnForward(
 ): void {
   const c = model.config;
   const F = model.ffn(l);
-  let f: Tensor;
+  let f: Tensor | undefined = undefined;
   const padded = F % PADDED_WIDTH !== 0 && !ffnMask && o.fused === true && !o.save && !o.train &&
       u.shape.length === 2
     ? linearPadded(u, model.param(`l${l}.ffn1.w`), model.param(`l${l}.ffn1.b`), c.hiddenAct)
@@ -433,10 +440,11 @@ export function ffnForward(
     const z = st.z;
     st.zm = ffnMask ? scaleColsGrouped(z, ffnMask, batch.S) : z;
     f = linear(st.zm, model.param(`l${l}.ffn2.w`), model.param(`l${l}.ffn2.b`));
-  } else {
-    f = biasRows(u, model.param(`l${l}.ffn2.b`));
   }
-  const r = residualNorm(model, `l${l}.ln2`, f, u, siteSeed(o, l, 3), o);
+  // with 0 neurons the sub-layer's output is b₂ on every row
+  const r = f
+    ? residualNorm(model, `l${l}.ln2`, f, u, siteSeed(o, l, 3), o)
+    : biasNorm(model, `l${l}.ln2`, model.param(`l${l}.ffn2.b`), u, siteSeed(o, l, 3), o);
   st.sum2 = r.sum;
   st.mean2 = r.mean;
   st.rstd2 = r.rstd;
@@ -481,9 +489,30 @@ export function residualNorm(
   return { sum, mean: r.mean, rstd: r.rstd, y: r.y };
 }
 
-/** A tensor shaped like `like` whose every row is `bias` (a zero-width sub-layer's output). */
-function biasRows(like: Tensor, bias: Tensor): Tensor {
-  return broadcastRows(bias, like.shape);
+/**
+ * `residualNorm` of a zero-width sub-layer, whose output is its bias on every row: fused
+ * inference adds the bias row inside the LayerNorm kernel (`biasLayerNormInference`), other passes
+ * broadcast it to a tensor shaped like the residual first.
+ */
+function biasNorm(
+  model: Model,
+  ln: string,
+  bias: Tensor,
+  residual: Tensor,
+  seed: number,
+  o: PassOptions,
+): ReturnType<typeof residualNorm> {
+  if (o.fused === true && !o.save && !o.train) {
+    const y = biasLayerNormInference(
+      bias,
+      residual,
+      model.param(`${ln}.g`),
+      model.param(`${ln}.b`),
+      model.config.layerNormEps,
+    );
+    if (y) return { y };
+  }
+  return residualNorm(model, ln, broadcastRows(bias, residual.shape), residual, seed, o);
 }
 
 /** Per-example mask gradients of one layer: head [B·H_l] and ffn [B, F_l]. */

@@ -14,6 +14,7 @@ import { kernelClass } from "./kernel_class.ts";
 import {
   UNROLLED_LN_MAX_C4,
   UNROLLED_LN_ROWS,
+  unrolledLayerNormEntry,
   unrolledLayerNormSource,
 } from "./layernorm_unrolled.ts";
 
@@ -110,29 +111,64 @@ export function addLayerNormInference(
   beta: Tensor,
   eps: number,
 ): Tensor | undefined {
-  const [rows, cols] = rowsCols("addLayerNormInference", a);
   if (r.size !== a.size) {
     throw new ShapeError(`addLayerNormInference: residual ${shapeStr(r)} vs ${shapeStr(a)}`);
   }
-  expectSize("addLayerNormInference", "gamma", gamma, cols, `last dim of a ${shapeStr(a)}`);
-  expectSize("addLayerNormInference", "beta", beta, cols, `last dim of a ${shapeStr(a)}`);
-  if (!(eps >= 0)) throw new InvalidArgumentError(`addLayerNormInference: eps must be ≥ 0`);
-  const gpu = a.gpu;
-  if (kernelClass(gpu) !== "cpu" || cols % 4 !== 0 || !flatTextureFits(gpu, a.size)) {
+  return addLayerNormTex("addLayerNormInference", a, r, gamma, beta, eps, false);
+}
+
+/**
+ * Inference-only y = LayerNorm(bias + r) for a row `bias` [C] added to every row of r [..., C]
+ * (a sub-layer with every head or neuron pruned outputs its bias on every row): as
+ * `addLayerNormInference` without materialising the broadcast rows. Returns undefined, recording
+ * nothing, where the unrolled entry does not apply (GPU adapters, C % 4 != 0, C > 256).
+ */
+export function biasLayerNormInference(
+  bias: Tensor,
+  r: Tensor,
+  gamma: Tensor,
+  beta: Tensor,
+  eps: number,
+): Tensor | undefined {
+  const [, cols] = rowsCols("biasLayerNormInference", r);
+  expectSize("biasLayerNormInference", "bias", bias, cols, `last dim of r ${shapeStr(r)}`);
+  if (cols / 4 > UNROLLED_LN_MAX_C4) return undefined;
+  return addLayerNormTex("biasLayerNormInference", bias, r, gamma, beta, eps, true);
+}
+
+function addLayerNormTex(
+  op: string,
+  a: Tensor,
+  r: Tensor,
+  gamma: Tensor,
+  beta: Tensor,
+  eps: number,
+  broadcast: boolean,
+): Tensor | undefined {
+  const [rows, cols] = rowsCols(op, r);
+  expectSize(op, "gamma", gamma, cols, `last dim of r ${shapeStr(r)}`);
+  expectSize(op, "beta", beta, cols, `last dim of r ${shapeStr(r)}`);
+  if (!(eps >= 0)) throw new InvalidArgumentError(`${op}: eps must be ≥ 0`);
+  const gpu = r.gpu;
+  if (
+    kernelClass(gpu) !== "cpu" || cols % 4 !== 0 || !flatTextureFits(gpu, r.size) ||
+    !flatTextureFits(gpu, cols)
+  ) {
     return undefined;
   }
-  // gamma and beta: parameters, copied once and kept until written (`heldFlatTexture`)
-  const ta = flatTexture(a), tr = flatTexture(r);
+  // gamma, beta and a broadcast bias: parameters, copied once and kept until written
+  // (`heldFlatTexture`)
+  const ta = broadcast ? heldFlatTexture(a) : flatTexture(a), tr = flatTexture(r);
   const tg = heldFlatTexture(gamma), tb = heldFlatTexture(beta);
-  const y = gpu.empty(a.shape);
+  const y = gpu.empty(r.shape);
   // rows of at most 256 values: the unrolled entry (lib/ops/layernorm_unrolled.ts)
   const c4 = cols / 4;
   const unrolled = c4 <= UNROLLED_LN_MAX_C4;
   const spec: KernelSpec = unrolled
     ? {
-      name: `layernorm.wgsl+ln_c${c4}`,
-      source: unrolledLayerNormSource(c4),
-      entry: `add_ln_r${UNROLLED_LN_ROWS}_c${c4}`,
+      name: `layernorm.wgsl+ln_c${c4}${broadcast ? "_b" : ""}`,
+      source: unrolledLayerNormSource(c4, broadcast),
+      entry: unrolledLayerNormEntry(c4, broadcast),
       bindings: ADD_FORWARD_ROWS_TEX.bindings,
       constants: { WG: CPU_ROWS_WG },
     }
@@ -140,11 +176,12 @@ export function addLayerNormInference(
   const [nx, ny] = grid1d(unrolled ? Math.ceil(rows / UNROLLED_LN_ROWS) : rows, CPU_ROWS_WG);
   gpu.dispatchResources(
     spec,
-    [rows, cols, nx, f32Bits(eps), ta.shift, tg.shift],
+    [rows, cols, nx, f32Bits(eps), tr.shift, tg.shift],
     [ta.tex, tr.tex, tg.tex, tb.tex, y],
     [nx, ny],
   );
-  for (const t of [ta, tr]) gpu.textures.release(t.tex);
+  if (!broadcast) gpu.textures.release(ta.tex);
+  gpu.textures.release(tr.tex);
   return y;
 }
 

@@ -39,22 +39,34 @@ fn u_at(t: u32, shift: u32) -> vec2<u32> {
 
 const cache = new Map<number, string>();
 
-/** WGSL source (shared header + one entry `add_ln_r<R>_c<C4>`) for rows of 4·C4 values. */
-export function unrolledLayerNormSource(C4: number): string {
-  let s = cache.get(C4);
+/**
+ * WGSL source (shared header + one entry `add_ln_r<R>_c<C4>`) for rows of 4·C4 values; with
+ * `broadcast`, entry `add_ln_r<R>_c<C4>_b`, where `a` is one row of C values added to every row of
+ * r (a zero-width sub-layer's bias).
+ */
+export function unrolledLayerNormSource(C4: number, broadcast = false): string {
+  const key = 2 * C4 + (broadcast ? 1 : 0);
+  let s = cache.get(key);
   if (!s) {
-    s = HEADER + BINDINGS + entry(UNROLLED_LN_ROWS, C4);
-    cache.set(C4, s);
+    s = HEADER + BINDINGS + entry(UNROLLED_LN_ROWS, C4, broadcast);
+    cache.set(key, s);
   }
   return s;
 }
 
-function entry(R: number, C4: number): string {
+/** Entry name of `unrolledLayerNormSource(C4, broadcast)`. */
+export function unrolledLayerNormEntry(C4: number, broadcast = false): string {
+  return `add_ln_r${UNROLLED_LN_ROWS}_c${C4}${broadcast ? "_b" : ""}`;
+}
+
+function entry(R: number, C4: number, broadcast: boolean): string {
   const rs = Array.from({ length: R }, (_, i) => i), cs = Array.from({ length: C4 }, (_, i) => i);
   const L: string[] = [];
   L.push(`@compute @workgroup_size(WG)`);
   L.push(
-    `fn add_ln_r${R}_c${C4}(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: vec3u) {`,
+    `fn add_ln_r${R}_c${C4}${
+      broadcast ? "_b" : ""
+    }(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: vec3u) {`,
   );
   L.push(`  let row0 = (row_index(wid) * WG + lid3.x) * ${R}u;`);
   L.push(`  if (row0 >= p.rows) {`, `    return;`, `  }`);
@@ -63,8 +75,11 @@ function entry(R: number, C4: number): string {
     L.push(`  let base${r} = min(row0 + ${r}u, p.rows - 1u) * ${C4}u;`);
     for (const c of cs) {
       L.push(`  let at${r}_${c} = u_at(base${r} + ${c}u, p.chunk);`);
+      // a broadcast row has C values like gamma and beta: texels 0 … C4 − 1 of a flat texture
+      // of their width (shift p.chunks)
+      const atA = broadcast ? `u_at(${c}u, p.chunks)` : `at${r}_${c}`;
       L.push(
-        `  let v${r}_${c} = textureLoad(u_a, at${r}_${c}, 0) + textureLoad(u_r, at${r}_${c}, 0);`,
+        `  let v${r}_${c} = textureLoad(u_a, ${atA}, 0) + textureLoad(u_r, at${r}_${c}, 0);`,
       );
     }
     L.push(`  var s${r} = vec4<f32>(0.0);`);

@@ -38,9 +38,10 @@ import type { LatencyTable } from "./search_latency.ts";
  * ≤ 64 columns on a narrower tile (`texturePlan`), 33–64 columns on the 16 × 8 tile; 17: small
  * products with K ≥ 64 on the texture path (`textureWorthwhile`); 18: fused inference embeddings
  * (lib/ops/embedding_ln.ts) and LayerNorm parameters read from kept textures (`heldFlatTexture`);
- * 19: products of < 128 columns over ≥ 1024 rows on swapped tiles (rows along the SIMD lanes).
+ * 19: products of < 128 columns over ≥ 1024 rows on swapped tiles (rows along the SIMD lanes);
+ * 20: zero-width sub-layers add their bias row inside the LayerNorm (`biasLayerNormInference`).
  */
-export const KERNEL_VERSION = 19;
+export const KERNEL_VERSION = 20;
 
 /** Options of `measureLatencyTable`. */
 export interface LatencyOptions {
