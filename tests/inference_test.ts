@@ -132,6 +132,25 @@ Deno.test("fused attention equals the float64 Hugging Face attention (both mask 
   assertEquals(entries, expected);
 });
 
+/** float64 LayerNorm (biased variance, as torch.nn.LayerNorm) of R rows of C values x(i, c). */
+function layerNormRef(
+  R: number,
+  C: number,
+  x: (i: number, c: number) => number,
+  g: Float32Array,
+  b: Float32Array,
+  eps: number,
+): Float64Array {
+  const out = new Float64Array(R * C);
+  for (let i = 0; i < R; i++) {
+    const v = Array.from({ length: C }, (_, c) => x(i, c));
+    const mean = v.reduce((s, y) => s + y, 0) / C;
+    const rstd = 1 / Math.sqrt(v.reduce((s, y) => s + (y - mean) ** 2, 0) / C + eps);
+    for (let c = 0; c < C; c++) out[i * C + c] = (v[c] - mean) * rstd * g[c] + b[c];
+  }
+  return out;
+}
+
 Deno.test("fused residual + LayerNorm equals LayerNorm(a + r) in float64 (unrolled and generic entries, partial texture rows)", async () => {
   const gpu = await getGpu();
   if (kernelClass(gpu) !== "cpu") return;
@@ -143,17 +162,7 @@ Deno.test("fused residual + LayerNorm equals LayerNorm(a + r) in float64 (unroll
     const g = Float32Array.from({ length: C }, () => 1 + r());
     const b = Float32Array.from({ length: C }, () => r());
     const eps = 1e-12;
-    const ref = new Float64Array(R * C);
-    for (let i = 0; i < R; i++) {
-      let mean = 0, v = 0;
-      for (let c = 0; c < C; c++) mean += a[i * C + c] + res[i * C + c];
-      mean /= C;
-      for (let c = 0; c < C; c++) v += (a[i * C + c] + res[i * C + c] - mean) ** 2;
-      const rstd = 1 / Math.sqrt(v / C + eps);
-      for (let c = 0; c < C; c++) {
-        ref[i * C + c] = (a[i * C + c] + res[i * C + c] - mean) * rstd * g[c] + b[c];
-      }
-    }
+    const ref = layerNormRef(R, C, (i, c) => a[i * C + c] + res[i * C + c], g, b, eps);
     const ts = [
       gpu.upload(a, [R, C]),
       gpu.upload(res, [R, C]),
@@ -182,17 +191,7 @@ Deno.test("bias + LayerNorm (a zero-width sub-layer) equals LayerNorm(bias + r) 
     const g = Float32Array.from({ length: C }, () => 1 + rnd());
     const b = Float32Array.from({ length: C }, () => rnd());
     const eps = 1e-12;
-    const ref = new Float64Array(R * C);
-    for (let i = 0; i < R; i++) {
-      let mean = 0, v = 0;
-      for (let c = 0; c < C; c++) mean += bias[c] + res[i * C + c];
-      mean /= C;
-      for (let c = 0; c < C; c++) v += (bias[c] + res[i * C + c] - mean) ** 2;
-      const rstd = 1 / Math.sqrt(v / C + eps);
-      for (let c = 0; c < C; c++) {
-        ref[i * C + c] = (bias[c] + res[i * C + c] - mean) * rstd * g[c] + b[c];
-      }
-    }
+    const ref = layerNormRef(R, C, (i, c) => bias[c] + res[i * C + c], g, b, eps);
     const ts = [
       gpu.upload(bias, [C]),
       gpu.upload(res, [R, C]),
@@ -233,22 +232,18 @@ Deno.test("fused embeddings equal LayerNorm(word + pos + type) in float64 (out-o
     const ids = Int32Array.from({ length: N }, (_, i) => i === 1 ? -1 : i === 2 ? V : (i * 13) % V);
     const pids = Int32Array.from({ length: N }, (_, i) => i === 3 ? VP : i % VP);
     const tids = Int32Array.from({ length: N }, (_, i) => i === 4 ? -2 : (i >> 2) & 1);
-    const ref = (w: Float32Array) => {
-      const out = new Float64Array(N * d);
-      const at = (t: Float32Array, rows: number, id: number, c: number) =>
-        id >= 0 && id < rows ? t[id * d + c] : 0;
-      for (let n = 0; n < N; n++) {
-        const v = Array.from(
-          { length: d },
-          (_, c) =>
-            at(w, V, ids[n], c) + at(pos, VP, pids[n], c) + (typed ? at(typ, VT, tids[n], c) : 0),
-        );
-        const mean = v.reduce((x, y) => x + y, 0) / d;
-        const rstd = 1 / Math.sqrt(v.reduce((x, y) => x + (y - mean) ** 2, 0) / d + eps);
-        for (let c = 0; c < d; c++) out[n * d + c] = (v[c] - mean) * rstd * g[c] + b[c];
-      }
-      return out;
-    };
+    const at = (t: Float32Array, rows: number, id: number, c: number) =>
+      id >= 0 && id < rows ? t[id * d + c] : 0;
+    const ref = (w: Float32Array) =>
+      layerNormRef(
+        N,
+        d,
+        (n, c) =>
+          at(w, V, ids[n], c) + at(pos, VP, pids[n], c) + (typed ? at(typ, VT, tids[n], c) : 0),
+        g,
+        b,
+        eps,
+      );
     const tw = gpu.upload(word, [V, d]), tp = gpu.upload(pos, [VP, d]);
     const tt = gpu.upload(typ, [VT, d]), tg = gpu.upload(g, [d]), tb = gpu.upload(b, [d]);
     const ti = gpu.uploadU32(ids), tpi = gpu.uploadU32(pids), tti = gpu.uploadU32(tids);
