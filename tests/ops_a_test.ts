@@ -30,7 +30,7 @@ import {
   tanhBackward,
 } from "../lib/ops/activation.ts";
 import { softmaxBackward, softmaxMasked } from "../lib/ops/softmax.ts";
-import { setKernelClass } from "../lib/ops/kernel_class.ts";
+import { kernelClass, setKernelClass } from "../lib/ops/kernel_class.ts";
 import {
   crossEntropy,
   crossEntropyBackward,
@@ -255,6 +255,54 @@ testBothClasses(
     checkGrad(await take(dgamma), ref.dgamma, "layerNorm 4096 dgamma");
     checkGrad(await take(dbeta), ref.dbeta, "layerNorm 4096 dbeta");
     for (const t of [x, gamma, beta, dy, mean, rstd]) t.release();
+  },
+);
+
+testBothClasses(
+  "layerNorm rows of 16, 128 and 256 values (the CPU class's unrolled texture entries) against float64",
+  async () => {
+    const gpu = await getGpu();
+    const entries: string[] = [];
+    for (const cols of [16, 128, 256]) {
+      const rows = 70; // not a multiple of the 64-row workgroups
+      const xs = rand(rows * cols, cols).map((v, i) => 3 * v + (i % 7));
+      const gs = rand(cols, cols + 1).map((v) => 1 + 0.5 * v);
+      const bs = rand(cols, cols + 2);
+      const dys = rand(rows * cols, cols + 3);
+      const ref = layerNormRef(xs, gs, bs, dys, cols, 1e-12);
+      const x = gpu.upload(xs, [rows, cols]);
+      const gamma = gpu.upload(gs);
+      const beta = gpu.upload(bs);
+      const dy = gpu.upload(dys, [rows, cols]);
+      gpu.startRecording();
+      const { y, mean, rstd } = layerNorm(x, gamma, beta, 1e-12);
+      const { dx, dgamma, dbeta } = layerNormBackward(dy, x, mean, rstd, gamma);
+      entries.push(...gpu.stopRecording().map((d) => d.entry));
+      // the saved statistics, from the definition
+      const m = await mean.read(), r = await rstd.read();
+      for (let i = 0; i < rows; i++) {
+        const row = xs.subarray(i * cols, (i + 1) * cols);
+        const mu = row.reduce((a, b) => a + b, 0) / cols;
+        const sd = 1 / Math.sqrt(row.reduce((a, b) => a + (b - mu) ** 2, 0) / cols + 1e-12);
+        assert(
+          Math.abs(m[i] - mu) <= 1e-5 * Math.max(1, Math.abs(mu)),
+          `mean ${i}: ${m[i]} vs ${mu}`,
+        );
+        assert(Math.abs(r[i] - sd) <= 1e-5 * sd, `rstd ${i}: ${r[i]} vs ${sd}`);
+      }
+      checkForward(await take(y), ref.y, `layerNorm ${cols} y`);
+      checkGrad(await take(dx), ref.dx, `layerNorm ${cols} dx`);
+      checkGrad(await take(dgamma), ref.dgamma, `layerNorm ${cols} dgamma`);
+      checkGrad(await take(dbeta), ref.dbeta, `layerNorm ${cols} dbeta`);
+      for (const t of [x, gamma, beta, dy, mean, rstd]) t.release();
+    }
+    const unrolled = entries.filter((e) => e.startsWith("ln_"));
+    assertEquals(
+      unrolled,
+      kernelClass(gpu) === "cpu"
+        ? ["ln_fwd_c4", "ln_dx_c4", "ln_fwd_c32", "ln_dx_c32", "ln_fwd_c64", "ln_dx_c64"]
+        : [],
+    );
   },
 );
 

@@ -16,6 +16,7 @@ import {
   UNROLLED_LN_ROWS,
   unrolledLayerNormEntry,
   unrolledLayerNormSource,
+  unrolledLayerNormTrainSource,
 } from "./layernorm_unrolled.ts";
 
 const ROW_WG = 256;
@@ -86,6 +87,18 @@ export function layerNorm(
   const rstd = gpu.empty([rows]);
   const cpu = kernelClass(gpu) === "cpu";
   const [nx, ny] = grid1d(rows, cpu ? CPU_ROWS_WG : 1);
+  if (cpu && unrolledTrainFits(x, cols)) {
+    // rows of ≤ 256 values on a CPU adapter: x through a flat texture, the unrolled entry
+    const tx = flatTexture(x), tg = heldFlatTexture(gamma), tb = heldFlatTexture(beta);
+    gpu.dispatchResources(
+      unrolledTrainSpec("fwd", cols / 4),
+      [rows, cols, nx, f32Bits(eps), tx.shift, tg.shift],
+      [tx.tex, tg.tex, tb.tex, y, mean, rstd],
+      [nx, ny],
+    );
+    gpu.textures.release(tx.tex);
+    return { y, mean, rstd };
+  }
   gpu.dispatch(
     cpu ? FORWARD_ROWS : FORWARD(rowWg(cols)),
     [rows, cols, nx, f32Bits(eps), 0, 0],
@@ -93,6 +106,27 @@ export function layerNorm(
     [nx, ny],
   );
   return { y, mean, rstd };
+}
+
+/**
+ * Whether the unrolled training entries (lib/ops/layernorm_unrolled.ts) take rows of `cols`
+ * values of `x`: C % 4 == 0, C ≤ 256 and x within the flat-texture limits.
+ */
+function unrolledTrainFits(x: Tensor, cols: number): boolean {
+  return cols % 4 === 0 && cols / 4 <= UNROLLED_LN_MAX_C4 && flatTextureFits(x.gpu, x.size) &&
+    flatTextureFits(x.gpu, cols);
+}
+
+function unrolledTrainSpec(kind: "fwd" | "dx", c4: number): KernelSpec {
+  return {
+    name: `layernorm.wgsl+ln_${kind}_c${c4}`,
+    source: unrolledLayerNormTrainSource(kind, c4),
+    entry: `ln_${kind}_c${c4}`,
+    bindings: kind === "fwd"
+      ? ["texture", "texture", "texture", "rw", "rw", "rw"]
+      : ["texture", "texture", "read", "read", "texture", "rw"],
+    constants: { WG: CPU_ROWS_WG },
+  };
 }
 
 /**
@@ -237,6 +271,18 @@ export function layerNormBackwardDx(
   const dx = gpu.empty(x.shape);
   const cpu = kernelClass(gpu) === "cpu";
   const [nx, ny] = grid1d(rows, cpu ? CPU_ROWS_WG : 1);
+  if (cpu && unrolledTrainFits(x, cols)) {
+    const td = flatTexture(dy), tx = flatTexture(x), tg = heldFlatTexture(gamma);
+    gpu.dispatchResources(
+      unrolledTrainSpec("dx", cols / 4),
+      [rows, cols, nx, 0, tx.shift, tg.shift],
+      [td.tex, tx.tex, mean, rstd, tg.tex, dx],
+      [nx, ny],
+    );
+    gpu.textures.release(td.tex);
+    gpu.textures.release(tx.tex);
+    return dx;
+  }
   gpu.dispatch(
     cpu ? BACKWARD_DX_ROWS : BACKWARD_DX(rowWg(cols)),
     [rows, cols, nx, 0, 0, 0],

@@ -104,3 +104,105 @@ function entry(R: number, C4: number, broadcast: boolean): string {
   L.push(`}`);
   return L.join("\n") + "\n";
 }
+
+const TRAIN_BINDINGS = `
+@group(0) @binding(1) var t_x: texture_2d<f32>;
+@group(0) @binding(2) var t_gamma: texture_2d<f32>;
+@group(0) @binding(3) var t_beta: texture_2d<f32>;
+@group(0) @binding(4) var<storage, read_write> t_y: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> t_mean: array<f32>;
+@group(0) @binding(6) var<storage, read_write> t_rstd: array<f32>;
+
+fn u_at(t: u32, shift: u32) -> vec2<u32> {
+  return vec2<u32>(t & ((1u << shift) - 1u), t >> shift);
+}
+`;
+
+const DX_BINDINGS = `
+@group(0) @binding(1) var d_dy: texture_2d<f32>;
+@group(0) @binding(2) var d_x: texture_2d<f32>;
+@group(0) @binding(3) var<storage, read> d_mean: array<f32>;
+@group(0) @binding(4) var<storage, read> d_rstd: array<f32>;
+@group(0) @binding(5) var d_gamma: texture_2d<f32>;
+@group(0) @binding(6) var<storage, read_write> d_dx: array<vec4<f32>>;
+
+fn u_at(t: u32, shift: u32) -> vec2<u32> {
+  return vec2<u32>(t & ((1u << shift) - 1u), t >> shift);
+}
+`;
+
+const trainCache = new Map<string, string>();
+
+/**
+ * WGSL of the unrolled training LayerNorm entries for rows of 4·C4 ≤ 256 values, one invocation
+ * per row, the row fetched once from a flat texture into named variables:
+ * `ln_fwd_c<C4>` (y = (x − mean)·rstd·gamma + beta, saving mean and rstd; statistics as the
+ * inference entry: two-pass, vec4 sums in column order, then their components) and `ln_dx_c<C4>`
+ * (dx = rstd·(g − mean(g) − x̂·mean(g∘x̂)), g = dy∘gamma, x̂ = (x − mean)·rstd, the two means
+ * likewise vec4 sums in column order). Parameters as kernels/layernorm.wgsl (`chunk`: log2 of the
+ * row textures' width, `chunks`: of gamma/beta's).
+ */
+export function unrolledLayerNormTrainSource(kind: "fwd" | "dx", C4: number): string {
+  const key = `${kind}/${C4}`;
+  let s = trainCache.get(key);
+  if (!s) {
+    s = HEADER + (kind === "fwd" ? TRAIN_BINDINGS + fwdEntry(C4) : DX_BINDINGS + dxEntry(C4));
+    trainCache.set(key, s);
+  }
+  return s;
+}
+
+function rowHead(name: string): string[] {
+  return [
+    `@compute @workgroup_size(WG)`,
+    `fn ${name}(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: vec3u) {`,
+    `  let row = row_index(wid) * WG + lid3.x;`,
+    `  if (row >= p.rows) {`,
+    `    return;`,
+    `  }`,
+    `  let inv = 1.0 / f32(p.cols);`,
+  ];
+}
+
+/** The components of a vec4 sum added in order. */
+const hsum = (v: string) => `(${v}.x + ${v}.y + ${v}.z + ${v}.w)`;
+
+function fwdEntry(C4: number): string {
+  const cs = Array.from({ length: C4 }, (_, i) => i);
+  const L = rowHead(`ln_fwd_c${C4}`);
+  L.push(`  let base = row * ${C4}u;`);
+  for (const c of cs) L.push(`  let v${c} = textureLoad(t_x, u_at(base + ${c}u, p.chunk), 0);`);
+  L.push(`  var s = vec4<f32>(0.0);`);
+  for (const c of cs) L.push(`  s += v${c};`);
+  L.push(`  let mean = ${hsum("s")} * inv;`, `  var q = vec4<f32>(0.0);`);
+  for (const c of cs) L.push(`  let d${c} = v${c} - mean;`, `  q += d${c} * d${c};`);
+  L.push(`  let rstd = inverseSqrt(${hsum("q")} * inv + p.eps);`);
+  for (const c of cs) {
+    L.push(
+      `  t_y[base + ${c}u] = d${c} * rstd * textureLoad(t_gamma, u_at(${c}u, p.chunks), 0) + ` +
+        `textureLoad(t_beta, u_at(${c}u, p.chunks), 0);`,
+    );
+  }
+  L.push(`  t_mean[row] = mean;`, `  t_rstd[row] = rstd;`, `}`);
+  return L.join("\n") + "\n";
+}
+
+function dxEntry(C4: number): string {
+  const cs = Array.from({ length: C4 }, (_, i) => i);
+  const L = rowHead(`ln_dx_c${C4}`);
+  L.push(`  let base = row * ${C4}u;`, `  let mean = d_mean[row];`, `  let rstd = d_rstd[row];`);
+  L.push(`  var sg = vec4<f32>(0.0);`, `  var sgx = vec4<f32>(0.0);`);
+  for (const c of cs) {
+    L.push(
+      `  let at${c} = u_at(base + ${c}u, p.chunk);`,
+      `  let g${c} = textureLoad(d_dy, at${c}, 0) * textureLoad(d_gamma, u_at(${c}u, p.chunks), 0);`,
+      `  let xh${c} = (textureLoad(d_x, at${c}, 0) - mean) * rstd;`,
+      `  sg += g${c};`,
+      `  sgx += g${c} * xh${c};`,
+    );
+  }
+  L.push(`  let mg = ${hsum("sg")} * inv;`, `  let mgx = ${hsum("sgx")} * inv;`);
+  for (const c of cs) L.push(`  d_dx[base + ${c}u] = rstd * (g${c} - mg - xh${c} * mgx);`);
+  L.push(`}`);
+  return L.join("\n") + "\n";
+}
