@@ -20,7 +20,7 @@ import {
 import { getGpu, type Gpu } from "../lib/gpu/context.ts";
 import type { Tensor } from "../lib/gpu/tensor.ts";
 import { ShapeError } from "../lib/errors.ts";
-import { layerNorm, layerNormBackward } from "../lib/ops/layernorm.ts";
+import { addLayerNorm, layerNorm, layerNormBackward } from "../lib/ops/layernorm.ts";
 import {
   gelu,
   geluBackward,
@@ -302,6 +302,48 @@ testBothClasses(
       kernelClass(gpu) === "cpu"
         ? ["ln_fwd_c4", "ln_dx_c4", "ln_fwd_c32", "ln_dx_c32", "ln_fwd_c64", "ln_dx_c64"]
         : [],
+    );
+  },
+);
+
+testBothClasses(
+  "addLayerNorm (training residual + LayerNorm) stores a + r and matches float64 LayerNorm of it",
+  async () => {
+    const gpu = await getGpu();
+    const entries: string[] = [];
+    for (const [rows, cols] of [[70, 16], [70, 128], [5, 256], [3, 260]]) {
+      const as = rand(rows * cols, cols + 7).map((v, i) => 2 * v + (i % 3));
+      const rs = rand(rows * cols, cols + 8);
+      const sums = as.map((v, i) => Math.fround(v + rs[i]));
+      const gs = rand(cols, cols + 9).map((v) => 1 + 0.5 * v);
+      const bs = rand(cols, cols + 10);
+      const ref = layerNormRef(sums, gs, bs, new Float32Array(rows * cols), cols, 1e-12);
+      const a = gpu.upload(as, [rows, cols]), r = gpu.upload(rs, [rows, cols]);
+      const gamma = gpu.upload(gs), beta = gpu.upload(bs);
+      gpu.startRecording();
+      const out = addLayerNorm(a, r, gamma, beta, 1e-12);
+      entries.push(...gpu.stopRecording().map((d) => d.entry));
+      assertEquals(Array.from(await out.sum.read()), Array.from(sums), `sum ${cols}`);
+      checkForward(await take(out.y), ref.y, `addLayerNorm ${cols} y`);
+      const m = await take(out.mean);
+      for (let i = 0; i < rows; i++) {
+        const mu = sums.subarray(i * cols, (i + 1) * cols).reduce((x, y) => x + y, 0) / cols;
+        assert(Math.abs(m[i] - mu) <= 1e-5 * Math.max(1, Math.abs(mu)), `mean ${i}`);
+      }
+      for (const t of [a, r, gamma, beta, out.sum, out.rstd]) t.release();
+    }
+    // rows of ≤ 256 values on the CPU class: the unrolled entry; 260 (and the GPU class): add +
+    // layerNorm
+    assertEquals(
+      entries.filter((e) => e.startsWith("ln_")),
+      kernelClass(gpu) === "cpu" ? ["ln_addfwd_c4", "ln_addfwd_c32", "ln_addfwd_c64"] : [],
+    );
+    await assertRejects(
+      () =>
+        Promise.resolve(
+          addLayerNorm(gpu.zeros([2, 4]), gpu.zeros([2, 5]), gpu.zeros([4]), gpu.zeros([4]), 0),
+        ),
+      ShapeError,
     );
   },
 );

@@ -15,6 +15,7 @@ import { embeddingBackward, embeddingGather, embeddingGatherSum } from "../ops/e
 import { embeddingLayerNormInference } from "../ops/embedding_ln.ts";
 import { mergeHeads, mergeHeadsBackward, splitHeads, splitHeadsBackward } from "../ops/heads.ts";
 import {
+  addLayerNorm,
   addLayerNormInference,
   biasLayerNormInference,
   layerNorm,
@@ -477,16 +478,16 @@ export function residualNorm(
     }
   }
   const dropped = drop(out, model.config.hiddenDropout, o, seed);
-  const sum = add(dropped, residual);
-  if (dropped !== out) dropped.release();
-  out.release();
-  const r = layerNorm(
-    sum,
+  const r = addLayerNorm(
+    dropped,
+    residual,
     model.param(`${ln}.g`),
     model.param(`${ln}.b`),
     model.config.layerNormEps,
   );
-  return { sum, mean: r.mean, rstd: r.rstd, y: r.y };
+  if (dropped !== out) dropped.release();
+  out.release();
+  return { sum: r.sum, mean: r.mean, rstd: r.rstd, y: r.y };
 }
 
 /**

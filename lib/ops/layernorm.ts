@@ -8,6 +8,7 @@ import src from "../../kernels/layernorm.wgsl" with { type: "text" };
 import { InvalidArgumentError, ShapeError } from "../errors.ts";
 import { f32Bits, type KernelSpec } from "../gpu/context.ts";
 import { shapeStr, type Tensor } from "../gpu/tensor.ts";
+import { add } from "./elementwise.ts";
 import { flatTexture, flatTextureFits, heldFlatTexture } from "./flat_texture.ts";
 import { grid1d } from "./grid.ts";
 import { kernelClass } from "./kernel_class.ts";
@@ -109,6 +110,48 @@ export function layerNorm(
 }
 
 /**
+ * Training-path residual + LayerNorm: sum = a + r (returned: a backward needs it), then
+ * `layerNorm(sum, gamma, beta, eps)`. On CPU adapters, rows of ≤ 256 values (C % 4 == 0) run one
+ * unrolled kernel that reads a and r through flat textures and writes sum, y, mean and rstd;
+ * elsewhere the add and `layerNorm`. Same results as those two up to fp32 rounding (the sum is
+ * exact either way; the statistics sum in another order than the serial CPU-class kernel).
+ */
+export function addLayerNorm(
+  a: Tensor,
+  r: Tensor,
+  gamma: Tensor,
+  beta: Tensor,
+  eps: number,
+): { sum: Tensor; y: Tensor; mean: Tensor; rstd: Tensor } {
+  if (r.size !== a.size) {
+    throw new ShapeError(`addLayerNorm: residual ${shapeStr(r)} vs ${shapeStr(a)}`);
+  }
+  const [rows, cols] = rowsCols("addLayerNorm", a);
+  const gpu = a.gpu;
+  if (kernelClass(gpu) !== "cpu" || !unrolledTrainFits(a, cols)) {
+    const sum = add(a, r);
+    return { sum, ...layerNorm(sum, gamma, beta, eps) };
+  }
+  expectSize("addLayerNorm", "gamma", gamma, cols, `last dim of a ${shapeStr(a)}`);
+  expectSize("addLayerNorm", "beta", beta, cols, `last dim of a ${shapeStr(a)}`);
+  if (!(eps >= 0)) throw new InvalidArgumentError(`addLayerNorm: eps must be ≥ 0, got ${eps}`);
+  const sum = gpu.empty(a.shape), y = gpu.empty(a.shape);
+  const mean = gpu.empty([rows]), rstd = gpu.empty([rows]);
+  const ta = flatTexture(a), tr = flatTexture(r);
+  const tg = heldFlatTexture(gamma), tb = heldFlatTexture(beta);
+  const [nx, ny] = grid1d(rows, CPU_ROWS_WG);
+  gpu.dispatchResources(
+    unrolledTrainSpec("addfwd", cols / 4),
+    [rows, cols, nx, f32Bits(eps), ta.shift, tg.shift],
+    [ta.tex, tr.tex, tg.tex, tb.tex, sum, y, mean, rstd],
+    [nx, ny],
+  );
+  gpu.textures.release(ta.tex);
+  gpu.textures.release(tr.tex);
+  return { sum, y, mean, rstd };
+}
+
+/**
  * Whether the unrolled training entries (lib/ops/layernorm_unrolled.ts) take rows of `cols`
  * values of `x`: C % 4 == 0, C ≤ 256 and x within the flat-texture limits.
  */
@@ -117,14 +160,18 @@ function unrolledTrainFits(x: Tensor, cols: number): boolean {
     flatTextureFits(x.gpu, cols);
 }
 
-function unrolledTrainSpec(kind: "fwd" | "dx", c4: number): KernelSpec {
+const TRAIN_BINDINGS: Record<"fwd" | "addfwd" | "dx", KernelSpec["bindings"]> = {
+  fwd: ["texture", "texture", "texture", "rw", "rw", "rw"],
+  addfwd: ["texture", "texture", "texture", "texture", "rw", "rw", "rw", "rw"],
+  dx: ["texture", "texture", "read", "read", "texture", "rw"],
+};
+
+function unrolledTrainSpec(kind: "fwd" | "addfwd" | "dx", c4: number): KernelSpec {
   return {
     name: `layernorm.wgsl+ln_${kind}_c${c4}`,
     source: unrolledLayerNormTrainSource(kind, c4),
     entry: `ln_${kind}_c${c4}`,
-    bindings: kind === "fwd"
-      ? ["texture", "texture", "texture", "rw", "rw", "rw"]
-      : ["texture", "texture", "read", "read", "texture", "rw"],
+    bindings: TRAIN_BINDINGS[kind],
     constants: { WG: CPU_ROWS_WG },
   };
 }

@@ -118,6 +118,21 @@ fn u_at(t: u32, shift: u32) -> vec2<u32> {
 }
 `;
 
+const ADD_BINDINGS = `
+@group(0) @binding(1) var t_a: texture_2d<f32>;
+@group(0) @binding(2) var t_r: texture_2d<f32>;
+@group(0) @binding(3) var t_gamma: texture_2d<f32>;
+@group(0) @binding(4) var t_beta: texture_2d<f32>;
+@group(0) @binding(5) var<storage, read_write> t_sum: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> t_y: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read_write> t_mean: array<f32>;
+@group(0) @binding(8) var<storage, read_write> t_rstd: array<f32>;
+
+fn u_at(t: u32, shift: u32) -> vec2<u32> {
+  return vec2<u32>(t & ((1u << shift) - 1u), t >> shift);
+}
+`;
+
 const DX_BINDINGS = `
 @group(0) @binding(1) var d_dy: texture_2d<f32>;
 @group(0) @binding(2) var d_x: texture_2d<f32>;
@@ -137,16 +152,22 @@ const trainCache = new Map<string, string>();
  * WGSL of the unrolled training LayerNorm entries for rows of 4·C4 ≤ 256 values, one invocation
  * per row, the row fetched once from a flat texture into named variables:
  * `ln_fwd_c<C4>` (y = (x − mean)·rstd·gamma + beta, saving mean and rstd; statistics as the
- * inference entry: two-pass, vec4 sums in column order, then their components) and `ln_dx_c<C4>`
+ * inference entry: two-pass, vec4 sums in column order, then their components), `ln_addfwd_c<C4>`
+ * (the same for x = a + r, which it also stores: the pre-LN sum a backward needs) and `ln_dx_c<C4>`
  * (dx = rstd·(g − mean(g) − x̂·mean(g∘x̂)), g = dy∘gamma, x̂ = (x − mean)·rstd, the two means
  * likewise vec4 sums in column order). Parameters as kernels/layernorm.wgsl (`chunk`: log2 of the
  * row textures' width, `chunks`: of gamma/beta's).
  */
-export function unrolledLayerNormTrainSource(kind: "fwd" | "dx", C4: number): string {
+export function unrolledLayerNormTrainSource(kind: "fwd" | "addfwd" | "dx", C4: number): string {
   const key = `${kind}/${C4}`;
   let s = trainCache.get(key);
   if (!s) {
-    s = HEADER + (kind === "fwd" ? TRAIN_BINDINGS + fwdEntry(C4) : DX_BINDINGS + dxEntry(C4));
+    s = HEADER +
+      (kind === "fwd"
+        ? TRAIN_BINDINGS + fwdEntry(C4, false)
+        : kind === "addfwd"
+        ? ADD_BINDINGS + fwdEntry(C4, true)
+        : DX_BINDINGS + dxEntry(C4));
     trainCache.set(key, s);
   }
   return s;
@@ -167,11 +188,20 @@ function rowHead(name: string): string[] {
 /** The components of a vec4 sum added in order. */
 const hsum = (v: string) => `(${v}.x + ${v}.y + ${v}.z + ${v}.w)`;
 
-function fwdEntry(C4: number): string {
+/** `ln_fwd_c<C4>` (x = t_x) or, with `add`, `ln_addfwd_c<C4>` (x = t_a + t_r, also stored). */
+function fwdEntry(C4: number, add: boolean): string {
   const cs = Array.from({ length: C4 }, (_, i) => i);
-  const L = rowHead(`ln_fwd_c${C4}`);
+  const L = rowHead(`ln_${add ? "addfwd" : "fwd"}_c${C4}`);
   L.push(`  let base = row * ${C4}u;`);
-  for (const c of cs) L.push(`  let v${c} = textureLoad(t_x, u_at(base + ${c}u, p.chunk), 0);`);
+  for (const c of cs) {
+    if (add) {
+      L.push(
+        `  let at${c} = u_at(base + ${c}u, p.chunk);`,
+        `  let v${c} = textureLoad(t_a, at${c}, 0) + textureLoad(t_r, at${c}, 0);`,
+        `  t_sum[base + ${c}u] = v${c};`,
+      );
+    } else L.push(`  let v${c} = textureLoad(t_x, u_at(base + ${c}u, p.chunk), 0);`);
+  }
   L.push(`  var s = vec4<f32>(0.0);`);
   for (const c of cs) L.push(`  s += v${c};`);
   L.push(`  let mean = ${hsum("s")} * inv;`, `  var q = vec4<f32>(0.0);`);
