@@ -154,3 +154,32 @@ fn tanh_backward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id
   let y = b[i];
   bout[i] = a[i] * (1.0 - y * y);
 }
+
+// ---------------------------------------------------------------- vec4 twins (n % 4 == 0)
+// The same GELU and its backward, four elements per invocation (p.n counts vec4s here):
+// llvmpipe runs storage loads and stores lane by lane, so a quarter of those instructions.
+
+@group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> out4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> bout4: array<vec4<f32>>;
+
+fn gelu_grad(x: f32) -> f32 {
+  return normal_cdf(x) + x * (0.39894228040143267794 * exp(-0.5 * x * x));
+}
+
+@compute @workgroup_size(WG)
+fn gelu4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let i = flat(wid, lid);
+  if (i >= p.n) { return; }
+  let x = a4[i];
+  out4[i] = x * vec4<f32>(normal_cdf(x.x), normal_cdf(x.y), normal_cdf(x.z), normal_cdf(x.w));
+}
+
+@compute @workgroup_size(WG)
+fn gelu_backward4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let i = flat(wid, lid);
+  if (i >= p.n) { return; }
+  let x = b4[i];
+  bout4[i] = a4[i] * vec4<f32>(gelu_grad(x.x), gelu_grad(x.y), gelu_grad(x.z), gelu_grad(x.w));
+}

@@ -447,6 +447,17 @@ Deno.test("gelu, relu, tanh and their backward match float64 PyTorch", async () 
   assertClose(await g.read(), f.gelu, 1e-6, 1e-6, "gelu");
   checkGrad(await take(geluBackward(dy, x)), f.gelu_dx, "gelu backward");
   g.release();
+  // 1029 values take the scalar entries; their first 1028 the vec4 twins
+  const n4 = f.x.length - (f.x.length % 4);
+  assert(n4 !== f.x.length, "the fixture must leave a remainder for the scalar entries");
+  const x4 = gpu.upload(f.x.slice(0, n4)), dy4 = gpu.upload(f.dy.slice(0, n4));
+  gpu.startRecording();
+  const g4 = gelu(x4), gd4 = geluBackward(dy4, x4);
+  assertEquals(gpu.stopRecording().map((d) => d.entry), ["gelu4", "gelu_backward4"]);
+  assertClose(await take(g4), f.gelu.slice(0, n4), 1e-6, 1e-6, "gelu (vec4)");
+  checkGrad(await take(gd4), f.gelu_dx.slice(0, n4), "gelu backward (vec4)");
+  x4.release();
+  dy4.release();
   checkForward(await take(relu(x)), f.relu, "relu");
   checkGrad(await take(reluBackward(dy, x)), f.relu_dx, "relu backward");
   const t = tanh(x);
@@ -489,8 +500,14 @@ Deno.test("gelu and its backward keep their relative accuracy in the negative ta
     assert(e <= 1e-5, `gelu(${v}) = ${y[i]}, want ${want[i]} (relative error ${e})`);
     assert(ed <= 1e-5, `gelu'(${v}) = ${dx[i]}, want ${wantDx[i]} (relative error ${ed})`);
   });
-  x.release();
-  ones.release();
+  // the first four through the vec4 twins (six values take the scalar entries)
+  const x4 = gpu.upload(xs.slice(0, 4)), ones4 = gpu.upload([1, 1, 1, 1]);
+  const y4 = await take(gelu(x4)), dx4 = await take(geluBackward(ones4, x4));
+  for (let i = 0; i < 4; i++) {
+    assert(Math.abs(y4[i] - want[i]) / Math.abs(want[i]) <= 1e-5, `gelu4(${xs[i]}) = ${y4[i]}`);
+    assert(Math.abs(dx4[i] - wantDx[i]) / Math.abs(wantDx[i]) <= 1e-5, `gelu4'(${xs[i]})`);
+  }
+  for (const t of [x, ones, x4, ones4]) t.release();
 });
 
 Deno.test("activation backward agrees with finite differences of the forward", async () => {

@@ -22,6 +22,8 @@ const spec = (entry: string, bindings: KernelSpec["bindings"]): KernelSpec => ({
 });
 const GELU = spec("gelu", FORWARD_BINDINGS);
 const GELU_BACKWARD = spec("gelu_backward", BACKWARD_BINDINGS);
+const GELU4 = spec("gelu4", FORWARD_BINDINGS);
+const GELU_BACKWARD4 = spec("gelu_backward4", BACKWARD_BINDINGS);
 const RELU = spec("relu", FORWARD_BINDINGS);
 const RELU_BACKWARD = spec("relu_backward", BACKWARD_BINDINGS);
 const TANH = spec("tanh_forward", FORWARD_BINDINGS);
@@ -35,31 +37,41 @@ function sameSize(op: string, a: Tensor, b: Tensor, names: string): void {
   }
 }
 
-function unary(op: string, k: KernelSpec, x: Tensor, out?: Tensor): Tensor {
+/** `k4`: the vec4 twin, used when the size is a positive multiple of 4. */
+function unary(op: string, k: KernelSpec, x: Tensor, out?: Tensor, k4?: KernelSpec): Tensor {
   const o = out ?? x.gpu.empty(x.shape);
   sameSize(op, x, o, "x and out");
-  const [nx, ny] = grid1d(x.size, WG);
-  x.gpu.dispatch(k, [x.size, nx], [x, o], [nx, ny]);
+  const q = k4 && x.size > 0 && x.size % 4 === 0 ? 4 : 1;
+  const [nx, ny] = grid1d(x.size / q, WG);
+  x.gpu.dispatch(q === 4 ? k4! : k, [x.size / q, nx], [x, o], [nx, ny]);
   return o;
 }
 
-function binary(op: string, k: KernelSpec, dy: Tensor, saved: Tensor, out?: Tensor): Tensor {
+function binary(
+  op: string,
+  k: KernelSpec,
+  dy: Tensor,
+  saved: Tensor,
+  out?: Tensor,
+  k4?: KernelSpec,
+): Tensor {
   sameSize(op, dy, saved, "dy and saved tensor");
   const o = out ?? dy.gpu.empty(saved.shape);
   sameSize(op, dy, o, "dy and out");
-  const [nx, ny] = grid1d(dy.size, WG);
-  dy.gpu.dispatch(k, [dy.size, nx], [dy, saved, o], [nx, ny]);
+  const q = k4 && dy.size > 0 && dy.size % 4 === 0 ? 4 : 1;
+  const [nx, ny] = grid1d(dy.size / q, WG);
+  dy.gpu.dispatch(q === 4 ? k4! : k, [dy.size / q, nx], [dy, saved, o], [nx, ny]);
   return o;
 }
 
 /** GELU with the exact erf form, y = x·Φ(x) = x·½(1 + erf(x/√2)) (HF "gelu"). */
 export function gelu(x: Tensor, out?: Tensor): Tensor {
-  return unary("gelu", GELU, x, out);
+  return unary("gelu", GELU, x, out, GELU4);
 }
 
 /** Backward of `gelu`: dx = dy·(Φ(x) + x·φ(x)), φ the standard normal density. */
 export function geluBackward(dy: Tensor, x: Tensor, out?: Tensor): Tensor {
-  return binary("geluBackward", GELU_BACKWARD, dy, x, out);
+  return binary("geluBackward", GELU_BACKWARD, dy, x, out, GELU_BACKWARD4);
 }
 
 /** ReLU, y = max(x, 0). */
