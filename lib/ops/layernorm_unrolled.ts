@@ -25,6 +25,13 @@ export const UNROLLED_LN_ROWS = 1;
 /** kernels/layernorm.wgsl up to its first entry point: parameters and `row_index`. */
 const HEADER = src.slice(0, src.indexOf("@compute"));
 
+/** Texel address of flat texel t in a texture of width 2^shift (every entry here uses it). */
+const U_AT = `
+fn u_at(t: u32, shift: u32) -> vec2<u32> {
+  return vec2<u32>(t & ((1u << shift) - 1u), t >> shift);
+}
+`;
+
 const BINDINGS = `
 @group(0) @binding(1) var u_a: texture_2d<f32>;
 @group(0) @binding(2) var u_r: texture_2d<f32>;
@@ -32,9 +39,6 @@ const BINDINGS = `
 @group(0) @binding(4) var u_beta: texture_2d<f32>;
 @group(0) @binding(5) var<storage, read_write> u_y: array<vec4<f32>>;
 
-fn u_at(t: u32, shift: u32) -> vec2<u32> {
-  return vec2<u32>(t & ((1u << shift) - 1u), t >> shift);
-}
 `;
 
 const cache = new Map<number, string>();
@@ -48,7 +52,7 @@ export function unrolledLayerNormSource(C4: number, broadcast = false): string {
   const key = 2 * C4 + (broadcast ? 1 : 0);
   let s = cache.get(key);
   if (!s) {
-    s = HEADER + BINDINGS + entry(UNROLLED_LN_ROWS, C4, broadcast);
+    s = HEADER + U_AT + BINDINGS + entry(UNROLLED_LN_ROWS, C4, broadcast);
     cache.set(key, s);
   }
   return s;
@@ -113,9 +117,6 @@ const TRAIN_BINDINGS = `
 @group(0) @binding(5) var<storage, read_write> t_mean: array<f32>;
 @group(0) @binding(6) var<storage, read_write> t_rstd: array<f32>;
 
-fn u_at(t: u32, shift: u32) -> vec2<u32> {
-  return vec2<u32>(t & ((1u << shift) - 1u), t >> shift);
-}
 `;
 
 const ADD_BINDINGS = `
@@ -128,9 +129,6 @@ const ADD_BINDINGS = `
 @group(0) @binding(7) var<storage, read_write> t_mean: array<f32>;
 @group(0) @binding(8) var<storage, read_write> t_rstd: array<f32>;
 
-fn u_at(t: u32, shift: u32) -> vec2<u32> {
-  return vec2<u32>(t & ((1u << shift) - 1u), t >> shift);
-}
 `;
 
 const DX_BINDINGS = `
@@ -141,9 +139,6 @@ const DX_BINDINGS = `
 @group(0) @binding(5) var d_gamma: texture_2d<f32>;
 @group(0) @binding(6) var<storage, read_write> d_dx: array<vec4<f32>>;
 
-fn u_at(t: u32, shift: u32) -> vec2<u32> {
-  return vec2<u32>(t & ((1u << shift) - 1u), t >> shift);
-}
 `;
 
 const trainCache = new Map<string, string>();
@@ -162,7 +157,7 @@ export function unrolledLayerNormTrainSource(kind: "fwd" | "addfwd" | "dx", C4: 
   const key = `${kind}/${C4}`;
   let s = trainCache.get(key);
   if (!s) {
-    s = HEADER +
+    s = HEADER + U_AT +
       (kind === "fwd"
         ? TRAIN_BINDINGS + fwdEntry(C4, false)
         : kind === "addfwd"
