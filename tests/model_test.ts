@@ -9,6 +9,7 @@ import { type ModelInput, uploadBatch, uploadMasks } from "../lib/model/inputs.t
 import { expectedShapes, toHfNames } from "../lib/model/weights.ts";
 import type { Grads } from "../lib/model/encoder.ts";
 import type { Tensor } from "../lib/gpu/tensor.ts";
+import { kernelClass } from "../lib/ops/kernel_class.ts";
 
 interface Fixture {
   model: string;
@@ -40,6 +41,7 @@ const CASES = ["bert", "distilbert"].flatMap((a) =>
     "qa",
     "qa_masked",
     "pruned",
+    "dh16_masked",
   ].map((h) => `${a}_${h}`)
 );
 
@@ -123,10 +125,25 @@ for (const name of CASES) {
     const inp = input(f);
     const batch = uploadBatch(m.gpu, m.config, inp);
     const masks = uploadMasks(m.gpu, m.config, batch.B, { head: f.head_mask, ffn: f.ffn_mask });
+    m.gpu.startRecording();
     const fwd = forward(m, batch, masks, { save: true, withLoss: true });
     const valid = inp.labels ? inp.labels.filter((y) => y !== -100).length : batch.B;
     const grads: Grads = new Map();
     const mg = backward(m, fwd, batch, masks, { lossScale: 1 / valid, grads });
+    const entries = m.gpu.stopRecording().map((d) => d.entry);
+    if (name.includes("dh16") && kernelClass(m.gpu) === "cpu") {
+      // head width 16: the saving fused attention and the fused backward must have run
+      for (
+        const e of [
+          "attention_r2_d4_save",
+          "attention_delta",
+          "attention_dq_r2_d4",
+          "attention_dkv_r2_d4",
+        ]
+      ) {
+        assert(entries.includes(e), `${name}: ${e} did not run (${[...new Set(entries)]})`);
+      }
+    }
     const canonical = await downloadNamed(grads);
     for (const [name, shape] of expectedShapes(m.config)) {
       // zero-width sub-layers have no gradient tensors: their gradients are empty

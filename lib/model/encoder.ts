@@ -7,7 +7,14 @@
  */
 import { InvalidArgumentError } from "../errors.ts";
 import type { Tensor } from "../gpu/tensor.ts";
-import { attentionShape, fusedAttention, fusedAttentionApplies } from "../ops/attention.ts";
+import {
+  attentionShape,
+  fusedAttention,
+  fusedAttentionApplies,
+  fusedAttentionSaving,
+  fusedAttentionSavingApplies,
+} from "../ops/attention.ts";
+import { attentionDelta, fusedAttentionBackward } from "../ops/attention_backward.ts";
 import { gelu, geluBackward, relu, reluBackward } from "../ops/activation.ts";
 import { dropout, dropoutBackward } from "../ops/dropout.ts";
 import { add, addInto } from "../ops/elementwise.ts";
@@ -61,6 +68,12 @@ export interface PassOptions {
    * `"attention"` fuses the attention only (pre-LN sums and statistics are kept).
    */
   fused?: boolean | "attention";
+  /**
+   * With `save`: keep q, k, v and the probabilities and run the unfused attention backward even
+   * where the fused one applies (a CPU adapter, head width 16, 32 or 64, no attention dropout in
+   * this pass). Default false.
+   */
+  unfusedAttention?: boolean;
 }
 
 /** Activations of one layer saved for its backward. */
@@ -81,6 +94,15 @@ export interface LayerState {
   ctx?: Tensor;
   /** Merged masked context [B·S, H_l·d_h]. */
   merged?: Tensor;
+  /**
+   * Saving fused attention (lib/ops/attention.ts `fusedAttentionSaving`; then q, k, v, probs and
+   * ctx are unset): the packed projection [B·S, 3·H_l·d_h] it read.
+   */
+  qkv?: Tensor;
+  /** Saving fused attention: the context before the head mask, merged [B·S, H_l·d_h]. */
+  ctxMerged?: Tensor;
+  /** Saving fused attention: each query row's softmax max and 1/sum [B·H_l·S, 2]. */
+  attnStats?: Tensor;
   /** Pre-LN₁ sum X + attn [B·S, d], and LN₁ statistics. */
   sum1: Tensor;
   /** LN₁ mean. */
@@ -313,6 +335,18 @@ export function attentionForward(
 ): void {
   const c = model.config;
   const H = model.heads(l), dh = c.headDim;
+  if (o.save && H > 0 && !o.unfusedAttention && !(o.train && c.attentionDropout > 0)) {
+    const shape = attentionShape(batch.B, batch.S, H, dh, c.arch);
+    if (fusedAttentionSavingApplies(model.gpu, shape)) {
+      st.qkv = linear(x, model.param(`l${l}.qkv.w`), model.param(`l${l}.qkv.b`));
+      const r = fusedAttentionSaving(st.qkv, batch.keyMask, headMask, shape)!;
+      st.merged = r.merged;
+      st.ctxMerged = r.ctx;
+      st.attnStats = r.stats;
+      attentionProjection(model, l, x, st, o);
+      return;
+    }
+  }
   if (o.fused && !o.save && !o.train && H > 0) {
     const shape = attentionShape(batch.B, batch.S, H, dh, c.arch);
     if (fusedAttentionApplies(model.gpu, shape)) {
@@ -547,8 +581,8 @@ export function layerBackward(
     throw new InvalidArgumentError("layerBackward: parameter gradients need the full backward");
   }
   const c = model.config;
-  const { B, S } = batch;
-  const H = model.heads(l), F = model.ffn(l), dh = c.headDim;
+  const { S } = batch;
+  const H = model.heads(l), F = model.ffn(l);
   const masks: LayerMaskGrads = {};
   // LN₂
   const dsum2 = normGrads(grads, `l${l}.ln2`, dy, st.sum2, st.mean2, st.rstd2, model); // = dU
@@ -582,40 +616,15 @@ export function layerBackward(
   let dx: Tensor | undefined = dsum1;
   if (H > 0 && (needDx || headMask)) {
     const dMerged = linearGrads(grads, `l${l}.o.w`, dattn, st.merged!, model);
-    let dctxBase = mergeHeadsBackward(dMerged, B, S, H);
-    dMerged.release();
-    if (headMask) {
-      const flat = [B * H, S * dh];
-      const r = scaleRowsBackward(dctxBase.view(flat), st.ctx!.view(flat), headMask);
-      dctxBase.release();
-      dctxBase = r.dx;
-      masks.head = r.ds;
-    }
-    if (!needDx) {
-      dctxBase.release();
+    const dqkv = st.qkv
+      ? fusedAttentionGrads(model, l, st, dMerged, batch, headMask, masks, needDx)
+      : unfusedAttentionGrads(model, l, st, dMerged, batch, headMask, masks, o, needDx);
+    if (!dqkv) {
       dsum1.release();
       if (dattn !== dsum1 && !dattn.released) dattn.release();
       releaseLayerState(st);
       return { masks };
     }
-    const dctx = dctxBase.shape.length === 3 ? dctxBase : dctxBase.view([B * H, S, dh]);
-    const dProbsD = matmul(dctx, st.v!, { transB: true });
-    const dv = matmul(st.probsDropped!, dctx, { transA: true });
-    dctxBase.release();
-    const dProbs = undrop(dProbsD, c.attentionDropout, o, siteSeed(o, l, 1));
-    if (dProbs !== dProbsD) dProbsD.release();
-    const dScores = softmaxBackward(dProbs, st.probs!, 1 / Math.sqrt(dh));
-    dProbs.release();
-    const dq = matmul(dScores, st.k!);
-    const dk = matmul(dScores, st.q!, { transA: true });
-    dScores.release();
-    const dqkv = model.gpu.empty([B * S, 3 * H * dh]);
-    splitHeadsBackward(dq, dqkv, B, S, H, dh, 0);
-    splitHeadsBackward(dk, dqkv, B, S, H, dh, H * dh);
-    splitHeadsBackward(dv, dqkv, B, S, H, dh, 2 * H * dh);
-    dq.release();
-    dk.release();
-    dv.release();
     if (grads) accumulate(grads, `l${l}.qkv.b`, sumRows(dqkv));
     const dX = linearGrads(grads, `l${l}.qkv.w`, dqkv, st.x, model);
     dqkv.release();
@@ -633,6 +642,94 @@ export function layerBackward(
 }
 
 /**
+ * Attention backward of the saving fused forward (`st.qkv` set): dqkv [B·S, 3·H·dh] from dMerged
+ * (released here), the head-mask gradient into `masks.head` when there is a head mask; undefined
+ * without `needDx`.
+ */
+function fusedAttentionGrads(
+  model: Model,
+  l: number,
+  st: LayerState,
+  dMerged: Tensor,
+  batch: BatchTensors,
+  headMask: Tensor | undefined,
+  masks: LayerMaskGrads,
+  needDx: boolean,
+): Tensor | undefined {
+  const c = model.config;
+  const shape = attentionShape(batch.B, batch.S, model.heads(l), c.headDim, c.arch);
+  const { delta, headGrad } = attentionDelta(dMerged, st.ctxMerged!, headMask, shape);
+  if (headMask) masks.head = headGrad;
+  else headGrad.release();
+  const dqkv = needDx
+    ? fusedAttentionBackward(
+      { qkv: st.qkv!, ctx: st.ctxMerged!, stats: st.attnStats! },
+      dMerged,
+      delta,
+      batch.keyMask,
+      headMask,
+      shape,
+    )
+    : undefined;
+  delta.release();
+  dMerged.release();
+  return dqkv;
+}
+
+/**
+ * Attention backward through the saved q, k, v and probabilities: dqkv [B·S, 3·H·dh] from dMerged
+ * (released here), the head-mask gradient into `masks.head` when there is a head mask; undefined
+ * without `needDx`.
+ */
+function unfusedAttentionGrads(
+  model: Model,
+  l: number,
+  st: LayerState,
+  dMerged: Tensor,
+  batch: BatchTensors,
+  headMask: Tensor | undefined,
+  masks: LayerMaskGrads,
+  o: PassOptions,
+  needDx: boolean,
+): Tensor | undefined {
+  const c = model.config;
+  const { B, S } = batch;
+  const H = model.heads(l), dh = c.headDim;
+  let dctxBase = mergeHeadsBackward(dMerged, B, S, H);
+  dMerged.release();
+  if (headMask) {
+    const flat = [B * H, S * dh];
+    const r = scaleRowsBackward(dctxBase.view(flat), st.ctx!.view(flat), headMask);
+    dctxBase.release();
+    dctxBase = r.dx;
+    masks.head = r.ds;
+  }
+  if (!needDx) {
+    dctxBase.release();
+    return undefined;
+  }
+  const dctx = dctxBase.shape.length === 3 ? dctxBase : dctxBase.view([B * H, S, dh]);
+  const dProbsD = matmul(dctx, st.v!, { transB: true });
+  const dv = matmul(st.probsDropped!, dctx, { transA: true });
+  dctxBase.release();
+  const dProbs = undrop(dProbsD, c.attentionDropout, o, siteSeed(o, l, 1));
+  if (dProbs !== dProbsD) dProbsD.release();
+  const dScores = softmaxBackward(dProbs, st.probs!, 1 / Math.sqrt(dh));
+  dProbs.release();
+  const dq = matmul(dScores, st.k!);
+  const dk = matmul(dScores, st.q!, { transA: true });
+  dScores.release();
+  const dqkv = model.gpu.empty([B * S, 3 * H * dh]);
+  splitHeadsBackward(dq, dqkv, B, S, H, dh, 0);
+  splitHeadsBackward(dk, dqkv, B, S, H, dh, H * dh);
+  splitHeadsBackward(dv, dqkv, B, S, H, dh, 2 * H * dh);
+  dq.release();
+  dk.release();
+  dv.release();
+  return dqkv;
+}
+
+/**
  * Releases a layer's saved activations: never its input `x`, `y` only when `withOutput`, and none
  * of the tensors in `keep`.
  */
@@ -645,6 +742,9 @@ export function releaseLayerState(st: LayerState, withOutput = false, keep?: Set
     st.probs,
     st.ctx,
     st.merged,
+    st.qkv,
+    st.ctxMerged,
+    st.attnStats,
     st.sum1,
     st.mean1,
     st.rstd1,

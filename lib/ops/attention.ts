@@ -111,31 +111,89 @@ export function fusedAttention(
   headMask: Tensor | undefined,
   s: FusedAttentionShape,
 ): Tensor | undefined {
+  checkFused("fusedAttention", qkv, keyMask, headMask, s);
+  if (!fusedAttentionApplies(qkv.gpu, s)) return undefined;
+  const out = qkv.gpu.empty([s.B * s.S, s.H * s.dh]);
+  runFused(qkv, keyMask, headMask, s, plan(s.S, s.dh / 4), [out]);
+  return out;
+}
+
+/**
+ * Whether `fusedAttentionSaving` (and lib/ops/attention_backward.ts) can run this shape: a CPU
+ * adapter, a head width with unrolled entries (16, 32 or 64) and textures within the limits.
+ */
+export function fusedAttentionSavingApplies(gpu: Gpu, s: FusedAttentionShape): boolean {
+  return fusedAttentionApplies(gpu, s) && UNROLLED_DH4.includes(s.dh / 4) &&
+    flatTextureFits(gpu, s.B * s.S * s.H * s.dh);
+}
+
+/**
+ * The fused attention of a pass that will run its backward (lib/ops/attention_backward.ts):
+ * besides the merged masked context `merged` it keeps the context before the head mask `ctx`
+ * [B·S, H·dh] and each query row's softmax statistics `stats` [B·H·S, 2] (max, 1 / sum), from
+ * which the backward recomputes the probabilities. Undefined where
+ * `fusedAttentionSavingApplies` does not hold. The caller releases the three tensors.
+ */
+export function fusedAttentionSaving(
+  qkv: Tensor,
+  keyMask: Tensor,
+  headMask: Tensor | undefined,
+  s: FusedAttentionShape,
+): { merged: Tensor; ctx: Tensor; stats: Tensor } | undefined {
+  checkFused("fusedAttentionSaving", qkv, keyMask, headMask, s);
+  const gpu = qkv.gpu;
+  if (!fusedAttentionSavingApplies(gpu, s)) return undefined;
+  const { B, S, H, dh } = s;
+  const merged = gpu.empty([B * S, H * dh]);
+  const ctx = gpu.empty([B * S, H * dh]);
+  const stats = gpu.empty([B * H * S, 2]);
+  const R = unrolledRows(S, dh / 4);
+  const spec: KernelSpec = {
+    name: `attention.wgsl+r${R}_d${dh / 4}_save`,
+    source: unrolledAttentionSource(R, dh / 4, true),
+    entry: `attention_r${R}_d${dh / 4}_save`,
+    bindings: ["texture", "read", "read", "rw", "rw", "rw"],
+  };
+  runFused(qkv, keyMask, headMask, s, { spec, rows: R, wg: UNROLLED_WG }, [merged, ctx, stats]);
+  return { merged, ctx, stats };
+}
+
+function checkFused(
+  name: string,
+  qkv: Tensor,
+  keyMask: Tensor,
+  headMask: Tensor | undefined,
+  s: FusedAttentionShape,
+): void {
   const { B, S, H, dh } = s;
   if (![B, S, H, dh].every((v) => Number.isInteger(v) && v >= 1)) {
-    throw new InvalidArgumentError(`fusedAttention: B, S, H, dh must be positive integers`);
+    throw new InvalidArgumentError(`${name}: B, S, H, dh must be positive integers`);
   }
   if (qkv.shape.length !== 2 || qkv.shape[0] !== B * S || qkv.shape[1] !== 3 * H * dh) {
     throw new ShapeError(
-      `fusedAttention: qkv [${qkv.shape.join(", ")}] is not [B·S = ${B * S}, 3·H·dh = ${
-        3 * H * dh
-      }]`,
+      `${name}: qkv [${qkv.shape.join(", ")}] is not [B·S = ${B * S}, 3·H·dh = ${3 * H * dh}]`,
     );
   }
   if (keyMask.shape.length !== 2 || keyMask.shape[0] !== B || keyMask.shape[1] !== S) {
-    throw new ShapeError(
-      `fusedAttention: keyMask [${keyMask.shape.join(", ")}] is not [${B}, ${S}]`,
-    );
+    throw new ShapeError(`${name}: keyMask [${keyMask.shape.join(", ")}] is not [${B}, ${S}]`);
   }
   if (headMask && headMask.size !== B * H) {
-    throw new ShapeError(
-      `fusedAttention: headMask has ${headMask.size} values, expected B·H = ${B * H}`,
-    );
+    throw new ShapeError(`${name}: headMask has ${headMask.size} values, expected B·H = ${B * H}`);
   }
+}
+
+/** Records one fused forward of `pl`'s entry writing `outs` (bindings 4…). */
+function runFused(
+  qkv: Tensor,
+  keyMask: Tensor,
+  headMask: Tensor | undefined,
+  s: FusedAttentionShape,
+  pl: { spec: KernelSpec; rows: number; wg: number },
+  outs: Tensor[],
+): void {
+  const { S, H, dh } = s;
   const gpu = qkv.gpu;
-  if (!fusedAttentionApplies(gpu, s)) return undefined;
   const { tex, shift } = flatTexture(qkv);
-  const out = gpu.empty([B * S, H * dh]);
   const params = [
     S,
     H,
@@ -145,12 +203,10 @@ export function fusedAttention(
     f32Bits(s.scale),
     headMask ? 1 : 0,
   ];
-  const { spec, rows, wg } = plan(S, dh / 4);
-  gpu.dispatchResources(spec, params, [tex, keyMask, headMask ?? keyMask, out], [
-    Math.ceil(S / (wg * rows)),
+  gpu.dispatchResources(pl.spec, params, [tex, keyMask, headMask ?? keyMask, ...outs], [
+    Math.ceil(S / (pl.wg * pl.rows)),
     H,
-    B,
+    s.B,
   ]);
   gpu.textures.release(tex);
-  return out;
 }

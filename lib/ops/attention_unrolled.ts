@@ -58,12 +58,26 @@ const HEADER = src.slice(0, src.indexOf("@compute"));
 
 const cache = new Map<string, string>();
 
-/** WGSL source (shared header + one entry point `attention_r<R>_d<D>`) for R rows and D = dh/4. */
-export function unrolledAttentionSource(R: number, D: number): string {
-  const key = `${R}_${D}`;
+/**
+ * Bindings 5 and 6 of the saving entries (`attention_r<R>_d<D>_save`): the context before the
+ * head mask, [B·S, H·dh] like `out`, and each query row's softmax statistics (running max m,
+ * 1 / Σ exp(s − m)) at (b·H + h)·S + i — what lib/ops/attention_backward.ts needs to recompute
+ * the probabilities.
+ */
+const SAVE_BINDINGS = `
+@group(0) @binding(5) var<storage, read_write> ctxOut: array<vec4<f32>>; // [B·S, H·dh / 4]
+@group(0) @binding(6) var<storage, read_write> stats: array<vec2<f32>>; // [B·H·S]: (m, 1 / l)
+`;
+
+/**
+ * WGSL source (shared header + one entry point `attention_r<R>_d<D>`, or with `save`
+ * `attention_r<R>_d<D>_save`) for R rows and D = dh/4.
+ */
+export function unrolledAttentionSource(R: number, D: number, save = false): string {
+  const key = `${R}_${D}_${save}`;
   let s = cache.get(key);
   if (!s) {
-    s = HEADER + unrolledEntry(R, D);
+    s = HEADER + (save ? SAVE_BINDINGS : "") + unrolledEntry(R, D, save);
     cache.set(key, s);
   }
   return s;
@@ -71,8 +85,11 @@ export function unrolledAttentionSource(R: number, D: number): string {
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
-/** Key-mask terms of the key at `index` (kernels/attention.wgsl's masking), named by `suffix`. */
-function maskLines(L: string[], suffix: string, index: string): void {
+/**
+ * Appends the key-mask terms of the key at `index` (kernels/attention.wgsl's masking), named by
+ * `suffix`, to the generated lines `L` (also used by lib/ops/attention_backward.ts).
+ */
+export function maskLines(L: string[], suffix: string, index: string): void {
   L.push(`    let km${suffix} = keyMask[b * p.S + ${index}];`);
   L.push(`    var add${suffix} = 0.0;`);
   L.push(`    if (p.mode == 0u) {`);
@@ -113,11 +130,13 @@ function stepLines(L: string[], R: number, D: number, ks: readonly string[]): vo
   }
 }
 
-function unrolledEntry(R: number, D: number): string {
+function unrolledEntry(R: number, D: number, save: boolean): string {
   const L: string[] = [];
   L.push(`@compute @workgroup_size(${UNROLLED_WG})`);
   L.push(
-    `fn attention_r${R}_d${D}(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: vec3u) {`,
+    `fn attention_r${R}_d${D}${
+      save ? "_save" : ""
+    }(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: vec3u) {`,
   );
   L.push(`  let i0 = ${R}u * gid.x;`, `  let h = wid.y;`, `  let b = wid.z;`);
   L.push(`  if (i0 >= p.S) {`, `    return;`, `  }`);
@@ -150,6 +169,11 @@ function unrolledEntry(R: number, D: number): string {
     L.push(`    let f${r} = hm / l${r};`);
     L.push(`    let o${r} = (b * p.S + i0 + ${r}u) * p.H * ${D}u + h * ${D}u;`);
     for (const c of range(D)) L.push(`    out[o${r} + ${c}u] = a${r}_${c} * f${r};`);
+    if (save) {
+      L.push(`    let il${r} = 1.0 / l${r};`);
+      for (const c of range(D)) L.push(`    ctxOut[o${r} + ${c}u] = a${r}_${c} * il${r};`);
+      L.push(`    stats[(b * p.H + h) * p.S + i0 + ${r}u] = vec2<f32>(m${r}, il${r});`);
+    }
     L.push(`  }`);
   }
   L.push(`}`);

@@ -1,0 +1,236 @@
+// The fused attention backward of CPU adapters (lib/ops/attention_backward.ts) and the saving
+// forward (`fusedAttentionSaving`) against a float64 reference of Hugging Face's attention and its
+// analytic gradient written out here (scores q·kᵀ/√dh, the BERT additive mask or DistilBERT's
+// masked_fill, softmax, P·V, head mask; loss = Σ G ∘ merged for a random G). The reference
+// gradient is itself checked against central finite differences of the reference forward.
+// Shapes cover head widths 16, 32 and 64, padding, a fully masked example, zero head masks, S
+// over several workgroups and a partial last row of rows per invocation.
+import { assert, assertClose, maxAbs } from "./helpers.ts";
+import { getGpu } from "../lib/gpu/context.ts";
+import { fusedAttentionSaving } from "../lib/ops/attention.ts";
+import { attentionDelta, fusedAttentionBackward } from "../lib/ops/attention_backward.ts";
+import { kernelClass } from "../lib/ops/kernel_class.ts";
+
+const F32_MIN = -3.4028234663852886e38;
+
+function rand(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 32 - 0.5;
+  };
+}
+
+interface Case {
+  B: number;
+  S: number;
+  H: number;
+  dh: number;
+  mode: "bert" | "distilbert";
+}
+
+/** Probabilities of (b, h) in float64 (masked scores in f32 arithmetic, as PyTorch's). */
+function probs(qkv: ArrayLike<number>, keyMask: Float32Array, c: Case, b: number, h: number) {
+  const { S, H, dh, mode } = c;
+  const W = 3 * H * dh, scale = 1 / Math.sqrt(dh);
+  const P = new Float64Array(S * S);
+  const fill = new Uint8Array(S * S);
+  for (let i = 0; i < S; i++) {
+    const s = new Float64Array(S);
+    for (let j = 0; j < S; j++) {
+      let dot = 0;
+      for (let k = 0; k < dh; k++) {
+        dot += qkv[(b * S + i) * W + h * dh + k] * qkv[(b * S + j) * W + (H + h) * dh + k];
+      }
+      const m = keyMask[b * S + j];
+      if (mode === "distilbert" && m === 0) fill[i * S + j] = 1;
+      s[j] = mode === "bert"
+        ? (m === 0 ? Math.fround(Math.fround(dot * scale) + F32_MIN) : dot * scale)
+        : (m === 0 ? F32_MIN : dot * scale);
+    }
+    const mx = Math.max(...s);
+    const e = s.map((v) => Math.exp(v - mx));
+    const sum = e.reduce((a, v) => a + v, 0);
+    for (let j = 0; j < S; j++) P[i * S + j] = e[j] / sum;
+  }
+  return { P, fill };
+}
+
+/** Reference forward: merged masked context, context before the mask, loss Σ G ∘ merged. */
+function forwardRef(
+  qkv: ArrayLike<number>,
+  keyMask: Float32Array,
+  headMask: Float32Array | undefined,
+  G: Float32Array,
+  c: Case,
+) {
+  const { B, S, H, dh } = c;
+  const W = 3 * H * dh;
+  const ctx = new Float64Array(B * S * H * dh), merged = new Float64Array(B * S * H * dh);
+  let loss = 0;
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < H; h++) {
+      const { P } = probs(qkv, keyMask, c, b, h);
+      const f = headMask ? headMask[b * H + h] : 1;
+      for (let i = 0; i < S; i++) {
+        for (let k = 0; k < dh; k++) {
+          let acc = 0;
+          for (let j = 0; j < S; j++) {
+            acc += P[i * S + j] * qkv[(b * S + j) * W + (2 * H + h) * dh + k];
+          }
+          const o = (b * S + i) * H * dh + h * dh + k;
+          ctx[o] = acc;
+          merged[o] = acc * f;
+          loss += G[o] * merged[o];
+        }
+      }
+    }
+  }
+  return { ctx, merged, loss };
+}
+
+/** Reference gradients of loss = Σ G ∘ merged: dqkv and ∂loss/∂headMask. */
+function backwardRef(
+  qkv: ArrayLike<number>,
+  keyMask: Float32Array,
+  headMask: Float32Array | undefined,
+  G: Float32Array,
+  c: Case,
+) {
+  const { B, S, H, dh } = c;
+  const W = 3 * H * dh, scale = 1 / Math.sqrt(dh);
+  const dqkv = new Float64Array(B * S * W), dhm = new Float64Array(B * H);
+  const { ctx } = forwardRef(qkv, keyMask, headMask, G, c);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < H; h++) {
+      const { P, fill } = probs(qkv, keyMask, c, b, h);
+      const f = headMask ? headMask[b * H + h] : 1;
+      const q = (i: number, k: number) => qkv[(b * S + i) * W + h * dh + k];
+      const kk = (j: number, k: number) => qkv[(b * S + j) * W + (H + h) * dh + k];
+      const v = (j: number, k: number) => qkv[(b * S + j) * W + (2 * H + h) * dh + k];
+      const mo = (i: number, k: number) => (b * S + i) * H * dh + h * dh + k;
+      const dO = (i: number, k: number) => f * G[mo(i, k)];
+      for (let i = 0; i < S; i++) {
+        for (let k = 0; k < dh; k++) dhm[b * H + h] += G[mo(i, k)] * ctx[mo(i, k)];
+      }
+      const dS = new Float64Array(S * S);
+      for (let i = 0; i < S; i++) {
+        const dP = new Float64Array(S);
+        let dot = 0;
+        for (let j = 0; j < S; j++) {
+          for (let k = 0; k < dh; k++) dP[j] += dO(i, k) * v(j, k);
+          dot += P[i * S + j] * dP[j];
+        }
+        for (let j = 0; j < S; j++) {
+          dS[i * S + j] = fill[i * S + j] ? 0 : P[i * S + j] * (dP[j] - dot) * scale;
+        }
+      }
+      for (let i = 0; i < S; i++) {
+        for (let k = 0; k < dh; k++) {
+          let dq = 0, dk = 0, dv = 0;
+          for (let j = 0; j < S; j++) {
+            dq += dS[i * S + j] * kk(j, k);
+            dk += dS[j * S + i] * q(j, k);
+            dv += P[j * S + i] * dO(j, k);
+          }
+          dqkv[(b * S + i) * W + h * dh + k] = dq;
+          dqkv[(b * S + i) * W + (H + h) * dh + k] = dk;
+          dqkv[(b * S + i) * W + (2 * H + h) * dh + k] = dv;
+        }
+      }
+    }
+  }
+  return { dqkv, dhm };
+}
+
+function inputs(c: Case, allMaskedLast: boolean, withHeadMask: boolean) {
+  const { B, S, H, dh } = c;
+  const r = rand(B * 1000 + S * 10 + H + dh);
+  const qkv = Float32Array.from({ length: B * S * 3 * H * dh }, () => 3 * r());
+  const keyMask = new Float32Array(B * S);
+  for (let b = 0; b < B; b++) {
+    const real = allMaskedLast && b === B - 1 ? 0 : Math.max(1, S - 3 * b);
+    for (let j = 0; j < real; j++) keyMask[b * S + j] = 1;
+  }
+  const headMask = withHeadMask
+    ? Float32Array.from({ length: B * H }, (_, i) => i % 3 === 1 ? 0 : 0.5 + i / 7)
+    : undefined;
+  const G = Float32Array.from({ length: B * S * H * dh }, () => 2 * r());
+  return { qkv, keyMask, headMask, G };
+}
+
+Deno.test("reference attention gradient equals central finite differences of the reference forward", () => {
+  for (const mode of ["bert", "distilbert"] as const) {
+    const c: Case = { B: 2, S: 5, H: 2, dh: 4, mode };
+    const { qkv, keyMask, headMask, G } = inputs(c, false, true);
+    const x = Float64Array.from(qkv);
+    const { dqkv, dhm } = backwardRef(x, keyMask, headMask, G, c);
+    const eps = 1e-6;
+    for (let t = 0; t < x.length; t += 3) {
+      const x0 = x[t];
+      x[t] = x0 + eps;
+      const lp = forwardRef(x, keyMask, headMask, G, c).loss;
+      x[t] = x0 - eps;
+      const lm = forwardRef(x, keyMask, headMask, G, c).loss;
+      x[t] = x0;
+      const fd = (lp - lm) / (2 * eps);
+      assert(Math.abs(fd - dqkv[t]) < 1e-6 * Math.max(1, Math.abs(fd)), `${mode} dqkv[${t}]`);
+    }
+    for (let t = 0; t < headMask!.length; t++) {
+      const hp = Float32Array.from(headMask!), hm = Float32Array.from(headMask!);
+      hp[t] += 0.25;
+      hm[t] -= 0.25; // the loss is linear in the head mask
+      const fd = (forwardRef(x, keyMask, hp, G, c).loss - forwardRef(x, keyMask, hm, G, c).loss) /
+        (hp[t] - hm[t]); // the f32-rounded step
+      assert(
+        Math.abs(fd - dhm[t]) < 1e-9 * Math.max(1, Math.abs(fd)),
+        `${mode} dhm[${t}]: ${fd} vs ${dhm[t]}`,
+      );
+    }
+  }
+});
+
+Deno.test("fused attention backward equals the float64 gradient (both mask modes, head widths 16/32/64, padding, fully masked example, head masks)", async () => {
+  const gpu = await getGpu();
+  if (kernelClass(gpu) !== "cpu") return; // the kernels only run on CPU adapters
+  const cases: (Case & { allMasked: boolean; hm: boolean })[] = [
+    { B: 3, S: 37, H: 3, dh: 32, mode: "bert", allMasked: true, hm: true },
+    { B: 2, S: 19, H: 2, dh: 64, mode: "distilbert", allMasked: false, hm: false },
+    { B: 2, S: 70, H: 1, dh: 32, mode: "distilbert", allMasked: true, hm: false },
+    { B: 2, S: 13, H: 2, dh: 16, mode: "bert", allMasked: false, hm: true },
+  ];
+  for (const c of cases) {
+    const { B, S, H, dh, mode } = c;
+    const { qkv, keyMask, headMask, G } = inputs(c, c.allMasked, c.hm);
+    const shape = { B, S, H, dh, scale: 1 / Math.sqrt(dh), mode };
+    const tq = gpu.upload(qkv, [B * S, 3 * H * dh]);
+    const tm = gpu.upload(keyMask, [B, S]);
+    const th = headMask ? gpu.upload(headMask, [B * H]) : undefined;
+    const tg = gpu.upload(G, [B * S, H * dh]);
+    const saved = fusedAttentionSaving(tq, tm, th, shape);
+    assert(saved, `saving attention did not apply to ${JSON.stringify(c)}`);
+    const { delta, headGrad } = attentionDelta(tg, saved.ctx, th, shape);
+    const dqkv = fusedAttentionBackward(
+      { qkv: tq, ctx: saved.ctx, stats: saved.stats },
+      tg,
+      delta,
+      tm,
+      th,
+      shape,
+    );
+    const label = JSON.stringify(c);
+    const ref = forwardRef(qkv, keyMask, headMask, G, c);
+    const got = await saved.merged.read();
+    assertClose(got, ref.merged, 1e-5 * Math.max(1, maxAbs(ref.merged)), 1e-5, `${label} merged`);
+    const gotCtx = await saved.ctx.read();
+    assertClose(gotCtx, ref.ctx, 1e-5 * Math.max(1, maxAbs(ref.ctx)), 1e-5, `${label} ctx`);
+    const g = backwardRef(qkv, keyMask, headMask, G, c);
+    const gotHm = await headGrad.read();
+    assertClose(gotHm, g.dhm, 1e-4 * Math.max(1, maxAbs(g.dhm)), 1e-4, `${label} head grad`);
+    const gotD = await dqkv.read();
+    assertClose(gotD, g.dqkv, 1e-4 * Math.max(1, maxAbs(g.dqkv)), 1e-4, `${label} dqkv`);
+    for (
+      const t of [tq, tm, th, tg, saved.merged, saved.ctx, saved.stats, delta, headGrad, dqkv]
+    ) t?.release();
+  }
+});
