@@ -1,7 +1,7 @@
 import { assert, assertEquals } from "./helpers.ts";
 import { getGpu } from "../lib/gpu/context.ts";
 import { add, addInto, axpby, mul, scale } from "../lib/ops/elementwise.ts";
-import { ReleasedTensorError, ShapeError } from "../lib/errors.ts";
+import { InvalidArgumentError, ReleasedTensorError, ShapeError } from "../lib/errors.ts";
 
 Deno.test("elementwise ops match direct computation and steady state allocates nothing", async () => {
   const gpu = await getGpu();
@@ -101,4 +101,33 @@ Deno.test("startRecording / replay: a recorded dispatch re-runs on the buffers' 
   assertEquals(gpu.stopRecording().length, 0);
   x.release();
   y.release();
+});
+
+Deno.test("a buffer bound both read-only and read-write in one dispatch raises (WebGPU would drop the whole submit)", async () => {
+  const gpu = await getGpu();
+  const spec = {
+    name: "test_read_rw",
+    source: `@group(0) @binding(0) var<uniform> p: vec4<u32>;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read_write> b: array<f32>;
+@compute @workgroup_size(1)
+fn main() {
+  b[0] = a[0] + f32(p.x);
+}`,
+    entry: "main",
+    bindings: ["read", "rw"] as const,
+  };
+  const t = gpu.upload([1, 2, 3, 4]);
+  const u = gpu.upload([0, 0, 0, 0]);
+  let err: unknown;
+  try {
+    gpu.dispatch(spec, [5, 0, 0, 0], [t, t], [1]);
+  } catch (e) {
+    err = e;
+  }
+  assert(err instanceof InvalidArgumentError, "read + read-write of one buffer must raise");
+  gpu.dispatch(spec, [5, 0, 0, 0], [t, u], [1]); // distinct buffers run
+  assertEquals(Array.from(await u.read()), [6, 0, 0, 0]);
+  t.release();
+  u.release();
 });

@@ -106,3 +106,21 @@ export async function runScript(
   const dec = new TextDecoder();
   return { code: res.code, stdout: dec.decode(res.stdout), stderr: dec.decode(res.stderr) };
 }
+
+/** erf to ~1e-15 (Taylor series for |x| < 3, continued-fraction tail beyond): reference only. */
+export function erf(x: number): number {
+  const t = Math.abs(x);
+  if (t < 3) {
+    let sum = 0, term = t;
+    for (let n = 0; n < 200; n++) {
+      sum += term / (2 * n + 1);
+      term *= -t * t / (n + 1);
+      if (Math.abs(term) < 1e-17) break;
+    }
+    return Math.sign(x) * sum * 2 / Math.sqrt(Math.PI);
+  }
+  let f = 0;
+  for (let n = 60; n >= 1; n--) f = n / 2 / (t + f);
+  const erfc = Math.exp(-t * t) / Math.sqrt(Math.PI) / (t + f);
+  return Math.sign(x) * (1 - erfc);
+}

@@ -405,6 +405,21 @@ export class Gpu {
         );
       }
     });
+    // WebGPU rejects a buffer bound both read-write and read-only in one dispatch, and the
+    // rejection only invalidates the whole command buffer at submit: say so here instead
+    const written = new Set<GPUBuffer>();
+    spec.bindings.forEach((kind, i) => {
+      const t = tensors[i];
+      if (kind === "rw" && t instanceof Tensor) written.add(t.buffer);
+    });
+    spec.bindings.forEach((kind, i) => {
+      const t = tensors[i];
+      if (kind !== "rw" && t instanceof Tensor && written.has(t.buffer)) {
+        throw new InvalidArgumentError(
+          `${spec.name}:${spec.entry} binding ${i + 1} reads a buffer that another binding writes`,
+        );
+      }
+    });
     if (params.length > PARAM_SLOT_BYTES / 4) {
       throw new InvalidArgumentError(`${spec.entry}: more than 64 parameter words`);
     }

@@ -15,6 +15,7 @@ import {
   fusedAttentionSavingApplies,
 } from "../ops/attention.ts";
 import { attentionDelta, fusedAttentionBackward } from "../ops/attention_backward.ts";
+import { ffnActivation, ffnActivationBackward } from "../ops/ffn_act.ts";
 import { gelu, geluBackward, relu, reluBackward } from "../ops/activation.ts";
 import { dropout, dropoutBackward } from "../ops/dropout.ts";
 import { add, addInto } from "../ops/elementwise.ts";
@@ -116,7 +117,8 @@ export interface LayerState {
   /**
    * FFN activation Z [B·S, F_l] (before the mask); fused inference passes of a width F_l % 64 != 0
    * on CPU adapters keep it zero-padded, [B·S, F_l rounded up to a multiple of 64]
-   * (lib/ops/matmul.ts `linearPadded`).
+   * (lib/ops/matmul.ts `linearPadded`). Unset after a saving pass that ran the fused activation
+   * and mask (lib/ops/ffn_act.ts; its backward recomputes act(h)).
    */
   z?: Tensor;
   /** Z ∘ m_ffn. */
@@ -170,7 +172,8 @@ export function accumulate(grads: Grads, name: string, g: Tensor): void {
  * Backward of a model linear layer `name` (a weight [out, in]) given dY and its input X: returns
  * dX = dY·W and, only when `grads` is given, adds dW = dYᵀ·X into grads[name]. Passes that want
  * mask gradients alone (the Fisher pass) give no `grads` and skip the dW products — a third of
- * the backward's matmul work.
+ * the backward's matmul work. With `dxInto`, dX is added into that tensor (which must not be dY
+ * or X) and it is returned.
  */
 export function linearGrads(
   grads: Grads | undefined,
@@ -178,10 +181,11 @@ export function linearGrads(
   dy: Tensor,
   x: Tensor,
   model: Model,
+  dxInto?: Tensor,
 ): Tensor {
   const w = model.param(name);
-  if (!grads) return matmul(dy, w);
-  const r = linearBackward(dy, x, w, { dwInto: grads.get(name) });
+  if (!grads) return dxInto ? matmul(dy, w, { out: dxInto, accumulate: true }) : matmul(dy, w);
+  const r = linearBackward(dy, x, w, { dwInto: grads.get(name), dxInto });
   if (!grads.has(name)) grads.set(name, r.dw);
   return r.dx!;
 }
@@ -470,11 +474,14 @@ export function ffnForward(
       st.z = linear(u, model.param(`l${l}.ffn1.w`), model.param(`l${l}.ffn1.b`), c.hiddenAct);
     } else {
       st.h = linear(u, model.param(`l${l}.ffn1.w`), model.param(`l${l}.ffn1.b`));
-      st.z = c.hiddenAct === "relu" ? relu(st.h) : gelu(st.h);
+      // a pass that keeps activations: activation and mask in one kernel where it applies (the
+      // backward then recomputes act(h) and needs no z)
+      const zm = o.save ? ffnActivation(st.h, ffnMask, batch.S, c.hiddenAct) : undefined;
+      if (zm) st.zm = zm;
+      else st.z = c.hiddenAct === "relu" ? relu(st.h) : gelu(st.h);
     }
-    const z = st.z;
-    st.zm = ffnMask ? scaleColsGrouped(z, ffnMask, batch.S) : z;
-    f = linear(st.zm, model.param(`l${l}.ffn2.w`), model.param(`l${l}.ffn2.b`));
+    if (!st.zm) st.zm = ffnMask ? scaleColsGrouped(st.z!, ffnMask, batch.S) : st.z;
+    f = linear(st.zm!, model.param(`l${l}.ffn2.w`), model.param(`l${l}.ffn2.b`));
   }
   // with 0 neurons the sub-layer's output is b₂ on every row
   const r = f
@@ -592,20 +599,26 @@ export function layerBackward(
   let du = dsum2;
   if (F > 0) {
     let dz = linearGrads(grads, `l${l}.ffn2.w`, df, st.zm!, model);
-    if (ffnMask) {
-      const r = scaleColsGroupedBackward(dz, st.z!, ffnMask, S);
-      dz.release();
-      dz = r.dx;
-      masks.ffn = r.ds;
+    let dh1: Tensor;
+    if (!st.z) {
+      // the forward's fused activation and mask (`ffnActivation`)
+      const r = ffnActivationBackward(dz, st.h!, ffnMask, S, c.hiddenAct)!;
+      dh1 = r.dh;
+      if (r.ds) masks.ffn = r.ds;
+    } else {
+      if (ffnMask) {
+        const r = scaleColsGroupedBackward(dz, st.z, ffnMask, S);
+        dz.release();
+        dz = r.dx;
+        masks.ffn = r.ds;
+      }
+      dh1 = c.hiddenAct === "relu" ? reluBackward(dz, st.h!) : geluBackward(dz, st.h!);
     }
-    const dh1 = c.hiddenAct === "relu" ? reluBackward(dz, st.h!) : geluBackward(dz, st.h!);
     dz.release();
     if (grads) accumulate(grads, `l${l}.ffn1.b`, sumRows(dh1));
-    const dU = linearGrads(grads, `l${l}.ffn1.w`, dh1, st.u, model);
+    // dU = dsum2 + dh1·W₁, accumulated in place (dsum2's readers are recorded above)
+    du = linearGrads(grads, `l${l}.ffn1.w`, dh1, st.u, model, dsum2);
     dh1.release();
-    du = add(dsum2, dU);
-    dU.release();
-    dsum2.release();
   }
   if (df !== dsum2 && !df.released) df.release();
   // LN₁
@@ -626,11 +639,9 @@ export function layerBackward(
       return { masks };
     }
     if (grads) accumulate(grads, `l${l}.qkv.b`, sumRows(dqkv));
-    const dX = linearGrads(grads, `l${l}.qkv.w`, dqkv, st.x, model);
+    // dX = dsum1 + dqkv·W_qkv, accumulated in place
+    dx = linearGrads(grads, `l${l}.qkv.w`, dqkv, st.x, model, dsum1);
     dqkv.release();
-    dx = add(dsum1, dX);
-    dX.release();
-    dsum1.release();
   }
   if (dattn !== dsum1 && !dattn.released) dattn.release();
   releaseLayerState(st);

@@ -614,13 +614,15 @@ export function linearFromPadded(z: Tensor, w: Tensor, bias?: Tensor): Tensor {
  * Backward of `linear` (without activation): given dy [..., out], x [..., in] and w [out, in],
  * returns dx = dy·w [..., in] and dw = dyᵀ·x [out, in] (leading dims are flattened into rows).
  * With `dwInto`, dw is added into that tensor (gradient accumulation) and it is returned as `dw`;
- * `needDx: false` skips dx (first layer). The bias gradient is the column sum of dy (not here).
+ * `needDx: false` skips dx (first layer); with `dxInto`, dx is added into that tensor (a residual
+ * branch's gradient; not dy or x) and it is returned as `dx`. The bias gradient is the column sum
+ * of dy (not here).
  */
 export function linearBackward(
   dy: Tensor,
   x: Tensor,
   w: Tensor,
-  o: { needDx?: boolean; dwInto?: Tensor } = {},
+  o: { needDx?: boolean; dwInto?: Tensor; dxInto?: Tensor } = {},
 ): { dx?: Tensor; dw: Tensor } {
   if (w.shape.length !== 2 || dy.shape.length < 2 || x.shape.length < 2) {
     throw new ShapeError(`linearBackward: w ${fmt(w)} must be rank 2, dy and x rank ≥ 2`);
@@ -642,5 +644,6 @@ export function linearBackward(
     ? matmul(dy2, x2, { transA: true, out: o.dwInto, accumulate: true })
     : matmul(dy2, x2, { transA: true });
   if (o.needDx === false) return { dw };
-  return { dx: matmul(dy, w), dw };
+  const dx = o.dxInto ? matmul(dy, w, { out: o.dxInto, accumulate: true }) : matmul(dy, w);
+  return { dx, dw };
 }

@@ -1,0 +1,128 @@
+/**
+ * The FFN activation with the per-example neuron mask, and its backward with the mask gradient,
+ * for passes that keep activations (training, the Fisher pass) on CPU adapters
+ * (kernels/ffn_act.wgsl): the [B·S, F] operands are read as flat textures, and the backward
+ * recomputes act(h) instead of keeping it. They replace, where they apply, the chain GELU → mask
+ * (forward) and mask backward → per-example column dot products → GELU backward of the generic
+ * ops (lib/ops/activation.ts, lib/ops/masks.ts), which llvmpipe runs through lane-by-lane storage
+ * loads: one Fisher batch of the zoo's BERT shape spent ≈ 0.45 s of 1.9 s there.
+ * @module
+ */
+import actSrc from "../../kernels/activation.wgsl" with { type: "text" };
+import src from "../../kernels/ffn_act.wgsl" with { type: "text" };
+import { ShapeError } from "../errors.ts";
+import type { Gpu, KernelSpec } from "../gpu/context.ts";
+import type { Tensor } from "../gpu/tensor.ts";
+import { flatTexture, flatTextureFits } from "./flat_texture.ts";
+import { kernelClass } from "./kernel_class.ts";
+
+/** kernels/activation.wgsl's erf section (normal_cdf and its helpers). */
+const ERF = actSrc.slice(
+  actSrc.indexOf("// ---------------------------------------------------------------- erf"),
+  actSrc.indexOf(
+    "// ---------------------------------------------------------------- entry points",
+  ),
+);
+
+const SOURCE = ERF + src;
+const WG = 64;
+
+/** Activations the fused FFN kernels implement. */
+export type FfnActivation = "gelu" | "relu";
+
+function spec(entry: "ffn_act_fwd" | "ffn_act_bwd", act: FfnActivation, masked: boolean) {
+  const s: KernelSpec = {
+    name: "ffn_act.wgsl",
+    source: SOURCE,
+    entry,
+    bindings: ["texture", "texture", "read", "rw", "rw"],
+    constants: { ACT: act === "relu" ? 2 : 1, MASKED: masked ? 1 : 0 },
+  };
+  return s;
+}
+
+/**
+ * Whether the fused FFN activation applies to a pre-activation of `size` values in rows of F
+ * on `gpu`: a CPU adapter, F % 4 == 0, and a flat texture within the device limits.
+ */
+export function ffnActApplies(gpu: Gpu, size: number, F: number): boolean {
+  return kernelClass(gpu) === "cpu" && F > 0 && F % 4 === 0 && size > 0 &&
+    flatTextureFits(gpu, size);
+}
+
+function check(name: string, h: Tensor, mask: Tensor | undefined, S: number): [number, number] {
+  const F = h.shape[h.shape.length - 1];
+  const rows = h.size / F;
+  if (!(S >= 1 && Number.isInteger(S) && rows % S === 0)) {
+    throw new ShapeError(`${name}: ${rows} rows are not whole examples of S = ${S}`);
+  }
+  const B = rows / S;
+  if (mask && mask.size !== B * F) {
+    throw new ShapeError(`${name}: mask has ${mask.size} values, expected B·F = ${B * F}`);
+  }
+  return [B, F];
+}
+
+/**
+ * zm = act(h) ∘ mask[b] (act(h) without a mask): h [B·S, F], mask [B, F] (example b = row / S).
+ * Undefined, recording nothing, where `ffnActApplies` does not hold. The caller releases zm.
+ */
+export function ffnActivation(
+  h: Tensor,
+  mask: Tensor | undefined,
+  S: number,
+  act: FfnActivation,
+): Tensor | undefined {
+  const [B, F] = check("ffnActivation", h, mask, S);
+  const gpu = h.gpu;
+  if (!ffnActApplies(gpu, h.size, F)) return undefined;
+  const n4 = h.size / 4;
+  const groups = Math.ceil(n4 / WG);
+  const maxWg = gpu.limits.maxComputeWorkgroupsPerDimension;
+  const nx = Math.min(groups, maxWg), ny = Math.ceil(groups / nx);
+  if (ny > maxWg) return undefined;
+  const t = flatTexture(h);
+  const zm = gpu.empty(h.shape);
+  gpu.dispatchResources(
+    spec("ffn_act_fwd", act, mask !== undefined),
+    [n4, F / 4, S, nx, t.shift, B],
+    [t.tex, t.tex, mask ?? h, zm, zm],
+    [nx, ny],
+  );
+  gpu.textures.release(t.tex);
+  return zm;
+}
+
+/**
+ * Backward of `ffnActivation`: from dzm = ∂loss/∂zm and h, dh = act'(h) ∘ mask[b] ∘ dzm and, with
+ * a mask, the per-example mask gradient ds [B, F] = Σ_t dzm ∘ act(h) over each example's rows.
+ * Undefined where `ffnActApplies` does not hold. The caller releases dh and ds.
+ */
+export function ffnActivationBackward(
+  dzm: Tensor,
+  h: Tensor,
+  mask: Tensor | undefined,
+  S: number,
+  act: FfnActivation,
+): { dh: Tensor; ds?: Tensor } | undefined {
+  const [B, F] = check("ffnActivationBackward", h, mask, S);
+  if (dzm.size !== h.size) {
+    throw new ShapeError(`ffnActivationBackward: dzm has ${dzm.size} values, h ${h.size}`);
+  }
+  const gpu = h.gpu;
+  if (!ffnActApplies(gpu, h.size, F)) return undefined;
+  const lanes = (B * F) / 4;
+  if (Math.ceil(lanes / WG) > gpu.limits.maxComputeWorkgroupsPerDimension) return undefined;
+  const th = flatTexture(h), td = flatTexture(dzm);
+  const dh = gpu.empty(h.shape);
+  const ds = mask ? gpu.empty([B, F]) : undefined;
+  gpu.dispatchResources(
+    spec("ffn_act_bwd", act, mask !== undefined),
+    [h.size / 4, F / 4, S, 0, th.shift, B],
+    [th.tex, td.tex, mask ?? h, dh, ds ?? dh],
+    [Math.ceil(lanes / WG)],
+  );
+  gpu.textures.release(th.tex);
+  gpu.textures.release(td.tex);
+  return { dh, ds };
+}
