@@ -1,5 +1,5 @@
 /**
- * `deno task profile [train|mlm|infer|fisher] [--batch B] [--seq S] [--top 25] [--json FILE]
+ * `deno task profile [train|mlm|infer|fisher|tune] [--batch B] [--seq S] [--top 25] [--json FILE]
  * [--model DIR|URL]`: where the GPU time of one pass goes, per kernel. Runs the pass once to warm up, runs it again while the GPU
  * context records every dispatch (`Gpu.startRecording`), then replays each dispatch on its own and
  * times it with the bench's `timeGpu`: marginally, (t(2n) − t(n)) / n with n replays queued before
@@ -13,7 +13,8 @@
  * vocabulary (32 × 64); `infer` — an inference forward of the zoo's BERT L4/H128/F512 (32 × 128),
  * or of the checkpoint `--model` names (e.g. a pruned one: uneven layers, padded FFN widths);
  * `fisher` — one batch of the Fisher pass on the zoo's BERT shape (32 × 128): forward with saved
- * activations, mask-gradient-only backward.
+ * activations, mask-gradient-only backward; `tune` — mask tuning of one batch on that shape
+ * (every head and one neuron in eight kept).
  * @module
  */
 import { parseArgs } from "node:util";
@@ -28,6 +29,7 @@ import { sumAll } from "../lib/ops/reduce.ts";
 import { createMlmHead, maskBatch, mlmForwardBackward } from "../lib/train/mlm.ts";
 import { AdamW } from "../lib/train/optimizer.ts";
 import { finishStep, zeroGrads } from "../lib/train/step.ts";
+import { tuneMasks } from "../lib/prune/tune.ts";
 import { Pcg32 } from "../lib/util/pcg32.ts";
 import { median, timeGpu } from "./bench/common.ts";
 import { runCli } from "./cli.ts";
@@ -115,6 +117,31 @@ async function scenario(
         backward(model, fwd, bt, masks, { lossScale: 1 }).release();
         for (const t of [fwd, masks, bt]) t.release();
         await gpu.sync();
+      },
+      release: () => model.release(),
+    };
+  }
+  if (name === "tune") {
+    // mask tuning (lib/prune/tune.ts) of one batch on the zoo's BERT shape, for the mask the
+    // 50%-FLOPs search keeps there: every head, one neuron in eight
+    const [b, s] = [B ?? 32, S ?? 128];
+    const config = bertConfig(V, 128, 512);
+    const model = await createRandomModel(config, 0, gpu);
+    const L = config.numLayers, H = config.numHeads, F = config.intermediateSize;
+    const keep = {
+      head: new Float64Array(L * H).fill(1),
+      ffn: Float64Array.from({ length: L * F }, (_, i) => (i % 8 === 0 ? 1 : 0)),
+      L,
+      H,
+      F,
+    };
+    const batch = fullBatch(b, s, V);
+    return {
+      describe: `mask tuning, one batch, BERT L4/H128/F512 (all heads, 1/8 of the neurons kept), ` +
+        `batch ${b} × ${s}`,
+      run: async () => {
+        gpu.recordingLabel = "tune";
+        await tuneMasks(model, [batch], keep);
       },
       release: () => model.release(),
     };
@@ -212,7 +239,7 @@ async function scenario(
     };
   }
   throw new InvalidArgumentError(
-    `profile: unknown scenario ${name} (train, mlm, infer, fisher)`,
+    `profile: unknown scenario ${name} (train, mlm, infer, fisher, tune)`,
   );
 }
 

@@ -66,7 +66,8 @@ export interface PassOptions {
    * LayerNorm through the fused kernels where they apply (CPU adapters; lib/ops/attention.ts,
    * `addLayerNormInference`); the layer state then holds the merged context and the sub-layer
    * outputs but no q, k, v, probabilities, per-head context, pre-LN sums or LN statistics.
-   * `"attention"` fuses the attention only (pre-LN sums and statistics are kept).
+   * `"attention"` fuses the attention and the FFN activation only (pre-LN sums and statistics are
+   * kept).
    */
   fused?: boolean | "attention";
   /**
@@ -469,7 +470,7 @@ export function ffnForward(
     st.zm = padded;
     f = linearFromPadded(padded, model.param(`l${l}.ffn2.w`), model.param(`l${l}.ffn2.b`));
   } else if (F > 0) {
-    if (o.fused === true && !o.save && !o.train) {
+    if (o.fused && !o.save && !o.train) {
       // inference: the activation runs in the matmul epilogue (no pre-activation kept)
       st.z = linear(u, model.param(`l${l}.ffn1.w`), model.param(`l${l}.ffn1.b`), c.hiddenAct);
     } else {

@@ -9,13 +9,12 @@
  */
 import { InvalidArgumentError } from "../errors.ts";
 import type { Tensor } from "../gpu/tensor.ts";
-import { axpby, mul, scale } from "../ops/elementwise.ts";
 import { mergeHeads } from "../ops/heads.ts";
 import { attentionShape, fusedAttention, fusedAttentionApplies } from "../ops/attention.ts";
 import { scaleColsGrouped, scaleRows } from "../ops/masks.ts";
 import { matmul } from "../ops/matmul.ts";
-import { sumRows } from "../ops/reduce.ts";
-import { addRowVector } from "../ops/rows.ts";
+import { dotAll, dotGroups, sumRows } from "../ops/reduce.ts";
+import { residualRows } from "../ops/residual_rows.ts";
 import {
   attentionContext,
   attentionOutput,
@@ -328,7 +327,6 @@ export async function tuneMasks(
     const tuneMha = !stopped && keptHeads.length > 0 && (l > 0 || !!o.tuneFirstMha);
     const hd = H * dh;
     const wo = model.param(`l${l}.o.w`);
-    const negBo = tuneMha ? scale(model.param(`l${l}.o.b`), -1) : undefined;
     const Gacc = new Float64Array(tuneMha ? hd * hd : 0),
       qAcc = new Float64Array(hd),
       cAcc = new Float64Array(hd);
@@ -351,25 +349,20 @@ export async function tuneMasks(
       const merged = ctx!.merged ? ctx!.t : mergeHeads(ctx!.t, bt[b].B, bt[b].S, H);
       const ctxM = scaleRows(merged, rows);
       if (!ctx!.merged) merged.release();
-      const r0 = axpby(tSum1[b], xs[b], 1, -1);
-      const r1 = addRowVector(r0, negBo!);
-      const R = scaleRows(r1, rows);
-      r0.release();
-      r1.release();
+      // R = (teacher's pre-LN₁ sum − X − b_o) on the fitted rows
+      const R = residualRows(tSum1[b], xs[b], model.param(`l${l}.o.b`), rows);
       const RW = matmul(R, wo); // [T, d]·[d, hd]
-      const prod = mul(ctxM, RW);
-      const R2 = mul(R, R);
+      const T = R.shape[0];
       await mhaReads.add([
         matmul(ctxM, ctxM, { transA: true }),
-        sumRows(prod),
+        dotGroups(ctxM, RW, T), // Σ_t ctxM ∘ RW per column
         sumRows(ctxM),
         sumRows(R),
-        sumRows(R2),
+        dotAll(R, R),
       ]);
-      for (const t of [ctxM, R, RW, prod, R2]) t.release();
+      for (const t of [ctxM, R, RW]) t.release();
     }
     await mhaReads.flush();
-    negBo?.release();
     if (!tuneMha) {
       report.push({
         layer: l,
@@ -411,7 +404,6 @@ export async function tuneMasks(
     const keptNeurons = [...Array(F).keys()].filter((j) => keep.ffn[l * F + j] === 1);
     const tuneFfn = !stopped && keptNeurons.length > 0;
     const us: Tensor[] = [];
-    const negB2 = tuneFfn ? scale(model.param(`l${l}.ffn2.b`), -1) : undefined;
     // only the kept neurons enter the LS system: W₁ rows, b₁ and W₂ columns of the kept ones
     const kept = tuneFfn ? await keptFfnWeights(model, l, keptNeurons) : undefined;
     const kF = keptNeurons.length;
@@ -450,19 +442,13 @@ export async function tuneMasks(
       const z = linear(st.u!, kept!.w1, kept!.b1, c.hiddenAct === "relu" ? "relu" : "gelu");
       const zM = scaleRows(z, rows);
       zs.push(z);
-      const r0 = axpby(tSum2[b], st.u!, 1, -1);
-      const r1 = addRowVector(r0, negB2!);
-      const R = scaleRows(r1, rows);
-      r0.release();
-      r1.release();
+      const R = residualRows(tSum2[b], st.u!, model.param(`l${l}.ffn2.b`), rows);
       const RW = matmul(R, kept!.w2); // [T, d]·[d, k]
-      const prod = mul(zM, RW);
-      const R2 = mul(R, R);
-      await ffnReads.add([matmul(zM, zM, { transA: true }), sumRows(prod), sumRows(R2)]);
-      for (const t of [zM, R, RW, prod, R2]) t.release();
+      const T = R.shape[0];
+      await ffnReads.add([matmul(zM, zM, { transA: true }), dotGroups(zM, RW, T), dotAll(R, R)]);
+      for (const t of [zM, R, RW]) t.release();
     }
     await ffnReads.flush();
-    negB2?.release();
     if (!tuneFfn) {
       report.push({
         layer: l,
