@@ -32,6 +32,11 @@ struct Params {
   mode: u32, // 0: BERT additive mask, 1: DistilBERT masked_fill
   scale: f32, // 1 / √dh
   hasHeadMask: u32,
+  // attention dropout of the saving entries (lib/ops/attention_unrolled.ts, override DROPOUT):
+  // call-site seed, round(p·2^24), 1 / (1 − p)
+  seed: u32,
+  threshold: u32,
+  keepScale: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

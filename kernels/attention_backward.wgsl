@@ -27,7 +27,17 @@ struct Params {
   scale: f32, // 1 / √dh
   hasHeadMask: u32,
   gShift: u32, // log2 of the G texture width in texels (rows of H·dh / 4 texels)
+  // attention dropout (override DROPOUT): the forward's call-site seed, round(p·2^24), 1 / (1 − p)
+  seed: u32,
+  threshold: u32,
+  keepScale: f32,
 }
+
+// Attention dropout in training: the forward kept probability i of [B·H, S, S] with dropKeep's
+// mask (kernels/dropout_hash.wgsl, prepended) and scaled it by 1 / (1 − p). With D the mask
+// times that scale: dV_j = Σ_i P_ij D_ij dO_i and dS_ij = P_ij (D_ij dO_i·V_j − Δ_i), Δ_i =
+// dO_i·O_i with O the dropped context (what the forward saved).
+override DROPOUT: bool = false;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var qkv: texture_2d<f32>;
@@ -48,6 +58,14 @@ fn texel(t: u32) -> vec4<f32> {
 fn gtexel(t: u32) -> vec4<f32> {
   let mask = (1u << p.gShift) - 1u;
   return textureLoad(gtex, vec2<u32>(t & mask, t >> p.gShift), 0);
+}
+
+// D_ij of probability i of [B·H, S, S]: 0 or 1 / (1 − p), 1 without dropout.
+fn keepFactor(i: u32) -> f32 {
+  if (DROPOUT) {
+    return select(0.0, p.keepScale, dropKeep(p.seed, p.threshold, i));
+  }
+  return 1.0;
 }
 
 // The head mask of (b, h), 1 without one.

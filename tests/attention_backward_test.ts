@@ -4,10 +4,12 @@
 // masked_fill, softmax, P·V, head mask; loss = Σ G ∘ merged for a random G). The reference
 // gradient is itself checked against central finite differences of the reference forward.
 // Shapes cover head widths 16, 32 and 64, padding, a fully masked example, zero head masks, S
-// over several workgroups and a partial last row of rows per invocation.
+// over several workgroups and a partial last row of rows per invocation, and attention dropout
+// (training), whose mask must be the one lib/ops/dropout.ts draws for the probabilities.
 import { assert, assertClose, maxAbs } from "./helpers.ts";
 import { getGpu } from "../lib/gpu/context.ts";
-import { fusedAttentionSaving } from "../lib/ops/attention.ts";
+import { type AttentionDropout, fusedAttentionSaving } from "../lib/ops/attention.ts";
+import { dropout } from "../lib/ops/dropout.ts";
 import { attentionDelta, fusedAttentionBackward } from "../lib/ops/attention_backward.ts";
 import { kernelClass } from "../lib/ops/kernel_class.ts";
 
@@ -63,6 +65,7 @@ function forwardRef(
   headMask: Float32Array | undefined,
   G: Float32Array,
   c: Case,
+  drop?: Float32Array,
 ) {
   const { B, S, H, dh } = c;
   const W = 3 * H * dh;
@@ -76,7 +79,8 @@ function forwardRef(
         for (let k = 0; k < dh; k++) {
           let acc = 0;
           for (let j = 0; j < S; j++) {
-            acc += P[i * S + j] * qkv[(b * S + j) * W + (2 * H + h) * dh + k];
+            const dm = drop ? drop[((b * H + h) * S + i) * S + j] : 1;
+            acc += P[i * S + j] * dm * qkv[(b * S + j) * W + (2 * H + h) * dh + k];
           }
           const o = (b * S + i) * H * dh + h * dh + k;
           ctx[o] = acc;
@@ -96,11 +100,12 @@ function backwardRef(
   headMask: Float32Array | undefined,
   G: Float32Array,
   c: Case,
+  drop?: Float32Array,
 ) {
   const { B, S, H, dh } = c;
   const W = 3 * H * dh, scale = 1 / Math.sqrt(dh);
   const dqkv = new Float64Array(B * S * W), dhm = new Float64Array(B * H);
-  const { ctx } = forwardRef(qkv, keyMask, headMask, G, c);
+  const { ctx } = forwardRef(qkv, keyMask, headMask, G, c, drop);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < H; h++) {
       const { P, fill } = probs(qkv, keyMask, c, b, h);
@@ -113,12 +118,15 @@ function backwardRef(
       for (let i = 0; i < S; i++) {
         for (let k = 0; k < dh; k++) dhm[b * H + h] += G[mo(i, k)] * ctx[mo(i, k)];
       }
+      // the dropout factor of probability (i, j): 0 or 1/(1 − p)
+      const dm = (i: number, j: number) => drop ? drop[((b * H + h) * S + i) * S + j] : 1;
       const dS = new Float64Array(S * S);
       for (let i = 0; i < S; i++) {
         const dP = new Float64Array(S);
         let dot = 0;
         for (let j = 0; j < S; j++) {
           for (let k = 0; k < dh; k++) dP[j] += dO(i, k) * v(j, k);
+          dP[j] *= dm(i, j);
           dot += P[i * S + j] * dP[j];
         }
         for (let j = 0; j < S; j++) {
@@ -131,7 +139,7 @@ function backwardRef(
           for (let j = 0; j < S; j++) {
             dq += dS[i * S + j] * kk(j, k);
             dk += dS[j * S + i] * q(j, k);
-            dv += P[j * S + i] * dO(j, k);
+            dv += P[j * S + i] * dm(j, i) * dO(j, k);
           }
           dqkv[(b * S + i) * W + h * dh + k] = dq;
           dqkv[(b * S + i) * W + (H + h) * dh + k] = dk;
@@ -160,44 +168,74 @@ function inputs(c: Case, allMaskedLast: boolean, withHeadMask: boolean) {
 }
 
 Deno.test("reference attention gradient equals central finite differences of the reference forward", () => {
-  for (const mode of ["bert", "distilbert"] as const) {
+  for (
+    const [mode, withDrop] of [["bert", false], ["distilbert", false], ["bert", true]] as const
+  ) {
     const c: Case = { B: 2, S: 5, H: 2, dh: 4, mode };
     const { qkv, keyMask, headMask, G } = inputs(c, false, true);
     const x = Float64Array.from(qkv);
-    const { dqkv, dhm } = backwardRef(x, keyMask, headMask, G, c);
+    // a fixed dropout pattern (factors 0 or 1/(1 − 0.3)) on the probabilities
+    const drop = withDrop
+      ? Float32Array.from({ length: 2 * 2 * 5 * 5 }, (_, i) => (i * 7) % 5 === 1 ? 0 : 1 / 0.7)
+      : undefined;
+    const forwardRef_ = (q: ArrayLike<number>, hm: Float32Array) =>
+      forwardRef(q, keyMask, hm, G, c, drop);
+    const { dqkv, dhm } = backwardRef(x, keyMask, headMask, G, c, drop);
     const eps = 1e-6;
     for (let t = 0; t < x.length; t += 3) {
       const x0 = x[t];
       x[t] = x0 + eps;
-      const lp = forwardRef(x, keyMask, headMask, G, c).loss;
+      const lp = forwardRef_(x, headMask!).loss;
       x[t] = x0 - eps;
-      const lm = forwardRef(x, keyMask, headMask, G, c).loss;
+      const lm = forwardRef_(x, headMask!).loss;
       x[t] = x0;
       const fd = (lp - lm) / (2 * eps);
-      assert(Math.abs(fd - dqkv[t]) < 1e-6 * Math.max(1, Math.abs(fd)), `${mode} dqkv[${t}]`);
+      assert(
+        Math.abs(fd - dqkv[t]) < 1e-6 * Math.max(1, Math.abs(fd)),
+        `${mode} ${withDrop} dqkv[${t}]`,
+      );
     }
     for (let t = 0; t < headMask!.length; t++) {
       const hp = Float32Array.from(headMask!), hm = Float32Array.from(headMask!);
       hp[t] += 0.25;
       hm[t] -= 0.25; // the loss is linear in the head mask
-      const fd = (forwardRef(x, keyMask, hp, G, c).loss - forwardRef(x, keyMask, hm, G, c).loss) /
-        (hp[t] - hm[t]); // the f32-rounded step
+      const fd = (forwardRef_(x, hp).loss - forwardRef_(x, hm).loss) / (hp[t] - hm[t]); // f32 step
       assert(
         Math.abs(fd - dhm[t]) < 1e-9 * Math.max(1, Math.abs(fd)),
-        `${mode} dhm[${t}]: ${fd} vs ${dhm[t]}`,
+        `${mode} ${withDrop} dhm[${t}]: ${fd} vs ${dhm[t]}`,
       );
     }
   }
 });
 
-Deno.test("fused attention backward equals the float64 gradient (both mask modes, head widths 16/32/64, padding, fully masked example, head masks)", async () => {
+Deno.test("fused attention backward equals the float64 gradient (both mask modes, head widths 16/32/64, padding, fully masked example, head masks, attention dropout)", async () => {
   const gpu = await getGpu();
   if (kernelClass(gpu) !== "cpu") return; // the kernels only run on CPU adapters
-  const cases: (Case & { allMasked: boolean; hm: boolean })[] = [
+  const cases: (Case & { allMasked: boolean; hm: boolean; drop?: AttentionDropout })[] = [
     { B: 3, S: 37, H: 3, dh: 32, mode: "bert", allMasked: true, hm: true },
     { B: 2, S: 19, H: 2, dh: 64, mode: "distilbert", allMasked: false, hm: false },
     { B: 2, S: 70, H: 1, dh: 32, mode: "distilbert", allMasked: true, hm: false },
     { B: 2, S: 13, H: 2, dh: 16, mode: "bert", allMasked: false, hm: true },
+    {
+      B: 3,
+      S: 37,
+      H: 3,
+      dh: 32,
+      mode: "bert",
+      allMasked: true,
+      hm: true,
+      drop: { p: 0.1, seed: 77 },
+    },
+    {
+      B: 2,
+      S: 21,
+      H: 2,
+      dh: 64,
+      mode: "distilbert",
+      allMasked: false,
+      hm: true,
+      drop: { p: 0.35, seed: 4_000_000_001 },
+    },
   ];
   for (const c of cases) {
     const { B, S, H, dh, mode } = c;
@@ -207,7 +245,16 @@ Deno.test("fused attention backward equals the float64 gradient (both mask modes
     const tm = gpu.upload(keyMask, [B, S]);
     const th = headMask ? gpu.upload(headMask, [B * H]) : undefined;
     const tg = gpu.upload(G, [B * S, H * dh]);
-    const saved = fusedAttentionSaving(tq, tm, th, shape);
+    // the unfused path's dropout of the probabilities [B·H, S, S]: its factors on a tensor of ones
+    let drop: Float32Array | undefined;
+    if (c.drop) {
+      const ones = gpu.upload(new Float32Array(B * H * S * S).fill(1));
+      const f = dropout(ones, c.drop.p, c.drop.seed);
+      drop = await f.read();
+      ones.release();
+      f.release();
+    }
+    const saved = fusedAttentionSaving(tq, tm, th, shape, c.drop);
     assert(saved, `saving attention did not apply to ${JSON.stringify(c)}`);
     const { delta, headGrad } = attentionDelta(tg, saved.ctx, th, shape);
     const dqkv = fusedAttentionBackward(
@@ -217,14 +264,15 @@ Deno.test("fused attention backward equals the float64 gradient (both mask modes
       tm,
       th,
       shape,
+      c.drop,
     );
     const label = JSON.stringify(c);
-    const ref = forwardRef(qkv, keyMask, headMask, G, c);
+    const ref = forwardRef(qkv, keyMask, headMask, G, c, drop);
     const got = await saved.merged.read();
     assertClose(got, ref.merged, 1e-5 * Math.max(1, maxAbs(ref.merged)), 1e-5, `${label} merged`);
     const gotCtx = await saved.ctx.read();
     assertClose(gotCtx, ref.ctx, 1e-5 * Math.max(1, maxAbs(ref.ctx)), 1e-5, `${label} ctx`);
-    const g = backwardRef(qkv, keyMask, headMask, G, c);
+    const g = backwardRef(qkv, keyMask, headMask, G, c, drop);
     const gotHm = await headGrad.read();
     assertClose(gotHm, g.dhm, 1e-4 * Math.max(1, maxAbs(g.dhm)), 1e-4, `${label} head grad`);
     const gotD = await dqkv.read();

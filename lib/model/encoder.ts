@@ -8,6 +8,7 @@
 import { InvalidArgumentError } from "../errors.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import {
+  type AttentionDropout,
   attentionShape,
   fusedAttention,
   fusedAttentionApplies,
@@ -70,12 +71,6 @@ export interface PassOptions {
    * kept).
    */
   fused?: boolean | "attention";
-  /**
-   * With `save`: keep q, k, v and the probabilities and run the unfused attention backward even
-   * where the fused one applies (a CPU adapter, head width 16, 32 or 64, no attention dropout in
-   * this pass). Default false.
-   */
-  unfusedAttention?: boolean;
 }
 
 /** Activations of one layer saved for its backward. */
@@ -105,6 +100,8 @@ export interface LayerState {
   ctxMerged?: Tensor;
   /** Saving fused attention: each query row's softmax max and 1/sum [B·H_l·S, 2]. */
   attnStats?: Tensor;
+  /** Saving fused attention: the dropout it applied to the probabilities (training). */
+  attnDropout?: AttentionDropout;
   /** Pre-LN₁ sum X + attn [B·S, d], and LN₁ statistics. */
   sum1: Tensor;
   /** LN₁ mean. */
@@ -340,11 +337,16 @@ export function attentionForward(
 ): void {
   const c = model.config;
   const H = model.heads(l), dh = c.headDim;
-  if (o.save && H > 0 && !o.unfusedAttention && !(o.train && c.attentionDropout > 0)) {
+  // a pass that keeps activations: the saving fused attention (its backward recomputes the
+  // probabilities and their dropout mask) where it applies (CPU adapters, d_h = 16, 32, 64)
+  if (o.save && H > 0) {
     const shape = attentionShape(batch.B, batch.S, H, dh, c.arch);
     if (fusedAttentionSavingApplies(model.gpu, shape)) {
       st.qkv = linear(x, model.param(`l${l}.qkv.w`), model.param(`l${l}.qkv.b`));
-      const r = fusedAttentionSaving(st.qkv, batch.keyMask, headMask, shape)!;
+      st.attnDropout = o.train && c.attentionDropout > 0
+        ? { p: c.attentionDropout, seed: siteSeed(o, l, 1) } // the unfused path's site and mask
+        : undefined;
+      const r = fusedAttentionSaving(st.qkv, batch.keyMask, headMask, shape, st.attnDropout)!;
       st.merged = r.merged;
       st.ctxMerged = r.ctx;
       st.attnStats = r.stats;
@@ -681,6 +683,7 @@ function fusedAttentionGrads(
       batch.keyMask,
       headMask,
       shape,
+      st.attnDropout,
     )
     : undefined;
   delta.release();

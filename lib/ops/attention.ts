@@ -139,8 +139,10 @@ export function fusedAttentionSaving(
   keyMask: Tensor,
   headMask: Tensor | undefined,
   s: FusedAttentionShape,
+  dropout?: AttentionDropout,
 ): { merged: Tensor; ctx: Tensor; stats: Tensor } | undefined {
   checkFused("fusedAttentionSaving", qkv, keyMask, headMask, s);
+  const drop = dropoutParams(dropout);
   const gpu = qkv.gpu;
   if (!fusedAttentionSavingApplies(gpu, s)) return undefined;
   const { B, S, H, dh } = s;
@@ -153,9 +155,42 @@ export function fusedAttentionSaving(
     source: unrolledAttentionSource(R, dh / 4, true),
     entry: `attention_r${R}_d${dh / 4}_save`,
     bindings: ["texture", "read", "read", "rw", "rw", "rw"],
+    constants: { DROPOUT: drop.on ? 1 : 0 },
   };
-  runFused(qkv, keyMask, headMask, s, { spec, rows: R, wg: UNROLLED_WG }, [merged, ctx, stats]);
+  runFused(
+    qkv,
+    keyMask,
+    headMask,
+    s,
+    { spec, rows: R, wg: UNROLLED_WG },
+    [merged, ctx, stats],
+    drop.params,
+  );
   return { merged, ctx, stats };
+}
+
+/**
+ * Dropout on the attention probabilities [B·H, S, S] (training): rate `p` and the call site's
+ * seed; the fused kernels draw lib/ops/dropout.ts's mask for that tensor (kernels/
+ * dropout_hash.wgsl), so the result equals the unfused path's.
+ */
+export interface AttentionDropout {
+  /** Dropout probability in [0, 1). */
+  p: number;
+  /** The call site's seed (an unsigned 32-bit integer). */
+  seed: number;
+}
+
+/** Whether `d` drops anything, and its kernel parameters [seed, threshold, 1/(1 − p) bits]. */
+export function dropoutParams(d: AttentionDropout | undefined): { on: boolean; params: number[] } {
+  if (!d || d.p === 0) return { on: false, params: [0, 0, f32Bits(1)] };
+  if (!(d.p > 0 && d.p < 1) || !Number.isInteger(d.seed)) {
+    throw new InvalidArgumentError(
+      `attention dropout: p must be in [0, 1) and the seed an integer (p ${d.p}, seed ${d.seed})`,
+    );
+  }
+  const threshold = Math.min(2 ** 24, Math.round(d.p * 2 ** 24));
+  return { on: true, params: [d.seed >>> 0, threshold, f32Bits(1 / (1 - d.p))] };
 }
 
 function checkFused(
@@ -190,6 +225,7 @@ function runFused(
   s: FusedAttentionShape,
   pl: { spec: KernelSpec; rows: number; wg: number },
   outs: Tensor[],
+  drop = dropoutParams(undefined).params,
 ): void {
   const { S, H, dh } = s;
   const gpu = qkv.gpu;
@@ -202,6 +238,7 @@ function runFused(
     s.mode === "bert" ? 0 : 1,
     f32Bits(s.scale),
     headMask ? 1 : 0,
+    ...drop,
   ];
   gpu.dispatchResources(pl.spec, params, [tex, keyMask, headMask ?? keyMask, ...outs], [
     Math.ceil(S / (pl.wg * pl.rows)),

@@ -15,11 +15,17 @@
  * @module
  */
 import header from "../../kernels/attention_backward.wgsl" with { type: "text" };
+import hash from "../../kernels/dropout_hash.wgsl" with { type: "text" };
 import deltaSrc from "../../kernels/attention_delta.wgsl" with { type: "text" };
 import { InvalidArgumentError, ShapeError } from "../errors.ts";
 import { f32Bits, type KernelSpec } from "../gpu/context.ts";
 import type { Tensor } from "../gpu/tensor.ts";
-import { fusedAttentionSavingApplies, type FusedAttentionShape } from "./attention.ts";
+import {
+  type AttentionDropout,
+  dropoutParams,
+  fusedAttentionSavingApplies,
+  type FusedAttentionShape,
+} from "./attention.ts";
 import { maskLines, UNROLLED_WG } from "./attention_unrolled.ts";
 import { flatTexture } from "./flat_texture.ts";
 
@@ -65,6 +71,7 @@ function dqEntry(R: number, D: number): string {
       L.push(`  var a${r}_${c} = vec4<f32>(0.0);`);
     }
     L.push(`  let st${r} = stats[sb + row${r}];`, `  let d${r} = delta[sb + row${r}];`);
+    L.push(`  let pi${r} = (sb + row${r}) * p.S;`);
   }
   L.push(`  for (var j = 0u; j < p.S; j++) {`);
   L.push(`    let kBase = (b * p.S + j) * p.rowTexels + (p.H + h) * ${D}u;`);
@@ -80,7 +87,8 @@ function dqEntry(R: number, D: number): string {
     const gv = dots((c) => `g${r}_${c}`, (c) => `v_${c}`, D);
     // a DistilBERT-filled score is a constant: no gradient (matters only for a row whose keys are
     // all masked, where P is uniform; elsewhere P_ij = 0 at masked keys)
-    L.push(`    let s${r} = select(e${r} * ((${gv}) - d${r}) * p.scale, 0.0, fill);`);
+    L.push(`    let kp${r} = keepFactor(pi${r} + j);`);
+    L.push(`    let s${r} = select(e${r} * (kp${r} * (${gv}) - d${r}) * p.scale, 0.0, fill);`);
     for (const c of range(D)) L.push(`    a${r}_${c} += s${r} * k_${c};`);
   }
   L.push(`  }`);
@@ -125,9 +133,11 @@ function dkvEntry(R: number, D: number): string {
     const qk = dots((c) => `q_${c}`, (c) => `k${r}_${c}`, D);
     L.push(`    let t${r} = select((${qk}) * p.scale + add${r}, F32_MIN, fill${r});`);
     L.push(`    let e${r} = exp(t${r} - st.x) * st.y;`);
-    for (const c of range(D)) L.push(`    dv${r}_${c} += e${r} * g_${c};`);
+    L.push(`    let kp${r} = keepFactor((sb + i) * p.S + row${r});`);
+    L.push(`    let ed${r} = e${r} * kp${r};`);
+    for (const c of range(D)) L.push(`    dv${r}_${c} += ed${r} * g_${c};`);
     const gv = dots((c) => `g_${c}`, (c) => `v${r}_${c}`, D);
-    L.push(`    let s${r} = select(e${r} * ((${gv}) - d) * p.scale, 0.0, fill${r});`);
+    L.push(`    let s${r} = select(e${r} * (kp${r} * (${gv}) - d) * p.scale, 0.0, fill${r});`);
     for (const c of range(D)) L.push(`    dk${r}_${c} += s${r} * q_${c};`);
   }
   L.push(`  }`);
@@ -146,17 +156,24 @@ function dkvEntry(R: number, D: number): string {
 
 const cache = new Map<string, KernelSpec>();
 
-function backwardSpec(kind: "dq" | "dkv", R: number, D: number): KernelSpec {
+function backwardSpec(
+  kind: "dq" | "dkv",
+  R: number,
+  D: number,
+  constants: { DROPOUT: number },
+): KernelSpec {
   const entry = `attention_${kind}_r${R}_d${D}`;
-  let spec = cache.get(entry);
+  const key = `${entry}:${constants.DROPOUT}`;
+  let spec = cache.get(key);
   if (!spec) {
     spec = {
       name: `attention_backward.wgsl+${kind}_r${R}_d${D}`,
-      source: header + (kind === "dq" ? dqEntry(R, D) : dkvEntry(R, D)),
+      source: hash + header + (kind === "dq" ? dqEntry(R, D) : dkvEntry(R, D)),
       entry,
       bindings: ["texture", "texture", "read", "read", "read", "read", "rw"],
+      constants,
     };
-    cache.set(entry, spec);
+    cache.set(key, spec);
   }
   return spec;
 }
@@ -231,8 +248,10 @@ export function fusedAttentionBackward(
   keyMask: Tensor,
   headMask: Tensor | undefined,
   s: FusedAttentionShape,
+  dropout?: AttentionDropout,
 ): Tensor {
   const { B, S, H, dh } = s;
+  const drop = dropoutParams(dropout);
   const gpu = dMerged.gpu;
   if (!fusedAttentionSavingApplies(gpu, s)) {
     throw new InvalidArgumentError(`fusedAttentionBackward: no fused backward for this shape`);
@@ -256,15 +275,17 @@ export function fusedAttentionBackward(
     f32Bits(s.scale),
     headMask ? 1 : 0,
     g.shift,
+    ...drop.params,
   ];
   const resources = [q.tex, g.tex, keyMask, headMask ?? keyMask, saved.stats, delta, dqkv];
   const rq = backwardRows(S, D), rkv = rq;
-  gpu.dispatchResources(backwardSpec("dq", rq, D), params, resources, [
+  const constants = { DROPOUT: drop.on ? 1 : 0 };
+  gpu.dispatchResources(backwardSpec("dq", rq, D, constants), params, resources, [
     Math.ceil(S / (UNROLLED_WG * rq)),
     H,
     B,
   ]);
-  gpu.dispatchResources(backwardSpec("dkv", rkv, D), params, resources, [
+  gpu.dispatchResources(backwardSpec("dkv", rkv, D, constants), params, resources, [
     Math.ceil(S / (UNROLLED_WG * rkv)),
     H,
     B,

@@ -31,6 +31,7 @@
  * @module
  */
 import src from "../../kernels/attention.wgsl" with { type: "text" };
+import hash from "../../kernels/dropout_hash.wgsl" with { type: "text" };
 
 /** Keys per block in the unrolled entries. */
 const KB = 2;
@@ -62,11 +63,22 @@ const cache = new Map<string, string>();
  * Bindings 5 and 6 of the saving entries (`attention_r<R>_d<D>_save`): the context before the
  * head mask, [B·S, H·dh] like `out`, and each query row's softmax statistics (running max m,
  * 1 / Σ exp(s − m)) at (b·H + h)·S + i — what lib/ops/attention_backward.ts needs to recompute
- * the probabilities.
+ * the probabilities; and their attention dropout (override DROPOUT; seed, threshold and scale in
+ * the parameters), which draws the unfused path's mask for the probabilities [B·H, S, S].
  */
 const SAVE_BINDINGS = `
 @group(0) @binding(5) var<storage, read_write> ctxOut: array<vec4<f32>>; // [B·S, H·dh / 4]
 @group(0) @binding(6) var<storage, read_write> stats: array<vec2<f32>>; // [B·H·S]: (m, 1 / l)
+
+// Attention dropout (training): probability i of [B·H, S, S] kept with dropKeep's mask, scaled.
+override DROPOUT: bool = false;
+
+fn dropped(e: f32, i: u32) -> f32 {
+  if (DROPOUT) {
+    return select(0.0, e * p.keepScale, dropKeep(p.seed, p.threshold, i));
+  }
+  return e;
+}
 `;
 
 /**
@@ -77,7 +89,7 @@ export function unrolledAttentionSource(R: number, D: number, save = false): str
   const key = `${R}_${D}_${save}`;
   let s = cache.get(key);
   if (!s) {
-    s = HEADER + (save ? SAVE_BINDINGS : "") + unrolledEntry(R, D, save);
+    s = HEADER + (save ? hash + SAVE_BINDINGS : "") + unrolledEntry(R, D, save);
     cache.set(key, s);
   }
   return s;
@@ -102,7 +114,7 @@ export function maskLines(L: string[], suffix: string, index: string): void {
  * One step of the online softmax over the keys j + k, k ∈ `ks` (their block-local suffixes):
  * fetch their K texels, scores, one max and rescale per row, fetch their V texels, accumulate.
  */
-function stepLines(L: string[], R: number, D: number, ks: readonly string[]): void {
+function stepLines(L: string[], R: number, D: number, ks: readonly string[], save: boolean): void {
   const rs = range(R), cs = range(D);
   for (const k of ks) {
     for (const c of cs) L.push(`    let k${k}_${c} = texel(kBase + ${k}u * p.rowTexels + ${c}u);`);
@@ -119,12 +131,17 @@ function stepLines(L: string[], R: number, D: number, ks: readonly string[]): vo
     for (const k of ks) L.push(`    let e${r}_${k} = exp(t${r}_${k} - n${r});`);
     L.push(`    l${r} = l${r} * c${r} + (${ks.map((k) => `e${r}_${k}`).join(" + ")});`);
     L.push(`    m${r} = n${r};`);
+    // the saving entries' attention dropout acts on the probabilities, after the normalisation:
+    // the sum l keeps every key, the context only the kept ones
+    if (save) {
+      for (const k of ks) L.push(`    let e${r}_${k}d = dropped(e${r}_${k}, pi${r} + j + ${k}u);`);
+    }
   }
   L.push(`    let vBase = kBase + p.H * ${D}u;`);
   for (const c of cs) {
     for (const k of ks) L.push(`    let v${k}_${c} = texel(vBase + ${k}u * p.rowTexels + ${c}u);`);
     for (const r of rs) {
-      const terms = ks.map((k) => `e${r}_${k} * v${k}_${c}`).join(" + ");
+      const terms = ks.map((k) => `e${r}_${k}${save ? "d" : ""} * v${k}_${c}`).join(" + ");
       L.push(`    a${r}_${c} = a${r}_${c} * c${r} + ${terms};`);
     }
   }
@@ -147,16 +164,18 @@ function unrolledEntry(R: number, D: number, save: boolean): string {
       L.push(`  var a${r}_${c} = vec4<f32>(0.0);`);
     }
     L.push(`  var m${r} = F32_MIN;`, `  var l${r} = 0.0;`);
+    // index of the row's first probability in [B·H, S, S] (the dropout hash's counter)
+    if (save) L.push(`  let pi${r} = ((b * p.H + h) * p.S + i0 + ${r}u) * p.S;`);
   }
   // whole blocks of KB keys, then the last S mod KB keys one at a time
   L.push(`  let nFull = p.S - p.S % ${KB}u;`);
   L.push(`  for (var j = 0u; j < nFull; j += ${KB}u) {`);
   L.push(`    let kBase = (b * p.S + j) * p.rowTexels + (p.H + h) * ${D}u;`);
-  stepLines(L, R, D, range(KB).map(String));
+  stepLines(L, R, D, range(KB).map(String), save);
   L.push(`  }`);
   L.push(`  for (var j = nFull; j < p.S; j++) {`);
   L.push(`    let kBase = (b * p.S + j) * p.rowTexels + (p.H + h) * ${D}u;`);
-  stepLines(L, R, D, ["0"]);
+  stepLines(L, R, D, ["0"], save);
   L.push(`  }`);
   L.push(
     `  var hm = 1.0;`,

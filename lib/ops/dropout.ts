@@ -4,6 +4,7 @@
  * Kept elements are scaled by 1/(1 − p).
  * @module
  */
+import hash from "../../kernels/dropout_hash.wgsl" with { type: "text" };
 import src from "../../kernels/dropout.wgsl" with { type: "text" };
 import { InvalidArgumentError, ShapeError } from "../errors.ts";
 import { f32Bits, type KernelSpec } from "../gpu/context.ts";
@@ -13,7 +14,7 @@ import { grid1d } from "./grid.ts";
 const WG = 256;
 const APPLY: KernelSpec = {
   name: "dropout.wgsl",
-  source: src,
+  source: hash + src,
   entry: "apply",
   bindings: ["read", "rw"],
   constants: { WG },
