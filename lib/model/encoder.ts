@@ -19,7 +19,7 @@ import { attentionDelta, fusedAttentionBackward } from "../ops/attention_backwar
 import { ffnActivation, ffnActivationBackward } from "../ops/ffn_act.ts";
 import { gelu, geluBackward, relu, reluBackward } from "../ops/activation.ts";
 import { dropout, dropoutBackward } from "../ops/dropout.ts";
-import { add, addInto } from "../ops/elementwise.ts";
+import { addInto } from "../ops/elementwise.ts";
 import { embeddingBackward, embeddingGather, embeddingGatherSum } from "../ops/embedding.ts";
 import { embeddingLayerNormInference } from "../ops/embedding_ln.ts";
 import { mergeHeads, mergeHeadsBackward, splitHeads, splitHeadsBackward } from "../ops/heads.ts";
