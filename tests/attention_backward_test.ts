@@ -6,14 +6,12 @@
 // Shapes cover head widths 16, 32 and 64, padding, a fully masked example, zero head masks, S
 // over several workgroups and a partial last row of rows per invocation, and attention dropout
 // (training), whose mask must be the one lib/ops/dropout.ts draws for the probabilities.
-import { assert, assertClose, maxAbs } from "./helpers.ts";
+import { assert, assertClose, attentionProbsRef, maxAbs } from "./helpers.ts";
 import { getGpu } from "../lib/gpu/context.ts";
 import { type AttentionDropout, fusedAttentionSaving } from "../lib/ops/attention.ts";
 import { dropout } from "../lib/ops/dropout.ts";
 import { attentionDelta, fusedAttentionBackward } from "../lib/ops/attention_backward.ts";
 import { kernelClass } from "../lib/ops/kernel_class.ts";
-
-const F32_MIN = -3.4028234663852886e38;
 
 function rand(seed: number): () => number {
   let s = seed >>> 0;
@@ -31,31 +29,9 @@ interface Case {
   mode: "bert" | "distilbert";
 }
 
-/** Probabilities of (b, h) in float64 (masked scores in f32 arithmetic, as PyTorch's). */
+/** Probabilities of (b, h) in float64 (tests/helpers.ts). */
 function probs(qkv: ArrayLike<number>, keyMask: Float32Array, c: Case, b: number, h: number) {
-  const { S, H, dh, mode } = c;
-  const W = 3 * H * dh, scale = 1 / Math.sqrt(dh);
-  const P = new Float64Array(S * S);
-  const fill = new Uint8Array(S * S);
-  for (let i = 0; i < S; i++) {
-    const s = new Float64Array(S);
-    for (let j = 0; j < S; j++) {
-      let dot = 0;
-      for (let k = 0; k < dh; k++) {
-        dot += qkv[(b * S + i) * W + h * dh + k] * qkv[(b * S + j) * W + (H + h) * dh + k];
-      }
-      const m = keyMask[b * S + j];
-      if (mode === "distilbert" && m === 0) fill[i * S + j] = 1;
-      s[j] = mode === "bert"
-        ? (m === 0 ? Math.fround(Math.fround(dot * scale) + F32_MIN) : dot * scale)
-        : (m === 0 ? F32_MIN : dot * scale);
-    }
-    const mx = Math.max(...s);
-    const e = s.map((v) => Math.exp(v - mx));
-    const sum = e.reduce((a, v) => a + v, 0);
-    for (let j = 0; j < S; j++) P[i * S + j] = e[j] / sum;
-  }
-  return { P, fill };
+  return attentionProbsRef(qkv, keyMask, c.S, c.H, c.dh, c.mode, b, h);
 }
 
 /** Reference forward: merged masked context, context before the mask, loss Σ G ∘ merged. */

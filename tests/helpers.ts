@@ -124,3 +124,49 @@ export function erf(x: number): number {
   const erfc = Math.exp(-t * t) / Math.sqrt(Math.PI) / (t + f);
   return Math.sign(x) * (1 - erfc);
 }
+
+/** f32's most negative finite value (Hugging Face's attention mask fill). */
+export const F32_MIN = -3.4028234663852886e38;
+
+/**
+ * Float64 reference of Hugging Face's attention probabilities of head h of example b, from the
+ * packed projection qkv [B·S, 3·H·dh] (Q, K, V blocks) and the key mask [B, S]: scores q·k/√dh,
+ * masked as BERT does (+ (1 − m)·f32 min, in f32 arithmetic as PyTorch computes it) or as
+ * DistilBERT does (masked_fill with f32 min; `fill` marks those constant scores), softmax over the
+ * keys. Unmasked scores stay in float64 (finite-difference checks differentiate through them).
+ */
+export function attentionProbsRef(
+  qkv: ArrayLike<number>,
+  keyMask: ArrayLike<number>,
+  S: number,
+  H: number,
+  dh: number,
+  mode: "bert" | "distilbert",
+  b: number,
+  h: number,
+): { P: Float64Array; fill: Uint8Array } {
+  const W = 3 * H * dh, scale = 1 / Math.sqrt(dh);
+  const P = new Float64Array(S * S);
+  const fill = new Uint8Array(S * S);
+  for (let i = 0; i < S; i++) {
+    const s = new Float64Array(S);
+    for (let j = 0; j < S; j++) {
+      let dot = 0;
+      for (let k = 0; k < dh; k++) {
+        dot += qkv[(b * S + i) * W + h * dh + k] * qkv[(b * S + j) * W + (H + h) * dh + k];
+      }
+      const m = keyMask[b * S + j];
+      if (mode === "distilbert" && m === 0) fill[i * S + j] = 1;
+      s[j] = m !== 0
+        ? dot * scale
+        : mode === "bert"
+        ? Math.fround(Math.fround(dot * scale) + F32_MIN)
+        : F32_MIN;
+    }
+    const mx = Math.max(...s);
+    const e = s.map((v) => Math.exp(v - mx));
+    const sum = e.reduce((a, v) => a + v, 0);
+    for (let j = 0; j < S; j++) P[i * S + j] = e[j] / sum;
+  }
+  return { P, fill };
+}

@@ -5,7 +5,7 @@
 // heads. Shapes cover head widths 32 and 64, padding, a fully masked example (uniform weights),
 // and totals that leave a partial last texture row. Residual + LayerNorm
 // (`addLayerNormInference`) against torch.nn.LayerNorm's definition (biased variance).
-import { assert, assertClose, maxAbs } from "./helpers.ts";
+import { assert, assertClose, attentionProbsRef, maxAbs } from "./helpers.ts";
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { getGpu } from "../lib/gpu/context.ts";
 import { fusedAttention } from "../lib/ops/attention.ts";
@@ -19,8 +19,6 @@ import { makeConfig } from "../lib/model/config.ts";
 import { uploadBatch } from "../lib/model/inputs.ts";
 import { createRandomModel } from "../lib/model/model.ts";
 import { forward } from "../lib/model/run.ts";
-
-const F32_MIN = -3.4028234663852886e38;
 
 function rand(seed: number): () => number {
   let s = seed >>> 0;
@@ -41,30 +39,17 @@ function reference(
   mode: "bert" | "distilbert",
 ): Float64Array {
   const W = 3 * H * dh, out = new Float64Array(B * S * H * dh);
-  const scale = 1 / Math.sqrt(dh);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < H; h++) {
+      const { P } = attentionProbsRef(qkv, keyMask, S, H, dh, mode, b, h);
+      const f = headMask ? headMask[b * H + h] : 1;
       for (let i = 0; i < S; i++) {
-        const s = new Float64Array(S);
-        for (let j = 0; j < S; j++) {
-          let dot = 0;
-          for (let k = 0; k < dh; k++) {
-            dot += qkv[(b * S + i) * W + h * dh + k] * qkv[(b * S + j) * W + (H + h) * dh + k];
-          }
-          const m = keyMask[b * S + j];
-          // f32 arithmetic of the masked score, as PyTorch computes it
-          s[j] = mode === "bert"
-            ? Math.fround(Math.fround(dot * scale) + Math.fround((1 - m) * F32_MIN))
-            : (m === 0 ? F32_MIN : dot * scale);
-        }
-        const mx = Math.max(...s);
-        const e = s.map((v) => Math.exp(v - mx));
-        const sum = e.reduce((a, v) => a + v, 0);
-        const f = headMask ? headMask[b * H + h] : 1;
         for (let k = 0; k < dh; k++) {
           let acc = 0;
-          for (let j = 0; j < S; j++) acc += e[j] * qkv[(b * S + j) * W + (2 * H + h) * dh + k];
-          out[(b * S + i) * H * dh + h * dh + k] = (acc / sum) * f;
+          for (let j = 0; j < S; j++) {
+            acc += P[i * S + j] * qkv[(b * S + j) * W + (2 * H + h) * dh + k];
+          }
+          out[(b * S + i) * H * dh + h * dh + k] = acc * f;
         }
       }
     }
