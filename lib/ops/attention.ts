@@ -131,8 +131,11 @@ export function fusedAttentionSavingApplies(gpu: Gpu, s: FusedAttentionShape): b
  * The fused attention of a pass that will run its backward (lib/ops/attention_backward.ts):
  * besides the merged masked context `merged` it keeps the context before the head mask `ctx`
  * [B·S, H·dh] and each query row's softmax statistics `stats` [B·H·S, 2] (max, 1 / sum), from
- * which the backward recomputes the probabilities. Undefined where
- * `fusedAttentionSavingApplies` does not hold. The caller releases the three tensors.
+ * which the backward recomputes the probabilities. With `dropout` (training) the probabilities
+ * are dropped as lib/ops/dropout.ts drops that [B·H, S, S] tensor (the context, `ctx` included, is
+ * the dropped one; the statistics are not), and the backward must get the same `dropout`.
+ * Undefined where `fusedAttentionSavingApplies` does not hold. The caller releases the three
+ * tensors.
  */
 export function fusedAttentionSaving(
   qkv: Tensor,

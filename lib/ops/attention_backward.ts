@@ -238,8 +238,8 @@ export function attentionDelta(
 
 /**
  * ∂loss/∂qkv [B·S, 3·H·dh] of the saving fused forward, from dMerged = ∂loss/∂(merged masked
- * context) and `delta` of `attentionDelta`. Runs where `fusedAttentionSavingApplies` holds (the
- * caller checks). The caller releases the result.
+ * context) and `delta` of `attentionDelta`; `dropout` as the forward had it. Runs where
+ * `fusedAttentionSavingApplies` holds (the caller checks). The caller releases the result.
  */
 export function fusedAttentionBackward(
   saved: FusedAttentionSaved,
