@@ -4,8 +4,9 @@
  * the head mask and softmax statistics (`fusedAttentionSaving` in lib/ops/attention.ts), the
  * gradient of the packed projection dqkv [B·S, 3·H·dh] and the per-example head-mask gradient —
  * without the [B·H, S, S] probabilities, the head split/merge layouts and the batched products of
- * the unfused backward (lib/model/encoder.ts keeps that path for GPUs, for attention dropout in
- * training and for head widths without unrolled entries).
+ * the unfused backward (lib/model/encoder.ts keeps that path for GPUs and for head widths without
+ * unrolled entries). Attention dropout (training) is redrawn in the kernels from the forward's
+ * seed (kernels/dropout_hash.wgsl).
  *
  * The dq and dkv entries are generated unrolled, like the forward's (lib/ops/attention_unrolled.ts):
  * named variables instead of private arrays, R rows per invocation in workgroups of 8 (one
