@@ -9,7 +9,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { makeBatches } from "../lib/data/batch.ts";
+import { lengthSortedOrder, makeBatches } from "../lib/data/batch.ts";
 import { checkTask, DEFAULT_DATA_DIR, loadTask } from "../lib/data/tasks.ts";
 import { FastpruneError, InvalidArgumentError } from "../lib/errors.ts";
 import { type EvalResult, evaluate } from "../lib/eval/evaluate.ts";
@@ -162,8 +162,11 @@ if (import.meta.main) {
       );
     }
     const batchSize = num("batch", values.batch, squad ? 12 : 32)!;
+    // batched by length (per-example Fisher and tuning's sums do not depend on the batching);
+    // the kwonCode preset keeps the sampled order, whose consecutive examples its batch-mean
+    // Fisher groups
     const sampleBatches: ModelInput[] = makeBatches(train.items, batchSize, {
-      order: indices,
+      order: kwon ? indices : lengthSortedOrder(train.items, indices),
       padId: tok.padId,
     });
     const dev = values["no-eval"] ? undefined : await loadTask(tok, values.task, devSplit, {

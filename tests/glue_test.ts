@@ -5,7 +5,7 @@
  * output and a Python transcription (tests/fixtures/gen_metrics.py).
  */
 import { GLUE_TASKS, type GlueSplit, parseGlue, readGlue } from "../lib/data/glue.ts";
-import { encodeGlue, makeBatches } from "../lib/data/batch.ts";
+import { encodeGlue, lengthSortedOrder, makeBatches } from "../lib/data/batch.ts";
 import { loadTokenizer } from "../lib/text/wordpiece.ts";
 import { Pcg32, sampleIndices, sampleWithReplacement } from "../lib/util/pcg32.ts";
 import { FileFormatError, InvalidArgumentError } from "../lib/errors.ts";
@@ -244,4 +244,15 @@ Deno.test("pcg32: demo vector, bounded draws and samplers match the reference", 
   assertEquals(sampleWithReplacement(1000, 50, 3), fx.replace_1000_50_3);
   await assertRejects(() => sampleIndices(0, 1, 0), InvalidArgumentError, "population");
   await assertRejects(() => new Pcg32(-1), InvalidArgumentError, "seed");
+});
+
+Deno.test("lengthSortedOrder: stable by length, keeps the given subset and repeats", () => {
+  const item = (n: number) => ({ inputIds: Array(n).fill(7), tokenTypeIds: Array(n).fill(0) });
+  const items = [item(5), item(3), item(5), item(9), item(3)];
+  // ties keep the given order (2 before 0, 4 before 1 as given), repeats stay, 3 is left out
+  assertEquals(lengthSortedOrder(items, [2, 4, 0, 1, 2]), [4, 1, 2, 0, 2]);
+  assertEquals(lengthSortedOrder(items, []), []);
+  // batched in that order, each batch is padded to a similar length
+  const b = makeBatches(items, 2, { order: lengthSortedOrder(items, [3, 1, 0, 4]) });
+  assertEquals(b.map((x) => x.seqLen), [3, 9]);
 });
