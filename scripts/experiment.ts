@@ -91,7 +91,13 @@ class ModelRun {
       const p = await this.p();
       f = await collectFisher(
         p.model,
-        sampleBatches(p, o.samples ?? samplesOf(this.m, this.s), seed, o.withReplacement),
+        sampleBatches(
+          p,
+          o.samples ?? samplesOf(this.m, this.s),
+          seed,
+          o.withReplacement,
+          !o.groupSize,
+        ),
         {
           labelFree: o.labelFree,
           groupSize: o.groupSize,
@@ -128,6 +134,7 @@ async function pruneCell(
     fisherOpts.samples ?? samplesOf(run.m, run.s),
     seed,
     fisherOpts.withReplacement,
+    !fisherOpts.groupSize,
   );
   const fisher = await run.fisher(seed, fisherOpts);
   const r = await prune(p.model, batches, {

@@ -4,7 +4,7 @@
  * interrupted run resumes), atomic output writing, and Markdown/CSV helpers.
  * @module
  */
-import { makeBatches } from "../../lib/data/batch.ts";
+import { lengthSortedOrder, makeBatches } from "../../lib/data/batch.ts";
 import { loadTask, type TaskData } from "../../lib/data/tasks.ts";
 import { InvalidArgumentError } from "../../lib/errors.ts";
 import type { ModelInput } from "../../lib/model/inputs.ts";
@@ -200,19 +200,23 @@ export async function prepare(m: ZooModel, s: ExperimentSettings): Promise<Prepa
   return { model, tok, train, dev };
 }
 
-/** The sample set of a seed: batches of the train split in the seeded order. */
+/**
+ * The sample set of a seed: batches of the train split, by length as `deno task prune` batches
+ * them (`byLength`, default), or in the seeded order (a batch-mean Fisher's groups).
+ */
 export function sampleBatches(
   p: Prepared,
   samples: number,
   seed: number,
   withReplacement = false,
+  byLength = true,
 ): ModelInput[] {
   const n = p.train.items.length;
   const order = withReplacement
     ? Array.from(sampleWithReplacement(n, samples, seed) as ArrayLike<number>)
     : Array.from(sampleIndices(n, samples, seed).indices);
   return makeBatches(p.train.items, p.dev.kind === "squad" ? 12 : 32, {
-    order,
+    order: byLength ? lengthSortedOrder(p.train.items, order) : order,
     padId: p.tok.padId,
   });
 }
