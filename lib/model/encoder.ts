@@ -509,29 +509,22 @@ export function residualNorm(
   o: PassOptions,
 ): { sum?: Tensor; mean?: Tensor; rstd?: Tensor; y: Tensor } {
   if (o.fused === true && !o.save && !o.train) {
-    const y = addLayerNormInference(
-      out,
-      residual,
-      model.param(`${ln}.g`),
-      model.param(`${ln}.b`),
-      model.config.layerNormEps,
-    );
+    const y = addLayerNormInference(out, residual, ...lnParams(model, ln));
     if (y) {
       out.release();
       return { y };
     }
   }
   const dropped = drop(out, model.config.hiddenDropout, o, seed);
-  const r = addLayerNorm(
-    dropped,
-    residual,
-    model.param(`${ln}.g`),
-    model.param(`${ln}.b`),
-    model.config.layerNormEps,
-  );
+  const r = addLayerNorm(dropped, residual, ...lnParams(model, ln));
   if (dropped !== out) dropped.release();
   out.release();
   return { sum: r.sum, mean: r.mean, rstd: r.rstd, y: r.y };
+}
+
+/** The LayerNorm `ln`'s gamma, beta and the model's epsilon, as the LayerNorm ops take them. */
+function lnParams(model: Model, ln: string): [Tensor, Tensor, number] {
+  return [model.param(`${ln}.g`), model.param(`${ln}.b`), model.config.layerNormEps];
 }
 
 /**
@@ -548,13 +541,7 @@ function biasNorm(
   o: PassOptions,
 ): ReturnType<typeof residualNorm> {
   if (o.fused === true && !o.save && !o.train) {
-    const y = biasLayerNormInference(
-      bias,
-      residual,
-      model.param(`${ln}.g`),
-      model.param(`${ln}.b`),
-      model.config.layerNormEps,
-    );
+    const y = biasLayerNormInference(bias, residual, ...lnParams(model, ln));
     if (y) return { y };
   }
   return residualNorm(model, ln, broadcastRows(bias, residual.shape), residual, seed, o);
