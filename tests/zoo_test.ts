@@ -23,6 +23,19 @@ Deno.test("zoo: every issue task in a BERT and a DistilBERT shape, each after it
     assert(e.options.lr! <= 5e-4, `${e.name} lr ${e.options.lr}`);
   }
   assertEquals(entries.find((e) => e.name === "sst2-bert")!.options.lr, 1e-3);
+  // the MLM ablation: every task but SQuAD from random init with its MLM twin's recipe
+  for (const task of ["sst2", "mrpc", "stsb", "rte", "cola"]) {
+    for (const arch of ["bert", "distilbert"]) {
+      const a = entries.find((e) => e.name === `_ablation/${task}-${arch}-nomlm`);
+      assert(a, `_ablation/${task}-${arch}-nomlm present`);
+      const twin = entries.find((e) => e.name === `${task}-${arch}`)!;
+      assertEquals(a.options.init, undefined, "random init");
+      assertEquals(a.options.lr, twin.options.lr);
+      assertEquals(a.options.maxSteps, twin.options.maxSteps);
+      assertEquals(a.options.epochs, twin.options.epochs);
+    }
+  }
+  assert(!names.some((n) => n.startsWith("_ablation/squad")), "no random-init SQuAD");
   for (const e of entries.filter((e) => e.name.startsWith("_base/"))) {
     assertEquals(e.options.maxSteps, 0, "encoders are MLM only");
     assert(e.options.mlmSteps! > 0);
