@@ -30,6 +30,7 @@ Deno.test("zoo: every issue task in a BERT and a DistilBERT shape, each after it
       assert(a, `_ablation/${task}-${arch}-nomlm present`);
       const twin = entries.find((e) => e.name === `${task}-${arch}`)!;
       assertEquals(a.options.init, undefined, "random init");
+      assertEquals(a.options.arch, arch, "the twin's architecture");
       assertEquals(a.options.lr, twin.options.lr);
       assertEquals(a.options.maxSteps, twin.options.maxSteps);
       assertEquals(a.options.epochs, twin.options.epochs);
