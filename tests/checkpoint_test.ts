@@ -229,6 +229,9 @@ Deno.test("checkpoint: atomic write — refuses existing dir, force replaces, er
     assertEquals(await listDir(`${root}/out`), ["config.json", "model.safetensors"]);
     assertEquals(await listDir(root), ["out"], "no temp or old siblings left");
     assertSameWeights((await readCheckpoint(`${root}/out`)).weights, ck.weights, "forced");
+    await writeCheckpoint(`${root}/a/b/ck`, ck); // missing parents are created
+    assertEquals(await listDir(`${root}/a/b`), ["ck"]);
+    await Deno.remove(`${root}/a`, { recursive: true });
 
     // an error while files are being written (tokenizer_config cannot be serialized)
     const bad = { ...ck, tokenizerConfig: { n: 1n } as unknown as Record<string, unknown> };

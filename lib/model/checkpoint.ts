@@ -186,7 +186,7 @@ function siblingName(dir: string, tag: string): string {
  * `tokenizer_config.json` when present. Files go to a temporary sibling directory that is renamed
  * into place, so no partial directory is ever left (it is removed on error). An existing `dir` is
  * refused with InvalidArgumentError unless `force`, which swaps the new directory in and then
- * removes the old one.
+ * removes the old one. Missing parent directories are created.
  */
 export async function writeCheckpoint(
   dir: string,
@@ -205,6 +205,8 @@ export async function writeCheckpoint(
     dtype: o.dtype ?? "F32",
     metadata: { format: "pt" },
   });
+  const slash = target.lastIndexOf("/");
+  if (slash > 0) await Deno.mkdir(target.slice(0, slash), { recursive: true });
   const tmp = siblingName(target, "tmp");
   await Deno.mkdir(tmp, { recursive: false });
   let old: string | undefined;
