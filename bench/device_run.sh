@@ -18,8 +18,8 @@ set -u
 OUT=${OUT:-/tmp/device_out}
 ZOO_ONLY=${1:-}
 MLM_STEPS=${2:-500}
-mkdir -p "$OUT/logs"
-L=$OUT/logs
+L=/tmp/devlogs/logs # packed into $OUT/logs.tgz after every step (few files may come back)
+mkdir -p "$L" "$OUT"
 t0=$(date +%s)
 stamp() { echo "[$(($(date +%s) - t0)) s] $*"; }
 
@@ -46,7 +46,7 @@ case "$adapter" in
 esac
 
 pack() {
-  tar -C "$OUT" -czf "$OUT/logs.tgz" logs
+  tar -C /tmp/devlogs -czf "$OUT/logs.tgz" logs
 }
 DEADLINE=${DEADLINE:-500}
 run() { # name seconds command...   (deno run, not deno task: a task installs the lockfile's npm
