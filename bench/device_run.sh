@@ -62,6 +62,27 @@ run() { # name seconds command...   (deno run, not deno task: a task installs th
   pack
 }
 
+# PLAN=paths: the storage-buffer against the texture matmul path on this GPU (the first run's
+# matmul table had texture 3-13x faster on the H100), each through the quick bench and the demo
+# pruning, then the test suite and a BERT-base pruning with texture forced.
+if [ "${PLAN:-}" = paths ]; then
+  for p in storage texture; do
+    export FASTPRUNE_MATMUL_PATH=$p
+    run "bench_$p" 45 deno run -A scripts/bench.ts --quick --only model,pruned,train --out "$L"
+    rm -rf out/demo-prune
+    run "prune_$p" 30 deno run -A scripts/prune.ts
+  done
+  run tests_texture 110 deno test -A --no-check tests/
+  run prune_hf_texture 150 bash -c 'deno run -A bench/hf_make.ts /tmp/hf && python3 bench/hf_parity.py make /tmp/hf &&
+    deno run -A scripts/prune.ts --model /tmp/hf/hf-bert-base --task sst2 --data ../shared/data/glue \
+    --flops 0.5 --samples 256 --out /tmp/hf/pruned-bert-base && python3 bench/hf_parity.py compare /tmp/hf/pruned-bert-base'
+  stamp "summary"
+  for p in storage texture; do grep -avE "^\s*$|onnx|dns|rror|Connect|^ +[0-9]:|Download" "$L/bench_$p.log" | tail -16; grep -a "pruning time" "$L/prune_$p.log"; done
+  sed 's/\x1b\[[0-9;]*m//g' "$L/tests_texture.log" | grep -E "FAILED|passed|=>" | tail -25
+  tr '\r' '\n' <"$L/prune_hf_texture.log" | grep -aE "ok |FAIL|passed|pruning time|accuracy|ex/s" | grep -v ETA | tail -12
+  exit 0
+fi
+
 # parity with Hugging Face transformers itself (installed there, not here): our random and
 # compacted checkpoints loaded by transformers, and transformers' BERT-base / DistilBERT-base
 # loaded, pruned and compacted by us and loaded back
