@@ -402,15 +402,19 @@ function reportMarkdown(r: any, evals: Record<string, EvalResult>): string {
     lines.push(
       "## Mask tuning",
       "",
-      "| layer | sub-layer | status | units | E(1) | E(x) | min x | max x | note |",
-      "|---|---|---|---|---|---|---|---|---|",
+      "| layer | sub-layer | status | units | E(1) | E(x) | min x | max x | seconds (solve) | note |",
+      "|---|---|---|---|---|---|---|---|---|---|",
     );
+    const secs = (all?: number, solve?: number, it?: number) =>
+      all === undefined
+        ? ""
+        : `${all.toFixed(2)} (${solve!.toFixed(2)}${it === undefined ? "" : `, ${it} it.`})`;
     for (const t of r.tuning) {
       const f = (x?: number) => (x === undefined || !Number.isFinite(x) ? "" : x.toPrecision(4));
       lines.push(
         `| ${t.layer} | ${t.kind} | ${t.status} | ${t.units} | ${f(t.e1)} | ${f(t.ev)} | ${
           f(t.min)
-        } | ${f(t.max)} | ${t.reason ?? ""} |`,
+        } | ${f(t.max)} | ${secs(t.seconds, t.solveSeconds, t.iterations)} | ${t.reason ?? ""} |`,
       );
     }
     lines.push("");

@@ -201,6 +201,10 @@ Deno.test("mask tuning recovers the exact scale of duplicated heads and neurons"
   );
   assert(r.mask.ffn[F + 7] === 0);
   assert(mha.ev! < 1e-3 * mha.e1!, `reconstruction must be near exact: ${mha.ev} vs ${mha.e1}`);
+  // every solved sub-layer reports its time, the solve's share inside it
+  for (const t of r.layers.filter((t) => t.status !== "skipped")) {
+    assert(t.solveSeconds! >= 0 && t.seconds! >= t.solveSeconds!, JSON.stringify(t));
+  }
   model.release();
 });
 

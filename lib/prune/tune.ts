@@ -74,6 +74,15 @@ export interface SubLayerTuning {
   min?: number;
   /** Largest solved value. */
   max?: number;
+  /** Host seconds of the least-squares solve (tuned or rejected sub-layers). */
+  solveSeconds?: number;
+  /** LSMR iterations of the solve (absent for the dense and closed-form solvers). */
+  iterations?: number;
+  /**
+   * Wall seconds of the sub-layer: the teacher pass and the normal equations' accumulation (MHA:
+   * from the layer's start), the read-backs and the solve. Where the time goes on a fast GPU.
+   */
+  seconds?: number;
 }
 
 /** Result of `tuneMasks`. */
@@ -265,7 +274,10 @@ export async function tuneMasks(
     res: ReturnType<typeof solveMaskLs>,
     target: Float64Array,
     offset: number,
+    started: number,
+    solveStarted: number,
   ) => {
+    const now = performance.now();
     report.push({
       layer,
       kind,
@@ -276,12 +288,16 @@ export async function tuneMasks(
       ev: res.ev,
       min: res.min,
       max: res.max,
+      solveSeconds: (now - solveStarted) / 1000,
+      iterations: res.iterations,
+      seconds: (now - started) / 1000,
     });
     if (res.accepted) units.forEach((u, a) => (target[offset + u] = res.x[a]));
     else if ((o.onTuneFailure ?? "skip") === "break") stopped = true;
   };
   const total = 2 * L;
   for (let l = 0; l < L; l++) {
+    const mhaStarted = performance.now();
     // ---- teacher pass for layer l: targets and next input
     const tSum1: Tensor[] = [], tSum2: Tensor[] = [], tNext: Tensor[] = [];
     for (let b = 0; b < bt.length; b++) {
@@ -392,15 +408,17 @@ export async function tuneMasks(
           G[a * k + bIdx] = sum;
         });
       });
+      const solveStarted = performance.now();
       const res = solveMaskLs(G, q, rrMha, {
         lambda,
         intercept: { gBeta, gBetaBeta: tokens * d, qBeta: rSum },
       });
-      accept(l, "mha", keptHeads, res, cur.head, l * H);
+      accept(l, "mha", keptHeads, res, cur.head, l * H, mhaStarted, solveStarted);
     }
     o.onProgress?.(2 * l + 1, total);
 
     // ---- FFN: the student's U with the tuned head mask, from the kept context
+    const ffnStarted = performance.now();
     const keptNeurons = [...Array(F).keys()].filter((j) => keep.ffn[l * F + j] === 1);
     const tuneFfn = !stopped && keptNeurons.length > 0;
     const us: Tensor[] = [];
@@ -462,8 +480,9 @@ export async function tuneMasks(
       const G = new Float64Array(kF * kF), q = Float64Array.from(qAccF);
       for (let i = 0; i < kF * kF; i++) G[i] = GaccF[i] * W[i];
       for (const t of [kept!.w1, kept!.b1, kept!.w2]) t.release();
+      const solveStarted = performance.now();
       const res = solveMaskLs(G, q, rrFfn, { lambda });
-      accept(l, "ffn", keptNeurons, res, cur.ffn, l * F);
+      accept(l, "ffn", keptNeurons, res, cur.ffn, l * F, ffnStarted, solveStarted);
     }
     o.onProgress?.(2 * l + 2, total);
 
