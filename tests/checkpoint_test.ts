@@ -364,3 +364,32 @@ Deno.test("random: DistilBERT sinusoidal positions match HF create_sinusoidal_em
   });
   assertClose(randomWeights(c, 1).get("emb.pos")!.data, values, 1e-6, 0, "emb.pos");
 }); // deno-fmt-ignore
+
+Deno.test("checkpoint: tokenizer.json only — its vocabulary and case travel into a written checkpoint", async () => {
+  const root = await tempDir();
+  try {
+    const c = small({ arch: "bert", head: "classification" });
+    await writeCheckpoint(`${root}/src`, { config: c, weights: randomWeights(c, 5) });
+    const vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "Hello", "##s", "world"];
+    await Deno.writeTextFile(
+      `${root}/src/tokenizer.json`,
+      JSON.stringify({
+        normalizer: { type: "BertNormalizer", lowercase: false, strip_accents: null },
+        model: {
+          type: "WordPiece",
+          continuing_subword_prefix: "##",
+          vocab: Object.fromEntries(vocab.map((t, i) => [t, i]).reverse()),
+        },
+      }),
+    );
+    const ck = await readCheckpoint(`${root}/src`);
+    assertEquals(ck.vocabText, vocab.join("\n") + "\n");
+    assertEquals(ck.tokenizerConfig, { do_lower_case: false });
+    await writeCheckpoint(`${root}/out`, ck);
+    assertEquals(await Deno.readTextFile(`${root}/out/vocab.txt`), vocab.join("\n") + "\n");
+    const back = await readCheckpoint(`${root}/out`);
+    assertEquals(back.tokenizerConfig, { do_lower_case: false });
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});

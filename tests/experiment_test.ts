@@ -7,6 +7,7 @@ import { loadTask } from "../lib/data/tasks.ts";
 import { loadCheckpoint } from "../lib/model/model.ts";
 import { loadTokenizer } from "../lib/text/wordpiece.ts";
 import { assert, assertEquals, ROOT, runScript } from "./helpers.ts";
+import { discoverModels, taskFromName } from "../scripts/experiment/common.ts";
 
 const DEV = 48;
 const experiment = (args: string[]) => runScript("experiment.ts", args);
@@ -127,3 +128,43 @@ async function assertNoDir(p: string): Promise<void> {
   }
   throw new Error(`${p} exists`);
 }
+
+Deno.test("experiment models: checkpoints without metrics.json get their task from their name", async () => {
+  const names: [string, string | undefined][] = [
+    ["textattack-bert-base-uncased-SST-2", "sst2"],
+    ["distilbert-base-uncased-finetuned-sst-2-english", "sst2"],
+    ["bert-base-uncased-MRPC", "mrpc"],
+    ["gchhablani-bert-base-cased-finetuned-stsb", "stsb"],
+    ["bert-large-uncased-whole-word-masking-finetuned-squad", "squad"],
+    ["csarron-bert-base-uncased-squad-v1", "squad"],
+    ["deepset-bert-base-cased-squad2", "squad_v2"],
+    ["bert-base-cased-squad_v2", "squad_v2"],
+    ["my-model", undefined],
+    ["bert-base-uncased", undefined],
+  ];
+  for (const [n, task] of names) assertEquals(taskFromName(n), task, n);
+  // discovery: a Hugging Face-style directory (no metrics.json) is taken with the task its name
+  // gives; one whose name gives none is skipped, not guessed
+  const tmp = await Deno.makeTempDir();
+  try {
+    for (const d of ["textattack-bert-base-uncased-SST-2", "my-model"]) {
+      await Deno.mkdir(`${tmp}/${d}`);
+      await Deno.copyFile(`${ROOT}demo/model/config.json`, `${tmp}/${d}/config.json`);
+    }
+    const found = await discoverModels({
+      models: tmp,
+      out: `${tmp}/out`,
+      tasks: [],
+      samples: 32,
+      seeds: [0],
+      devLimit: 0,
+      margin: 0.02,
+      costSizes: [],
+    });
+    assertEquals(found.map((m) => [m.name, m.task, m.arch]), [
+      ["textattack-bert-base-uncased-SST-2", "sst2", "bert"],
+    ]);
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});

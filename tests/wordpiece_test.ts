@@ -171,3 +171,79 @@ Deno.test("wordpiece: loadTokenizer reads tokenizer_config.json and reports a mi
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** A fast tokenizer's tokenizer.json for a vocab.txt: entries in shuffled order, as on the Hub. */
+function tokenizerJson(vocabText: string, lowercase: boolean): string {
+  const tokens = vocabText.split("\n").filter((t, i, a) => i < a.length - 1 || t !== "");
+  const order = tokens.map((_, i) => i).sort((a, b) => ((a * 7919) % 1009) - ((b * 7919) % 1009));
+  const vocab: Record<string, number> = {};
+  for (const i of order) vocab[tokens[i]] = i;
+  return JSON.stringify({
+    version: "1.0",
+    normalizer: {
+      type: "BertNormalizer",
+      clean_text: true,
+      handle_chinese_chars: true,
+      strip_accents: null,
+      lowercase,
+    },
+    pre_tokenizer: { type: "BertPreTokenizer" },
+    model: {
+      type: "WordPiece",
+      unk_token: "[UNK]",
+      continuing_subword_prefix: "##",
+      max_input_chars_per_word: 100,
+      vocab,
+    },
+  });
+}
+
+Deno.test("wordpiece: a checkpoint with only tokenizer.json tokenizes as the Python reference", async () => {
+  const fx = await loadFixture<Adversarial>("text_adversarial.json");
+  const dir = await Deno.makeTempDir();
+  try {
+    for (const name of ["uncased", "cased"] as VocabName[]) {
+      const vocabText = await Deno.readTextFile(dataPath(VOCAB[name]));
+      await Deno.writeTextFile(
+        `${dir}/tokenizer.json`,
+        tokenizerJson(vocabText, name === "uncased"),
+      );
+      const tok = await loadTokenizer(dir);
+      assertEquals(tok.doLowerCase, name === "uncased");
+      const rows = fx[name] as { tokens: string[]; ids: number[] }[];
+      fx.strings.forEach((s, i) => {
+        const got = tok.tokenize(s);
+        assertEquals(got.tokens, rows[i].tokens, `${name} tokens of ${JSON.stringify(s)}`);
+        assertEquals(got.ids, rows[i].ids, `${name} ids of ${JSON.stringify(s)}`);
+      });
+    }
+    // the normalizer decides, not the vocabulary's look: a cased vocab with lowercase: true
+    const cased = await Deno.readTextFile(dataPath(VOCAB.cased));
+    await Deno.writeTextFile(`${dir}/tokenizer.json`, tokenizerJson(cased, true));
+    assertEquals((await loadTokenizer(dir)).tokenize("HELLO").tokens, ["hello"]);
+    // tokenizer_config.json wins over the normalizer, as in transformers
+    await Deno.writeTextFile(`${dir}/tokenizer.json`, tokenizerJson(cased, false));
+    const kept = (await loadTokenizer(dir)).tokenize("HELLO").tokens;
+    assertEquals(kept.join("").replaceAll("##", ""), "HELLO", "cased: case kept");
+    await Deno.writeTextFile(`${dir}/tokenizer_config.json`, '{"do_lower_case": true}');
+    assertEquals((await loadTokenizer(dir)).tokenize("HELLO").tokens, ["hello"]);
+    // what cannot be read is refused with the reason
+    const bad = (model: Record<string, unknown>) => JSON.stringify({ model });
+    const cases: [string, string][] = [
+      [bad({ type: "BPE", vocab: { a: 0 } }), "WordPiece"],
+      [bad({ type: "WordPiece", continuing_subword_prefix: "@@", vocab: { a: 0 } }), '"##"'],
+      [bad({ type: "WordPiece", vocab: { a: 0, b: 0 } }), "two tokens"],
+      [bad({ type: "WordPiece", vocab: { a: 0, b: 5 } }), "not in 0..1"],
+      ["{}", 'no "model"'],
+      ["{", "not valid JSON"],
+    ];
+    for (const [text, msg] of cases) {
+      await Deno.writeTextFile(`${dir}/tokenizer.json`, text);
+      await assertRejects(() => loadTokenizer(dir), FileFormatError, msg);
+    }
+    await Deno.remove(`${dir}/tokenizer.json`);
+    await assertRejects(() => loadTokenizer(dir), FileFormatError, "tokenizer.json");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

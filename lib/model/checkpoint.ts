@@ -1,12 +1,13 @@
 /**
  * Checkpoint directories on the host (CPU side): read a Hugging Face checkpoint (config.json +
- * model.safetensors or a sharded index, optional vocab.txt / tokenizer_config.json) from a local
+ * model.safetensors or a sharded index, optional vocab.txt or tokenizer.json / tokenizer_config.json) from a local
  * directory or an http(s) URL, and write one atomically. Uploading to the GPU is done elsewhere.
  * @module
  */
 import { FileFormatError, InvalidArgumentError } from "../errors.ts";
 import { configToJson, type EncoderConfig, parseConfig, type TaskHead } from "./config.ts";
 import { parseSafetensors, serializeSafetensors } from "./safetensors.ts";
+import { vocabFromTokenizerJson } from "../text/tokenizer_json.ts";
 import { fromHfNames, type HostTensor, toHfNames, type Weights } from "./weights.ts";
 
 /** A checkpoint in host memory: config, canonical weights and optional tokenizer files. */
@@ -130,7 +131,8 @@ async function readTensors(src: Source): Promise<Map<string, HostTensor>> {
 /**
  * Reads a checkpoint from a local directory or an http(s) URL of one: `config.json`, then
  * `model.safetensors` or `model.safetensors.index.json` plus its shards; `vocab.txt` and
- * `tokenizer_config.json` are optional. HF tensor names are mapped to canonical weights
+ * `tokenizer_config.json` are optional (without `vocab.txt`, a fast tokenizer's `tokenizer.json`
+ * gives the vocabulary and any normalizer setting `tokenizer_config.json` leaves out). HF tensor names are mapped to canonical weights
  * (`fromHfNames`). A directory with only `pytorch_model.bin` raises FileFormatError saying
  * safetensors is required. `headHint` picks the head for configs without one (`parseConfig`);
  * `allowMissingHead` lets head tensors be absent (see `fromHfNames`).
@@ -161,6 +163,24 @@ export async function readCheckpoint(
       throw new FileFormatError(`${src.where}/tokenizer_config.json: must be a JSON object`);
     }
     ckpt.tokenizerConfig = json as Record<string, unknown>;
+  }
+  if (!vocab) {
+    // only a fast tokenizer: keep its vocabulary (and normalizer settings the tokenizer_config
+    // does not state) so that a checkpoint written from this one carries vocab.txt
+    const fast = await src.bytes("tokenizer.json");
+    if (fast) {
+      const where = `${src.where}/tokenizer.json`;
+      const { vocabText, options } = vocabFromTokenizerJson(parseJson(fast, where), where);
+      ckpt.vocabText = vocabText;
+      const cfg: Record<string, unknown> = { ...ckpt.tokenizerConfig };
+      const put = (key: string, v: unknown) => {
+        if (v !== undefined && cfg[key] === undefined) cfg[key] = v;
+      };
+      put("do_lower_case", options.doLowerCase);
+      put("strip_accents", options.stripAccents);
+      put("tokenize_chinese_chars", options.tokenizeChineseChars);
+      if (Object.keys(cfg).length > 0) ckpt.tokenizerConfig = cfg;
+    }
   }
   return ckpt;
 }

@@ -14,6 +14,7 @@
  * @module
  */
 import { FileFormatError, InvalidArgumentError } from "../errors.ts";
+import { vocabFromTokenizerJson } from "./tokenizer_json.ts";
 import {
   combinesWithPrevious,
   isBertControl,
@@ -398,20 +399,41 @@ function stripAccentsAligned(w: Chars): Chars {
 }
 
 /**
- * Loads a tokenizer from a checkpoint directory or URL (vocab.txt + optional
- * tokenizer_config.json with do_lower_case / strip_accents / tokenize_chinese_chars), or from a
- * path/URL ending in ".txt" taken as the vocab itself. Missing vocab → FileFormatError.
+ * Loads a tokenizer from a checkpoint directory or URL (vocab.txt, or failing that the WordPiece
+ * vocabulary and normalizer of a fast tokenizer's tokenizer.json; then optional
+ * tokenizer_config.json with do_lower_case / strip_accents / tokenize_chinese_chars, which wins),
+ * or from a path/URL ending in ".txt" taken as the vocab itself. Missing vocab → FileFormatError.
  */
 export async function loadTokenizer(dirOrUrl: string): Promise<WordPieceTokenizer> {
   const isFile = dirOrUrl.endsWith(".txt");
   const base = isFile ? dirOrUrl : dirOrUrl.replace(/\/?$/, "/");
   const vocabPath = isFile ? base : base + "vocab.txt";
-  const vocabText = await readText(vocabPath);
-  if (vocabText === null) {
-    throw new FileFormatError(`no vocab.txt at ${vocabPath}: pass a BERT checkpoint directory`);
+  let vocabText = await readText(vocabPath);
+  let o: TokenizerOptions = {};
+  if (vocabText === null && !isFile) {
+    // a checkpoint with only the fast tokenizer's file: its WordPiece vocabulary and normalizer
+    const fast = await readText(base + "tokenizer.json");
+    if (fast !== null) {
+      let json: unknown;
+      try {
+        json = JSON.parse(fast);
+      } catch (e) {
+        throw new FileFormatError(`${base}tokenizer.json is not valid JSON: ${e}`);
+      }
+      const v = vocabFromTokenizerJson(json, `${base}tokenizer.json`);
+      vocabText = v.vocabText;
+      o = v.options;
+    }
   }
-  const o: TokenizerOptions = {};
+  if (vocabText === null) {
+    throw new FileFormatError(
+      `no vocab.txt ${isFile ? "" : "or tokenizer.json "}at ${
+        isFile ? vocabPath : base
+      }: pass a BERT checkpoint directory`,
+    );
+  }
   if (!isFile) {
+    // tokenizer_config.json overrides the fast tokenizer's normalizer, as in transformers
     const cfgText = await readText(base + "tokenizer_config.json");
     if (cfgText !== null) {
       let cfg: Record<string, unknown>;

@@ -5,7 +5,7 @@
  * @module
  */
 import { lengthSortedOrder, makeBatches } from "../../lib/data/batch.ts";
-import { loadTask, type TaskData } from "../../lib/data/tasks.ts";
+import { loadTask, TASK_NAMES, type TaskData } from "../../lib/data/tasks.ts";
 import { InvalidArgumentError } from "../../lib/errors.ts";
 import type { ModelInput } from "../../lib/model/inputs.ts";
 import { loadCheckpoint, type Model } from "../../lib/model/model.ts";
@@ -81,6 +81,20 @@ export function marginOf(task: string, margin: number): number {
 }
 
 /**
+ * The task a checkpoint directory's name names, for checkpoints without our metrics.json (e.g.
+ * `textattack-bert-base-uncased-SST-2`, `distilbert-base-uncased-finetuned-sst-2-english`,
+ * `deepset-bert-base-cased-squad2`): the last of its parts, split at `-`, `_` and `.`, that is a
+ * task of `TASK_NAMES` once GLUE's dashed spellings (SST-2, STS-B) and SQuAD's versions (squad_v2,
+ * squad2, squad-v1.1) are normalised. Undefined when none is.
+ */
+export function taskFromName(name: string): string | undefined {
+  const parts = name.toLowerCase().replace(/sst-2/g, "sst2").replace(/sts-b/g, "stsb")
+    .replace(/squad[-_.]?v?2/g, "squadv2").replace(/squad[-_.]?v1(\.1)?/g, "squad")
+    .split(/[-_.]/).map((p) => (p === "squadv2" ? "squad_v2" : p));
+  return parts.filter((p) => TASK_NAMES.includes(p)).pop();
+}
+
+/**
  * Finds checkpoints in the `--models` directories (comma-separated; any subfolder with
  * config.json), with their task. Models whose metrics.json shows they do not beat their trivial
  * baseline are skipped. Without `--names`, one model per task and architecture is kept (the
@@ -126,9 +140,15 @@ export async function discoverModels(s: ExperimentSettings): Promise<ZooModel[]>
       trained = m.best?.main;
       baseline = m.baseline?.main;
     } catch {
-      task = e.name.split("-").pop();
+      task = taskFromName(e.name);
     }
-    if (!task) continue;
+    if (!task) {
+      console.error(
+        `skipping ${e.name}: no metrics.json says its task and its name names none ` +
+          `(e.g. call the directory bert-base-uncased-sst2)`,
+      );
+      continue;
+    }
     if (s.tasks.length && !s.tasks.includes(task)) continue;
     if (trained === undefined && baseline !== undefined) {
       console.error(`skipping ${e.name}: not fine-tuned (no dev evaluation in metrics.json)`);
@@ -193,10 +213,15 @@ export async function prepare(m: ZooModel, s: ExperimentSettings): Promise<Prepa
   const tok = await loadTokenizer(m.dir);
   const squad = m.task.startsWith("squad");
   const train = await loadTask(tok, m.task, "train", { data: s.data });
-  const dev = await loadTask(tok, m.task, squad ? "heldout" : "dev", {
-    data: s.data,
-    limit: devLimitOf(m, s) || undefined,
-  });
+  const dev = await loadTask(
+    tok,
+    m.task,
+    squad ? "heldout" : m.task === "mnli" ? "dev_matched" : "dev",
+    {
+      data: s.data,
+      limit: devLimitOf(m, s) || undefined,
+    },
+  );
   return { model, tok, train, dev };
 }
 
