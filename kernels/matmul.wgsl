@@ -16,7 +16,7 @@
 // workgroup load is executed lane by lane, so a vec4 load costs about four scalar loads and a
 // workgroup-memory tile adds a second pass through the same slow path plus barriers. What pays
 // is reuse per load: each loaded value feeds TM or TN fused multiply-adds (bench/README.md).
-// On CPU adapters lib/ops/matmul.ts prefers the texture kernels (matmul_tex.wgsl) when shapes allow.
+// lib/ops/matmul.ts prefers the texture kernels (matmul_tex.wgsl) when shapes allow.
 //
 // Needs kernels/matmul_epilogue.wgsl (epilogue()) appended to the source.
 

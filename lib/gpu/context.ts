@@ -101,7 +101,7 @@ export class Gpu {
   };
   /** The storage buffer pool. */
   readonly pool: BufferPool;
-  /** The rgba32float texture pool (matmul operands on CPU adapters). */
+  /** The rgba32float texture pool (matmul operands). */
   readonly textures: TexturePool;
   readonly #modules = new Map<string, GPUShaderModule>();
   readonly #pipelines = new Map<string, CachedPipeline>();

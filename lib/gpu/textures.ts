@@ -1,7 +1,7 @@
 /**
- * Pooled `rgba32float` 2-D textures, used as matmul operands on CPU adapters (Mesa llvmpipe
- * fetches texels through its SIMD texture path, several times faster than its lane-by-lane
- * storage loads). Textures are rounded up to a size class and reused after `release`, so a
+ * Pooled `rgba32float` 2-D textures, used as matmul operands (Mesa llvmpipe fetches texels
+ * through its SIMD texture path, several times faster than its lane-by-lane storage loads; GPUs
+ * through their texture caches). Textures are rounded up to a size class and reused after `release`, so a
  * steady state creates none. A texture released while commands that read it are still being
  * recorded may be handed out again at once: every later use is recorded after them, and WebGPU
  * orders commands of one queue (textures are only ever written by recorded commands, never by

@@ -3,12 +3,14 @@
  * (bias, GELU/ReLU, scale, accumulate), plus the Hugging Face `linear` layer and its backward.
  * Two kernel paths, same results up to fp32 rounding order, each deterministic:
  * - storage (`kernels/matmul.wgsl`): reads both operands from storage buffers through strides;
- *   every layout, any shape; used on GPUs and as the fallback.
- * - texture (`kernels/matmul_tex.wgsl`): on CPU adapters (Mesa llvmpipe), both operands are first
+ *   every layout, any shape; the fallback, and for small products.
+ * - texture (`kernels/matmul_tex.wgsl`), the default on every adapter: both operands are first
  *   put into pooled rgba32float textures of K-rows (a `copyBufferToTexture` when the operand is
  *   row-major in K with K % 64 == 0, else one pass of the repack kernel `kernels/matmul_pack.wgsl`,
  *   which also transposes and zero-pads), then read with `textureLoad`, which llvmpipe runs
- *   through its SIMD texel path (3–7× the storage path there; bench/README.md). Used when every
+ *   through its SIMD texel path (3–7× the storage path there) and an NVIDIA H100 through its
+ *   texture caches (2.3–13× the storage path per BERT-base product, 3.5–4× through the model;
+ *   bench/README.md). Used when every
  *   texture dimension fits the device's maxTextureDimension2D (batches are split to fit) and,
  *   unless forced, the product has at least `TEXTURE_MIN_MACS` multiply-adds or a reduction of at
  *   least `TEXTURE_MIN_K` (`textureWorthwhile`).
@@ -132,8 +134,8 @@ function initialPath(): MatmulPath {
 /**
  * Forces the matmul kernel path for everything recorded from now on: "texture" (texture
  * operands; shapes that do not fit the device's texture limits still fall back to "storage"),
- * "storage" (storage-buffer kernel), or "auto" (the default: texture on CPU adapters, storage on
- * GPUs). For tests and benchmarks that compare both paths on one adapter. The environment
+ * "storage" (storage-buffer kernel), or "auto" (the default: texture where the shape fits and the
+ * product is worth it, on every adapter). For tests and benchmarks that compare both paths on one adapter. The environment
  * variable FASTPRUNE_MATMUL_PATH=texture|storage sets the start-up value (e.g. to run a whole test
  * suite through one path).
  */
@@ -150,9 +152,11 @@ export function setMatmulPath(path: MatmulPath): void {
  * The matmul path in force on `gpu` before shape checks ("texture" or "storage"); under "auto",
  * products `textureWorthwhile` rejects and shapes past the texture limits still use "storage".
  */
-export function matmulPath(gpu: Gpu): "texture" | "storage" {
+export function matmulPath(_gpu: Gpu): "texture" | "storage" {
+  // "auto" is texture on every adapter: on llvmpipe (3–7× the storage kernel) and on the NVIDIA
+  // H100 (2.3–13× per product; bench/README.md, fourteenth session), the only GPU measured
   if (forcedPath !== "auto") return forcedPath;
-  return gpu.adapter.kind === "cpu" ? "texture" : "storage";
+  return "texture";
 }
 
 const fmt = (t: Tensor) => `[${t.shape.join(", ")}]`;

@@ -85,7 +85,7 @@ export const TEXTURE_TILES: readonly (readonly [number, number])[] = [
 ];
 
 /**
- * Preset of the texture-operand kernel used on CPU adapters (kernels/matmul_tex.wgsl): workgroup
+ * Preset of the texture-operand kernel (kernels/matmul_tex.wgsl): workgroup
  * lanes WGX × WGY and a TM × TN tile from `TEXTURE_TILES`. Chosen by measurement on Mesa
  * llvmpipe 22.3 (bench/README.md, "Texture operands").
  */
@@ -93,7 +93,7 @@ export const MATMUL_TEXTURE_PRESET: Readonly<MatmulPreset> = { wgx: 8, wgy: 8, t
 
 /**
  * Under the "auto" path, products with fewer multiply-adds than this (batch·M·N·K) stay on the
- * storage kernel on CPU adapters: for them the extra copy/repack commands cost more than the
+ * storage kernel: for them the extra copy/repack commands cost more than the
  * faster inner loop saves (tiny products measured ≈ 330 µs per call through textures vs ≈ 160 µs
  * through storage, bench/README.md). 64³ MACs take ≈ 0.5 ms on the storage path there.
  */
@@ -111,7 +111,7 @@ export const TEXTURE_MIN_K = 64;
 
 /**
  * Whether a product of `macs` multiply-adds over a reduction of length K takes the texture path
- * under "auto" on a CPU adapter (where its shapes fit): at least `TEXTURE_MIN_MACS`, or K ≥
+ * under "auto" (where its shapes fit): at least `TEXTURE_MIN_MACS`, or K ≥
  * `TEXTURE_MIN_K`.
  */
 export function textureWorthwhile(macs: number, K: number): boolean {

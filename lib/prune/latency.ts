@@ -39,9 +39,10 @@ import type { LatencyTable } from "./search_latency.ts";
  * products with K ≥ 64 on the texture path (`textureWorthwhile`); 18: fused inference embeddings
  * (lib/ops/embedding_ln.ts) and LayerNorm parameters read from kept textures (`heldFlatTexture`);
  * 19: products of < 128 columns over ≥ 1024 rows on swapped tiles (rows along the SIMD lanes);
- * 20: zero-width sub-layers add their bias row inside the LayerNorm (`biasLayerNormInference`).
+ * 20: zero-width sub-layers add their bias row inside the LayerNorm (`biasLayerNormInference`);
+ * 21: GPU-class adapters take the texture matmul path too (`matmulPath`).
  */
-export const KERNEL_VERSION = 20;
+export const KERNEL_VERSION = 21;
 
 /** Options of `measureLatencyTable`. */
 export interface LatencyOptions {
