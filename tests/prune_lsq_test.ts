@@ -110,6 +110,42 @@ Deno.test("solveMaskLs on 300 unknowns: LSMR (auto) and dense both match numpy t
   const dense = solveMaskLs(G, q, rr, { lambda: c.lambda, method: "dense" });
   assertClose(dense.x, c.x, 1e-6, 1e-6, "dense x");
   assertClose([auto.ev], [c.ev], 1e-8 * c.e1, 0, "ev");
+  // plain LSMR (CuPy's algorithm, no column scaling) reaches the same solution
+  const plain = solveMaskLs(G, q, rr, { lambda: c.lambda, precondition: false });
+  assertClose(plain.x, c.x, 1e-6, 1e-6, "plain lsmr x");
+});
+
+Deno.test("solveMaskLs LSMR with unit-norm columns: same minimiser as dense QR, far fewer iterations", () => {
+  // an FFN-like system: unit j's column at token t is Z_tj·w_j, with the neurons' activation scales
+  // spread over ±half a decade as in a real FFN, and the target a noisy mix with values near 1
+  const n = 300, d = 32, T = 200;
+  const { normal } = rng(7);
+  const scale = Float64Array.from({ length: n }, (_, i) => 10 ** (0.5 * Math.sin(0.7 * i)));
+  const W = Float64Array.from({ length: n * d }, () => normal());
+  const xStar = Float64Array.from({ length: n }, (_, i) => 1 + 0.3 * Math.sin(i));
+  const C = new Float64Array(T * d * n), R = new Float64Array(T * d);
+  for (let t = 0; t < T; t++) {
+    for (let j = 0; j < n; j++) {
+      const z0 = normal() + 0.3;
+      const z = (z0 > 0 ? z0 : 0.05 * z0) * scale[j];
+      for (let k = 0; k < d; k++) C[(t * d + k) * n + j] = z * W[j * d + k];
+    }
+    for (let k = 0; k < d; k++) {
+      let v = 0.5 * normal();
+      for (let j = 0; j < n; j++) v += xStar[j] * C[(t * d + k) * n + j];
+      R[t * d + k] = v;
+    }
+  }
+  const { G, q, rr } = normalEquations(C, R, T * d, n);
+  const dense = solveMaskLs(G, q, rr, { method: "dense" });
+  const pre = solveMaskLs(G, q, rr, { method: "lsmr" });
+  const plain = solveMaskLs(G, q, rr, { method: "lsmr", precondition: false });
+  assert(dense.accepted && pre.accepted, `${dense.reason} ${pre.reason}`);
+  assertClose(pre.x, dense.x, 1e-6, 1e-6, "preconditioned lsmr vs dense QR");
+  assert(
+    pre.iterations! * 2 < plain.iterations!,
+    `column scaling should cut LSMR's iterations: ${pre.iterations} vs ${plain.iterations}`,
+  );
 });
 
 /** Small deterministic PRNG (mulberry32) and a normal sampler. */
