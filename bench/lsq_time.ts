@@ -1,6 +1,6 @@
 /**
  * `deno run -A bench/lsq_time.ts [n…]`: times the host least-squares solve of mask tuning
- * (`solveMaskLs`) on synthetic FFN-like systems G = (WᵀW)∘(ZᵀZ) (W: 64 × n weights of std 0.02, Z:
+ * (`solveMaskLs`, LSMR with unit-norm columns and plain) on synthetic FFN-like systems G = (WᵀW)∘(ZᵀZ) (W: 64 × n weights of std 0.02, Z:
  * leaky-ReLU activations of 256 tokens), q = G·x* for a known x* around 1. Prints per n the
  * solver, LSMR's iterations, whether the solution was accepted, its largest error against x* (the
  * λ = 1 damping biases it on these weakly scaled systems) and the seconds. Default n: 384 768 1536
@@ -40,16 +40,18 @@ for (const n of sizes) {
   // rr = Σ‖R‖² ≥ x*ᵀGx* (the target's norm; exact fit here)
   let rr = 0;
   for (let i = 0; i < n; i++) rr += q[i] * xStar[i];
-  const t0 = performance.now();
-  const r = solveMaskLs(G, q, rr, {});
-  const s = (performance.now() - t0) / 1000;
-  let err = 0;
-  for (let i = 0; i < n; i++) err = Math.max(err, Math.abs(r.x[i] - xStar[i]));
-  console.log(
-    `n ${n}: ${r.method}${r.iterations === undefined ? "" : ` ${r.iterations} iterations`}, ` +
-      `${r.accepted ? "accepted" : `rejected (${r.reason})`}, max |x − x*| ${
+  for (const precondition of [true, false]) {
+    const t0 = performance.now();
+    const r = solveMaskLs(G, q, rr, { precondition });
+    const s = (performance.now() - t0) / 1000;
+    let err = 0;
+    for (let i = 0; i < n; i++) err = Math.max(err, Math.abs(r.x[i] - xStar[i]));
+    console.log(
+      `n ${n} ${precondition ? "unit-norm columns" : "plain"}: ${r.method}${
+        r.iterations === undefined ? "" : ` ${r.iterations} iterations`
+      }, ${r.accepted ? "accepted" : `rejected (${r.reason})`}, max |x − x*| ${
         err.toExponential(2)
-      }, ` +
-      `${s.toFixed(2)} s`,
-  );
+      }, ${s.toFixed(2)} s`,
+    );
+  }
 }
