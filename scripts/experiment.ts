@@ -173,6 +173,42 @@ async function unprunedMetric(run: ModelRun, cells: Cells): Promise<number> {
   });
 }
 
+/** One model's curve in an accuracy-vs-FLOPs plot (`flopsChart`). */
+export interface FlopsCurve {
+  /** Legend name: "arch (model)". */
+  arch: string;
+  /** Mean (± std over seeds) at each FLOPs fraction c. */
+  points: { c: number; mean: number; std: number }[];
+  /** The unpruned model's metric (the dashed baseline). */
+  base: number;
+  /** label-free plots: the labelled Fisher's curve beside it. */
+  labelled?: { c: number; mean: number }[];
+}
+
+/** The SVG of one task's accuracy-vs-FLOPs (or label-free vs labelled) plot. */
+export function flopsChart(task: string, list: FlopsCurve[], labelFree: boolean): string {
+  const series = list.flatMap((x) => [
+    {
+      label: labelFree ? `${x.arch} label-free` : x.arch,
+      points: x.points.map((p) => ({ x: p.c * 100, y: p.mean, err: p.std })),
+    },
+    ...(labelFree
+      ? [{
+        label: `${x.arch} labelled`,
+        dashed: true,
+        points: x.labelled!.map((p) => ({ x: p.c * 100, y: p.mean })),
+      }]
+      : []),
+  ]);
+  return lineChart(series, {
+    title: `${task}: dev metric vs FLOPs kept${labelFree ? " (label-free vs labelled)" : ""}`,
+    xLabel: "FLOPs kept (%)",
+    yLabel: `dev ${mainMetricName(task)}`,
+    baselines: list.map((x) => ({ label: `unpruned ${x.arch}`, y: x.base })),
+    legend: "bottom-right",
+  });
+}
+
 /**
  * The full pipeline (search, rearrangement, tuning, compaction) at FLOPs fraction `c` on the
  * sample set of `seed`, and the compact model's dev metric: the cell accuracy-vs-flops,
@@ -300,29 +336,7 @@ async function accuracyVsFlops(
       ),
     ]);
     md.push(mdTable(hdr, tableRows), "", `![${task}](${task}.svg)`, "");
-    const series = list.flatMap((x) => [
-      {
-        label: labelFree ? `${x.arch} label-free` : x.arch,
-        points: x.points.map((p) => ({ x: p.c * 100, y: p.mean, err: p.std })),
-      },
-      ...(labelFree
-        ? [{
-          label: `${x.arch} labelled`,
-          dashed: true,
-          points: x.labelled!.map((p) => ({ x: p.c * 100, y: p.mean })),
-        }]
-        : []),
-    ]);
-    await writeAtomic(
-      `${out}/${task}.svg`,
-      lineChart(series, {
-        title: `${task}: dev metric vs FLOPs kept${labelFree ? " (label-free vs labelled)" : ""}`,
-        xLabel: "FLOPs kept (%)",
-        yLabel: `dev ${mainMetricName(task)}`,
-        baselines: list.map((x) => ({ label: `unpruned ${x.arch}`, y: x.base })),
-        legend: "bottom-right",
-      }),
-    );
+    await writeAtomic(`${out}/${task}.svg`, flopsChart(task, list, labelFree));
   }
   if (!labelFree) {
     // the issue's check: the final drop at 60% FLOPs is ≤ 1 point on every model

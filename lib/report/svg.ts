@@ -124,9 +124,23 @@ export function lineChart(series: LineSeries[], o: LineChartOptions): string {
       }
       out.push(`<circle cx="${X(p.x)}" cy="${Y(p.y)}" r="3" fill="${col}"/>`);
     }
-    const bottom = o.legend === "bottom-right";
-    const ly = bottom ? Hh - m.b - 12 - (series.length - 1 - i) * 18 : m.t + 8 + i * 18;
-    const lx = bottom ? W - m.r - 260 : m.l + 12;
+  });
+  // the legend on a white box sized to its longest label (≈ 0.6 em per character at 12 px), kept
+  // inside the plot area, after the curves so that none runs through its text
+  const bottom = o.legend === "bottom-right";
+  const legendW = 30 + Math.max(0, ...series.map((s) => s.label.length)) * 7.2 + 8;
+  const lx = bottom ? Math.max(m.l + 4, W - m.r - legendW) : m.l + 12;
+  const ly0 = bottom ? Hh - m.b - 12 - (series.length - 1) * 18 : m.t + 8;
+  if (series.length > 0) {
+    out.push(
+      `<rect x="${lx - 6}" y="${ly0 - 12}" width="${legendW.toFixed(0)}" height="${
+        series.length * 18 + 6
+      }" fill="#fff" fill-opacity="0.85"/>`,
+    );
+  }
+  series.forEach((s, i) => {
+    const col = COLORS[i % COLORS.length];
+    const ly = ly0 + i * 18;
     const dash = s.dashed ? ' stroke-dasharray="5 3"' : "";
     out.push(
       `<line x1="${lx}" x2="${
