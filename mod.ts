@@ -21,6 +21,7 @@ export {
   type TaskHead,
 } from "./lib/model/config.ts";
 export { parseSafetensors, serializeSafetensors } from "./lib/model/safetensors.ts";
+export { parseTorchCheckpoint } from "./lib/model/torch_bin.ts";
 export { type HostCheckpoint, readCheckpoint, writeCheckpoint } from "./lib/model/checkpoint.ts";
 export {
   expectedShapes,

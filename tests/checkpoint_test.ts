@@ -250,13 +250,13 @@ Deno.test("checkpoint: atomic write — refuses existing dir, force replaces, er
   }
 }); // deno-fmt-ignore
 
-Deno.test("checkpoint: pytorch_model.bin only, missing files and bad shards raise FileFormatError", async () => {
+Deno.test("checkpoint: a damaged pytorch_model.bin, missing files and bad shards raise FileFormatError", async () => {
   const root = await tempDir();
   try {
     await Deno.mkdir(`${root}/pt`);
     await Deno.copyFile(`${fixtureDir("st_ckpt_distilbert_qa")}/config.json`, `${root}/pt/config.json`);
     await Deno.writeFile(`${root}/pt/pytorch_model.bin`, new Uint8Array(16));
-    await assertRejects(() => readCheckpoint(`${root}/pt`), FileFormatError, "requires safetensors");
+    await assertRejects(() => readCheckpoint(`${root}/pt`), FileFormatError, "not a ZIP-format torch.save");
     await Deno.remove(`${root}/pt/pytorch_model.bin`);
     await assertRejects(() => readCheckpoint(`${root}/pt`), FileFormatError, "no model.safetensors");
     await assertRejects(() => readCheckpoint(`${root}/nothing`), FileFormatError, "no config.json");

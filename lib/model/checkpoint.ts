@@ -1,12 +1,14 @@
 /**
  * Checkpoint directories on the host (CPU side): read a Hugging Face checkpoint (config.json +
- * model.safetensors or a sharded index, optional vocab.txt or tokenizer.json / tokenizer_config.json) from a local
- * directory or an http(s) URL, and write one atomically. Uploading to the GPU is done elsewhere.
+ * model.safetensors, pytorch_model.bin or a sharded index of either, optional vocab.txt or
+ * tokenizer.json / tokenizer_config.json) from a local directory or an http(s) URL, and write one
+ * atomically. Uploading to the GPU is done elsewhere.
  * @module
  */
 import { FileFormatError, InvalidArgumentError } from "../errors.ts";
 import { configToJson, type EncoderConfig, parseConfig, type TaskHead } from "./config.ts";
 import { parseSafetensors, serializeSafetensors } from "./safetensors.ts";
+import { parseTorchCheckpoint } from "./torch_bin.ts";
 import { vocabFromTokenizerJson } from "../text/tokenizer_json.ts";
 import { fromHfNames, type HostTensor, toHfNames, type Weights } from "./weights.ts";
 
@@ -85,17 +87,21 @@ function parseJson(bytes: Uint8Array, where: string): unknown {
 async function readTensors(src: Source): Promise<Map<string, HostTensor>> {
   const single = await src.bytes("model.safetensors");
   if (single) return parseSafetensors(single, `${src.where}/model.safetensors`).tensors;
-  const indexName = "model.safetensors.index.json";
-  const indexBytes = await src.bytes(indexName);
+  let indexName = "model.safetensors.index.json";
+  let indexBytes = await src.bytes(indexName);
+  let torch = false;
   if (!indexBytes) {
-    if (await src.has("pytorch_model.bin")) {
-      throw new FileFormatError(
-        `${src.where}: has only pytorch_model.bin; fastprune requires safetensors. Convert it with ` +
-          `model.save_pretrained(dir, safe_serialization=True) in Python transformers`,
-      );
-    }
+    // PyTorch's own format, as many Hub checkpoints still ship it
+    const bin = await src.bytes("pytorch_model.bin");
+    if (bin) return (await parseTorchCheckpoint(bin, `${src.where}/pytorch_model.bin`)).tensors;
+    indexName = "pytorch_model.bin.index.json";
+    indexBytes = await src.bytes(indexName);
+    torch = true;
+  }
+  if (!indexBytes) {
     throw new FileFormatError(
-      `${src.where}: no model.safetensors or ${indexName}; is this a checkpoint directory?`,
+      `${src.where}: no model.safetensors, pytorch_model.bin or a sharded index of either; is ` +
+        `this a checkpoint directory?`,
     );
   }
   const index = parseJson(indexBytes, `${src.where}/${indexName}`) as Record<string, unknown>;
@@ -115,7 +121,9 @@ async function readTensors(src: Source): Promise<Map<string, HostTensor>> {
     if (!bytes) {
       throw new FileFormatError(`${src.where}: shard ${shard} listed in ${indexName} is missing`);
     }
-    const parsed = parseSafetensors(bytes, `${src.where}/${shard}`);
+    const parsed = torch
+      ? await parseTorchCheckpoint(bytes, `${src.where}/${shard}`)
+      : parseSafetensors(bytes, `${src.where}/${shard}`);
     for (const [name, file] of Object.entries(weightMap)) {
       if (file !== shard) continue;
       const t = parsed.tensors.get(name);
@@ -130,11 +138,12 @@ async function readTensors(src: Source): Promise<Map<string, HostTensor>> {
 
 /**
  * Reads a checkpoint from a local directory or an http(s) URL of one: `config.json`, then
- * `model.safetensors` or `model.safetensors.index.json` plus its shards; `vocab.txt` and
- * `tokenizer_config.json` are optional (without `vocab.txt`, a fast tokenizer's `tokenizer.json`
- * gives the vocabulary and any normalizer setting `tokenizer_config.json` leaves out). HF tensor names are mapped to canonical weights
- * (`fromHfNames`). A directory with only `pytorch_model.bin` raises FileFormatError saying
- * safetensors is required. `headHint` picks the head for configs without one (`parseConfig`);
+ * `model.safetensors` or `model.safetensors.index.json` plus its shards, or failing those
+ * PyTorch's `pytorch_model.bin` or `pytorch_model.bin.index.json` plus its shards (read without
+ * Python, lib/model/torch_bin.ts); `vocab.txt` and `tokenizer_config.json` are optional (without
+ * `vocab.txt`, a fast tokenizer's `tokenizer.json` gives the vocabulary and any normalizer setting
+ * `tokenizer_config.json` leaves out). HF tensor names are mapped to canonical weights
+ * (`fromHfNames`). `headHint` picks the head for configs without one (`parseConfig`);
  * `allowMissingHead` lets head tensors be absent (see `fromHfNames`).
  */
 export async function readCheckpoint(
