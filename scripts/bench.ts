@@ -5,6 +5,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { helpIfAsked } from "./cli.ts";
 import { getGpu } from "../lib/gpu/context.ts";
 import type { BenchSection } from "./bench/common.ts";
 import { matmulSection } from "./bench/matmul.ts";
@@ -31,6 +32,10 @@ const SECTIONS: BenchSection[] = [
   trainSection,
 ];
 
+helpIfAsked(
+  "usage: deno task bench [--quick] [--only matmul,norms,model,pruned,train,…] [--sweep [presets]] " +
+    "[--out DIR]",
+);
 const { values } = parseArgs({
   args: Deno.args,
   options: {

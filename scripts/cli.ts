@@ -4,8 +4,23 @@
  */
 import { FastpruneError } from "../lib/errors.ts";
 
-/** Runs `main`; a `FastpruneError` prints `error: <message>` and exits 1, anything else exits 2. */
-export async function runCli(main: () => Promise<void>): Promise<void> {
+/**
+ * With `--help` or `-h` among the arguments: prints `usage` (and where the full reference is) to
+ * stdout and exits 0.
+ */
+export function helpIfAsked(usage: string): void {
+  if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
+    console.log(`${usage}\n\nOptions and outputs: README.md, "Command line".`);
+    Deno.exit(0);
+  }
+}
+
+/**
+ * Runs `main`; a `FastpruneError` prints `error: <message>` and exits 1, anything else exits 2.
+ * With `usage`, `--help` / `-h` print it and exit 0 first (`helpIfAsked`).
+ */
+export async function runCli(main: () => Promise<void>, usage?: string): Promise<void> {
+  if (usage) helpIfAsked(usage);
   try {
     await main();
   } catch (e) {

@@ -90,5 +90,5 @@ if (import.meta.main) {
     );
     await Deno.rename(tmp, out);
     console.error(`wrote ${out}`);
-  });
+  }, USAGE);
 }

@@ -945,6 +945,12 @@ async function cost(
   return md.join("\n");
 }
 
+const EXPERIMENT_USAGE =
+  `usage: deno task experiment <${
+    [...NAMES, "all"].join("|")
+  }> [--models DIR] [--tasks a,b] [--names model,…] [--preset-models model,…] [--out DIR] [--samples N] [--seeds 0,1,2] ` +
+  "[--dev-limit N] [--squad-dev-limit 500] [--squad-samples 64] [--data DIR] [--margin 0.02] [--cost-sizes 256,…] [--focus model,…] [--readme-only]";
+
 if (import.meta.main) {
   await runCli(async () => {
     const { values, positionals } = parseArgs({
@@ -970,12 +976,7 @@ if (import.meta.main) {
     });
     const name = positionals[0];
     if (!name || (name !== "all" && !NAMES.includes(name))) {
-      throw new InvalidArgumentError(
-        `usage: deno task experiment <${
-          [...NAMES, "all"].join("|")
-        }> [--models DIR] [--tasks a,b] [--names model,…] [--preset-models model,…] [--out DIR] [--samples N] [--seeds 0,1,2] ` +
-          "[--dev-limit N] [--squad-dev-limit 500] [--squad-samples 64] [--data DIR] [--margin 0.02] [--cost-sizes 256,…] [--focus model,…] [--readme-only]",
-      );
+      throw new InvalidArgumentError(EXPERIMENT_USAGE);
     }
     const s: ExperimentSettings = {
       models: values.models!,
@@ -1040,7 +1041,7 @@ if (import.meta.main) {
     for (const r of runs) r.release();
     if (name === "all") await updateReadme(s, todo);
     console.log(`results in ${s.out}/`);
-  });
+  }, EXPERIMENT_USAGE);
 }
 
 /**

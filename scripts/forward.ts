@@ -194,5 +194,5 @@ if (import.meta.main) {
       await Deno.rename(tmp, values.out);
       console.error(`wrote ${values.out}`);
     } else console.log(text);
-  });
+  }, USAGE);
 }

@@ -243,6 +243,10 @@ async function scenario(
   );
 }
 
+const PROFILE_USAGE =
+  "usage: deno task profile [train|mlm|infer|fisher|tune] [--batch B] [--seq S] [--top 25] " +
+  "[--json FILE] [--model DIR|URL]";
+
 if (import.meta.main) {
   await runCli(async () => {
     const { values, positionals } = parseArgs({
@@ -326,5 +330,5 @@ if (import.meta.main) {
       );
     }
     sc.release();
-  });
+  }, PROFILE_USAGE);
 }

@@ -335,7 +335,7 @@ if (import.meta.main) {
         } s`,
     );
     console.log(`report: ${out}/report.md`);
-  });
+  }, USAGE);
 }
 
 // deno-lint-ignore no-explicit-any

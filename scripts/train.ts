@@ -145,5 +145,5 @@ if (import.meta.main) {
         } tokens/s; ` +
         `wrote ${values.out}`,
     );
-  });
+  }, USAGE);
 }

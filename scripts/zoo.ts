@@ -133,6 +133,10 @@ async function exists(p: string): Promise<boolean> {
   }
 }
 
+const ZOO_USAGE =
+  "usage: deno task zoo [--out zoo] [--only sst2-bert,…] [--mlm-steps N] [--max-steps N] [--limit N] " +
+  "[--dev-limit N] [--no-mlm] [--f16] [--dry-run]";
+
 if (import.meta.main) {
   await runCli(async () => {
     const s = { type: "string" } as const;
@@ -281,5 +285,5 @@ if (import.meta.main) {
       await Deno.writeTextFile(`${values.out}/zoo.json`, JSON.stringify(rows, null, 2) + "\n");
     }
     console.log(md);
-  });
+  }, ZOO_USAGE);
 }
