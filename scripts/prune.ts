@@ -216,6 +216,19 @@ if (import.meta.main) {
     if (!values["no-rearrange"]) await runEval("rearrange", model, maskValues(masks.rearranged));
     if (!values["no-tune"]) await runEval("tune", model, maskValues(masks.tuned));
     await runEval("compact", result.compact!);
+    // tuning reconstructs the unpruned layers' outputs (METHOD.md §6); it does not look at the task
+    // metric, which on a weak model can fall: say so (past half a point), and how to keep the
+    // untuned mask
+    const before = evals.rearrange ?? evals.search, after = evals.tune;
+    const halfPoint = squad ? 0.5 : 0.005; // SQuAD metrics are in percent
+    if (before && after && after.main < before.main - halfPoint) {
+      console.error(
+        `note: mask tuning lowered dev ${after.mainMetric} from ${before.main.toFixed(4)} to ` +
+          `${after.main.toFixed(4)}; --no-tune keeps the ${
+            evals.rearrange ? "rearranged" : "searched"
+          } mask`,
+      );
+    }
 
     const latB = num("latency-batch", values["latency-batch"])!,
       latS = num("latency-seq", values["latency-seq"])!;
