@@ -2,7 +2,7 @@
  * Tests of lib/model/torch_bin.ts and lib/model/zip.ts against files written by torch.save itself
  * (tests/fixtures/gen_torchbin.py, Debian's PyTorch): values, dtypes, strides and shared storages as
  * torch converts them; whole checkpoints equal to the same models' safetensors files; the legacy
- * format and a pickle that calls os.system refused with FileFormatError.
+ * format read too, and a pickle that calls os.system refused with FileFormatError.
  * @module
  */
 import { FileFormatError } from "../lib/errors.ts";
@@ -13,11 +13,11 @@ import { assert, assertEquals, assertRejects, loadFixture } from "./helpers.ts";
 const fixture = (name: string) => new URL(`./fixtures/${name}`, import.meta.url).pathname;
 type Expected = Record<string, { shape: number[]; values: number[] }> & { skipped: string[] };
 
-for (const file of ["torchbin_cases.bin", "torchbin_deflated.bin"]) {
+for (const file of ["torchbin_cases.bin", "torchbin_deflated.bin", "torchbin_legacy.bin"]) {
   Deno.test(`torch.save state dict: every float tensor as torch converts it (${file})`, async () => {
     const exp = await loadFixture<Expected>("torchbin_cases.json");
     const bytes = await Deno.readFile(fixture(file));
-    assert(isTorchZip(bytes));
+    assertEquals(isTorchZip(bytes), !file.includes("legacy"));
     const { tensors, skipped } = await parseTorchCheckpoint(bytes, file);
     assertEquals(skipped, exp.skipped);
     const names = Object.keys(exp).filter((k) => k !== "skipped");
@@ -31,9 +31,18 @@ for (const file of ["torchbin_cases.bin", "torchbin_deflated.bin"]) {
   });
 }
 
-Deno.test("torch.save: legacy format, hostile pickle and damaged archives are refused", async () => {
+Deno.test("torch.save: other files, a hostile pickle and damaged files are refused", async () => {
+  await assertRejects(
+    () => parseTorchCheckpoint(new TextEncoder().encode("not a checkpoint"), "text.bin"),
+    FileFormatError,
+    "not a torch.save file",
+  );
   const legacy = await Deno.readFile(fixture("torchbin_legacy.bin"));
-  await assertRejects(() => parseTorchCheckpoint(legacy, "legacy.bin"), FileFormatError, "legacy");
+  await assertRejects(
+    () => parseTorchCheckpoint(legacy.slice(0, legacy.length - 10), "legacy-cut.bin"),
+    FileFormatError,
+    "cut off",
+  );
   const hostile = await Deno.readFile(fixture("torchbin_hostile.bin"));
   await assertRejects(
     () => parseTorchCheckpoint(hostile, "hostile.bin"),

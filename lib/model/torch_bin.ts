@@ -1,8 +1,9 @@
 /**
- * PyTorch checkpoints (`pytorch_model.bin`, written by `torch.save` since PyTorch 1.6): a ZIP
+ * PyTorch checkpoints (`pytorch_model.bin`, written by `torch.save`): since PyTorch 1.6 a ZIP
  * archive holding `<prefix>/data.pkl` — a pickle of the state dict — and one entry
- * `<prefix>/data/<key>` per tensor storage. Many checkpoints on the Hugging Face Hub have only
- * this file, so fastprune reads it without Python.
+ * `<prefix>/data/<key>` per tensor storage; before, the legacy format (five pickles back to back,
+ * then the storages' bytes). Many checkpoints on the Hugging Face Hub have only this file, older
+ * ones in the legacy format, so fastprune reads both without Python.
  *
  * The pickle is interpreted, never executed: a small stack machine knows the opcodes `torch.save`
  * emits (protocol 2; also the protocol-4 short forms) and only these callables —
@@ -11,8 +12,6 @@
  * Any other global (e.g. `os.system` in a hostile file) is refused with FileFormatError. Tensors
  * become row-major f32 (from F32, F16, BF16 or F64 storages, any strides and storage offsets);
  * integer and boolean tensors (e.g. `position_ids`) are listed as skipped, as safetensors' are.
- * The legacy pre-1.6 format (a bare pickle stream) is refused with a message saying how to
- * convert it.
  * @module
  */
 import { FileFormatError } from "../errors.ts";
@@ -22,17 +21,18 @@ import { zipEntries, zipRead } from "./zip.ts";
 
 type StorageDtype = "F32" | "F16" | "BF16" | "F64" | "other";
 
-const STORAGES: Record<string, StorageDtype> = {
-  FloatStorage: "F32",
-  HalfStorage: "F16",
-  BFloat16Storage: "BF16",
-  DoubleStorage: "F64",
-  LongStorage: "other",
-  IntStorage: "other",
-  ShortStorage: "other",
-  CharStorage: "other",
-  ByteStorage: "other",
-  BoolStorage: "other",
+/** Storage types: the dtype we read them as, and their element size in bytes. */
+const STORAGES: Record<string, [StorageDtype, number]> = {
+  FloatStorage: ["F32", 4],
+  HalfStorage: ["F16", 2],
+  BFloat16Storage: ["BF16", 2],
+  DoubleStorage: ["F64", 8],
+  LongStorage: ["other", 8],
+  IntStorage: ["other", 4],
+  ShortStorage: ["other", 2],
+  CharStorage: ["other", 1],
+  ByteStorage: ["other", 1],
+  BoolStorage: ["other", 1],
 };
 
 interface Global {
@@ -43,8 +43,14 @@ interface Global {
 interface Storage {
   kind: "storage";
   dtype: StorageDtype;
+  /** Bytes per element. */
+  bytes: number;
+  /** The (root) storage's key. */
   key: string;
+  /** Elements of the root storage. */
   numel: number;
+  /** Element offset of a legacy storage view into its root (0 otherwise). */
+  base: number;
 }
 interface TensorRef {
   kind: "tensor";
@@ -57,6 +63,7 @@ type Value =
   | null
   | boolean
   | number
+  | bigint
   | string
   | Value[]
   | Map<unknown, Value>
@@ -82,15 +89,18 @@ const isGlobal = (v: unknown, name?: string): v is Global =>
   typeof v === "object" && v !== null && (v as Global).kind === "global" &&
   (name === undefined || `${(v as Global).module}.${(v as Global).name}` === name);
 
-/** Runs the pickle program of a state dict; returns its top-level value. */
-function unpickle(data: Uint8Array, where: string): Value {
+/**
+ * Runs one pickle program starting at byte `start` of `data`; returns its value and the offset just
+ * past its STOP opcode (the legacy format puts several pickles back to back).
+ */
+function unpickle(data: Uint8Array, where: string, start = 0): { value: Value; end: number } {
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   const fail = (why: string): never => {
     throw new FileFormatError(`${where}: ${why}`);
   };
   const stack: Value[] = [];
   const memo = new Map<number, Value>();
-  let p = 0;
+  let p = start;
   const need = (n: number) => {
     if (p + n > data.length) fail("pickle ends early");
   };
@@ -149,7 +159,7 @@ function unpickle(data: Uint8Array, where: string): Value {
     return fail(`pickle calls ${isGlobal(fn) ? `${fn.module}.${fn.name}` : "a non-global"}`);
   };
   need(2);
-  if (data[0] !== 0x80) fail("not a pickle (no PROTO opcode)");
+  if (data[p] !== 0x80) fail("not a pickle (no PROTO opcode)");
   for (;;) {
     need(1);
     const op = data[p++];
@@ -164,7 +174,7 @@ function unpickle(data: Uint8Array, where: string): Value {
         break;
       case 0x2e: // STOP
         if (stack.length !== 1) fail("pickle leaves no single value");
-        return stack[0];
+        return { value: stack[0], end: p };
       case 0x63: { // GLOBAL "module\nname\n"
         const module = line(), name = line();
         if (!ALLOWED.has(`${module}.${name}`)) {
@@ -263,10 +273,8 @@ function unpickle(data: Uint8Array, where: string): Value {
         for (let i = n - 1; i >= 0; i--) v = (v << 8n) | BigInt(data[p + i]);
         if (n > 0 && data[p + n - 1] & 0x80) v -= 1n << BigInt(8 * n);
         p += n;
-        if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < -BigInt(Number.MAX_SAFE_INTEGER)) {
-          fail("pickle integer out of range");
-        }
-        stack.push(Number(v));
+        const safe = v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= -BigInt(Number.MAX_SAFE_INTEGER);
+        stack.push(safe ? Number(v) : v); // the legacy format's magic number is a big one
         break;
       }
       case 0x47: // BINFLOAT (big-endian)
@@ -343,18 +351,33 @@ function unpickle(data: Uint8Array, where: string): Value {
         (l as Value[]).push(...items);
         break;
       }
-      case 0x51: { // BINPERSID: ("storage", storage type, key, location, numel)
+      case 0x51: { // BINPERSID: ("storage", type, key, location, numel[, legacy view])
         const pid = pop();
         if (
           !Array.isArray(pid) || pid[0] !== "storage" || !isGlobal(pid[1]) ||
           typeof pid[2] !== "string" || typeof pid[4] !== "number"
         ) return fail("pickle: unexpected persistent id (not a torch storage)");
         const type = pid[1] as Global;
-        const dtype = STORAGES[type.name];
-        if (type.module !== "torch" || !dtype) {
+        const kind = STORAGES[type.name];
+        if (type.module !== "torch" || !kind) {
           fail(`unknown storage type ${type.module}.${type.name}`);
         }
-        stack.push({ kind: "storage", dtype, key: pid[2] as string, numel: pid[4] as number });
+        // legacy view metadata: (view key, element offset into the root, view size)
+        const view = pid[5];
+        if (
+          view !== undefined && view !== null &&
+          !(Array.isArray(view) && typeof view[1] === "number")
+        ) {
+          fail("pickle: malformed storage view");
+        }
+        stack.push({
+          kind: "storage",
+          dtype: kind[0],
+          bytes: kind[1],
+          key: pid[2] as string,
+          numel: pid[4] as number,
+          base: Array.isArray(view) ? view[1] as number : 0,
+        });
         break;
       }
       default:
@@ -383,39 +406,46 @@ function decodeStorage(dtype: StorageDtype, raw: Uint8Array): Float32Array {
   return out;
 }
 
-const ELEMENT_BYTES: Record<StorageDtype, number> = { F32: 4, F16: 2, BF16: 2, F64: 8, other: 1 };
-
 /** Whether the bytes start like a ZIP archive (a `torch.save` file since PyTorch 1.6). */
 export function isTorchZip(bytes: Uint8Array): boolean {
   return bytes.length >= 4 && bytes[0] === 0x50 && bytes[1] === 0x4b && bytes[2] === 3 &&
     bytes[3] === 4;
 }
 
+/** The legacy format's first pickle (torch/serialization.py MAGIC_NUMBER). */
+const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
+
 /**
- * Reads the float tensors of a `torch.save` state dict (see the module comment). Non-float
- * tensors are listed in `skipped`. Raises FileFormatError for legacy or damaged files and for
- * pickles that reference anything but tensors and dicts.
+ * Reads the float tensors of a `torch.save` state dict (see the module comment), from the ZIP
+ * format or the legacy one. Non-float tensors are listed in `skipped`. Raises FileFormatError for
+ * damaged files and for pickles that reference anything but tensors and dicts.
  */
 export async function parseTorchCheckpoint(
   bytes: Uint8Array,
   where: string,
 ): Promise<{ tensors: Map<string, HostTensor>; skipped: string[] }> {
-  if (!isTorchZip(bytes)) {
-    throw new FileFormatError(
-      `${where}: not a ZIP-format torch.save file (the legacy format of PyTorch < 1.6?); ` +
-        `re-save it with torch.save(torch.load(f), f) in a recent PyTorch, or as safetensors`,
-    );
+  let top: Value;
+  let raw: (key: string) => Promise<Uint8Array | undefined>;
+  if (isTorchZip(bytes)) {
+    const entries = zipEntries(bytes, where);
+    const pkl = [...entries.keys()].find((n) => n === "data.pkl" || n.endsWith("/data.pkl"));
+    if (!pkl) throw new FileFormatError(`${where}: no data.pkl in the archive`);
+    const prefix = pkl.slice(0, pkl.length - "data.pkl".length);
+    const order = entries.get(`${prefix}byteorder`);
+    if (order) {
+      const v = new TextDecoder().decode(await zipRead(bytes, order, where)).trim();
+      if (v !== "little") throw new FileFormatError(`${where}: byte order "${v}" is not supported`);
+    }
+    top = unpickle(await zipRead(bytes, entries.get(pkl)!, where), `${where}/${pkl}`).value;
+    raw = async (key) => {
+      const entry = entries.get(`${prefix}data/${key}`);
+      return entry ? await zipRead(bytes, entry, where) : undefined;
+    };
+  } else if (bytes.length > 2 && bytes[0] === 0x80) {
+    ({ top, raw } = legacy(bytes, where));
+  } else {
+    throw new FileFormatError(`${where}: not a torch.save file (neither ZIP nor pickle)`);
   }
-  const entries = zipEntries(bytes, where);
-  const pkl = [...entries.keys()].find((n) => n === "data.pkl" || n.endsWith("/data.pkl"));
-  if (!pkl) throw new FileFormatError(`${where}: no data.pkl in the archive`);
-  const prefix = pkl.slice(0, pkl.length - "data.pkl".length);
-  const order = entries.get(`${prefix}byteorder`);
-  if (order) {
-    const v = new TextDecoder().decode(await zipRead(bytes, order, where)).trim();
-    if (v !== "little") throw new FileFormatError(`${where}: byte order "${v}" is not supported`);
-  }
-  let top = unpickle(await zipRead(bytes, entries.get(pkl)!, where), `${where}/${pkl}`);
   if (top instanceof Map && !(top.size > 0 && [...top.values()].some(isTensor))) {
     // a wrapper such as {"state_dict": …} or {"model": …}
     const inner = top.get("state_dict") ?? top.get("model");
@@ -438,23 +468,76 @@ export async function parseTorchCheckpoint(
     }
     let data = storages.get(t.storage.key);
     if (!data) {
-      const entry = entries.get(`${prefix}data/${t.storage.key}`);
-      if (!entry) {
+      const bytesOf = await raw(t.storage.key);
+      if (!bytesOf) {
         throw new FileFormatError(`${where}: storage ${t.storage.key} of ${name} is missing`);
       }
-      const raw = await zipRead(bytes, entry, where);
-      if (raw.length !== t.storage.numel * ELEMENT_BYTES[t.storage.dtype]) {
+      if (bytesOf.length !== t.storage.numel * t.storage.bytes) {
         throw new FileFormatError(
-          `${where}: storage ${t.storage.key} has ${raw.length} bytes, expected ${t.storage.numel} ` +
-            `${t.storage.dtype} values`,
+          `${where}: storage ${t.storage.key} has ${bytesOf.length} bytes, expected ` +
+            `${t.storage.numel} ${t.storage.dtype} values`,
         );
       }
-      data = decodeStorage(t.storage.dtype, raw);
+      data = decodeStorage(t.storage.dtype, bytesOf);
       storages.set(t.storage.key, data);
     }
-    tensors.set(name, { shape: [...t.size], data: gather(data, t, `${where}: ${name}`) });
+    const at = { ...t, offset: t.offset + t.storage.base };
+    tensors.set(name, { shape: [...t.size], data: gather(data, at, `${where}: ${name}`) });
   }
   return { tensors, skipped };
+}
+
+/**
+ * The legacy format (PyTorch < 1.6): five pickles back to back — magic number, protocol version
+ * 1001, system info, the object, the storage keys in order — then each storage as an int64
+ * element count and its bytes.
+ */
+function legacy(
+  bytes: Uint8Array,
+  where: string,
+): { top: Value; raw: (key: string) => Promise<Uint8Array | undefined> } {
+  const fail = (why: string): never => {
+    throw new FileFormatError(`${where}: legacy torch.save file: ${why}`);
+  };
+  let r = unpickle(bytes, where);
+  if (r.value !== LEGACY_MAGIC) fail("wrong magic number");
+  r = unpickle(bytes, where, r.end);
+  if (r.value !== 1001) fail(`protocol version ${String(r.value)}, expected 1001`);
+  r = unpickle(bytes, where, r.end);
+  const info = r.value;
+  if (info instanceof Map && info.get("little_endian") === false) fail("big-endian data");
+  r = unpickle(bytes, where, r.end);
+  const top = r.value;
+  // every storage the object refers to, by key (its element size fixes its byte length)
+  const sizes = new Map<string, number>();
+  const visit = (v: Value) => {
+    if (isTensor(v)) {
+      const st = (v as TensorRef).storage;
+      sizes.set(st.key, st.bytes);
+    } else if (v instanceof Map) v.forEach(visit);
+    else if (Array.isArray(v)) v.forEach(visit);
+  };
+  visit(top);
+  r = unpickle(bytes, where, r.end);
+  const keys = r.value;
+  if (!Array.isArray(keys) || !keys.every((k) => typeof k === "string")) {
+    fail("bad storage key list");
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const data = new Map<string, Uint8Array>();
+  let p = r.end;
+  for (const key of keys as string[]) {
+    const size = sizes.get(key);
+    if (size === undefined) fail(`storage ${key} is listed but no tensor uses it`);
+    if (p + 8 > bytes.length) fail(`storage ${key} is cut off`);
+    const n = view.getBigInt64(p, true);
+    if (n < 0n || n > BigInt(Number.MAX_SAFE_INTEGER)) fail(`storage ${key} has ${n} elements`);
+    const len = Number(n) * size!;
+    if (p + 8 + len > bytes.length) fail(`storage ${key} is cut off`);
+    data.set(key, bytes.subarray(p + 8, p + 8 + len));
+    p += 8 + len;
+  }
+  return { top, raw: (key) => Promise.resolve(data.get(key)) };
 }
 
 function isTensor(v: unknown): boolean {
