@@ -8,7 +8,7 @@
 import { FileFormatError } from "../lib/errors.ts";
 import { readCheckpoint } from "../lib/model/checkpoint.ts";
 import { isTorchZip, parseTorchCheckpoint } from "../lib/model/torch_bin.ts";
-import { assert, assertEquals, assertRejects, loadFixture } from "./helpers.ts";
+import { assertEquals, assertRejects, loadFixture } from "./helpers.ts";
 
 const fixture = (name: string) => new URL(`./fixtures/${name}`, import.meta.url).pathname;
 type Expected = Record<string, { shape: number[]; values: number[] }> & { skipped: string[] };
