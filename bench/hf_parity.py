@@ -4,7 +4,8 @@ Runs where `transformers`, `torch` and `safetensors` are installed (the GPU mach
 them; this project's development machine does not):
 
   python3 bench/hf_parity.py make DIR        # HF-initialised BERT-base / DistilBERT-base
-                                             # classifiers saved by save_pretrained (+ vocab.txt)
+                                             # classifiers saved by save_pretrained (+ vocab.txt),
+                                             # as safetensors and as pytorch_model.bin (-bin)
   python3 bench/hf_parity.py compare DIR...  # each checkpoint: our logits vs transformers'
 
 `compare` builds a padded batch (one row with 9 pad positions, BERT segment ids), runs
@@ -42,10 +43,11 @@ def make(out):
             for p in m.parameters():
                 if p.dim() == 1:
                     p.add_(0.05 * torch.randn_like(p))
-        d = os.path.join(out, name)
-        m.save_pretrained(d, safe_serialization=True)
-        shutil.copy(vocab, os.path.join(d, "vocab.txt"))
-        print(d, "transformers", T.__version__, flush=True)
+        for suffix, safe in [("", True), ("-bin", False)]:  # safetensors, and pytorch_model.bin
+            d = os.path.join(out, name + suffix)
+            m.save_pretrained(d, safe_serialization=safe)
+            shutil.copy(vocab, os.path.join(d, "vocab.txt"))
+            print(d, "transformers", T.__version__, flush=True)
 
 
 def batch(cfg):
