@@ -11,9 +11,14 @@
 # step with under 10 s left is skipped, so the call ends inside the lease's time.
 # Usage: [DEADLINE=s] bash bench/device_run.sh [zoo-only-list] [mlm-steps]
 #   e.g. bash bench/device_run.sh mrpc-distilbert,rte-distilbert 500   (no zoo list: no training)
-# The first H100 run (2026-11-27, bench/results/h100-2026-11-27/) spent its 110 s on the full-shape
-# model section without finishing it, and MLM pretraining ran at 3 steps/s, so 4000 steps did not
-# fit: this order puts the quick bench first and trains only when asked.
+# Default plan, in order: Hugging Face parity (bench/hf_make.ts + bench/hf_parity.py: ours vs
+# transformers, both directions, safetensors and pytorch_model.bin), the test suite, pruning
+# transformers' BERT-base (its report.md, with per-sub-layer tuning times, lands in the logs), the
+# demo pruning, the quick bench, optional zoo training, PyTorch CUDA peers, the rest of the bench.
+# PLAN=paths instead times the storage against the texture matmul path (the fourteenth session's
+# second lease). History: the first H100 run (bench/results/h100-2026-11-27/) spent its 110 s on
+# the full-shape model section, and MLM pretraining ran at 3 steps/s; the fourteenth session's runs
+# are in bench/results/h100-2026-11-27-s14/.
 set -u
 OUT=${OUT:-/tmp/device_out}
 ZOO_ONLY=${1:-}
