@@ -197,7 +197,7 @@ export function parseSafetensors(bytes: Uint8Array, source = "model.safetensors"
       );
     }
     const raw = bytes.subarray(base + e.begin, base + e.end);
-    tensors.set(e.name, { shape: e.shape, data: decode(e.dtype, raw), dtype: e.dtype });
+    tensors.set(e.name, { shape: e.shape, data: decodeFloats(e.dtype, raw), dtype: e.dtype });
   }
   return { tensors, metadata, skipped };
 }
@@ -237,7 +237,8 @@ function checkEntry(source: string, name: string, info: unknown): Entry {
   return { name, dtype, shape: [...shape] as number[], begin, end };
 }
 
-function decode(dtype: Dtype, raw: Uint8Array): Float32Array {
+/** Little-endian F32 / F16 / BF16 bytes (at any alignment) as f32 values. */
+export function decodeFloats(dtype: Dtype, raw: Uint8Array): Float32Array {
   if (dtype === "F32") {
     const out = new Float32Array(raw.length / 4);
     new Uint8Array(out.buffer).set(raw); // byte copy: works at any alignment (little-endian host)

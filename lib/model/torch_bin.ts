@@ -15,7 +15,7 @@
  * @module
  */
 import { FileFormatError } from "../errors.ts";
-import { f16ToF32 } from "./safetensors.ts";
+import { decodeFloats, type Dtype } from "./safetensors.ts";
 import type { HostTensor } from "./weights.ts";
 import { zipEntries, zipRead } from "./zip.ts";
 
@@ -387,23 +387,10 @@ function unpickle(data: Uint8Array, where: string, start = 0): { value: Value; e
 }
 
 function decodeStorage(dtype: StorageDtype, raw: Uint8Array): Float32Array {
-  if (dtype === "F32") {
-    const out = new Float32Array(raw.length / 4);
-    new Uint8Array(out.buffer).set(raw);
-    return out;
-  }
-  if (dtype === "F64") {
-    const d = new Float64Array(raw.length / 8);
-    new Uint8Array(d.buffer).set(raw);
-    return Float32Array.from(d);
-  }
-  const halves = new Uint16Array(raw.length / 2);
-  new Uint8Array(halves.buffer).set(raw);
-  if (dtype === "F16") return f16ToF32(halves);
-  const out = new Float32Array(halves.length);
-  const bits = new Uint32Array(out.buffer);
-  for (let i = 0; i < halves.length; i++) bits[i] = halves[i] << 16;
-  return out;
+  if (dtype !== "F64") return decodeFloats(dtype as Dtype, raw);
+  const d = new Float64Array(raw.length / 8);
+  new Uint8Array(d.buffer).set(raw);
+  return Float32Array.from(d);
 }
 
 /** Whether the bytes start like a ZIP archive (a `torch.save` file since PyTorch 1.6). */
