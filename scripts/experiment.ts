@@ -18,6 +18,7 @@ import { evaluate, mainMetricName } from "../lib/eval/evaluate.ts";
 import { getGpu } from "../lib/gpu/context.ts";
 import type { MaskValues } from "../lib/model/inputs.ts";
 import { collectFisher, type FisherResult } from "../lib/prune/fisher.ts";
+import { TeacherTargets } from "../lib/prune/teacher.ts";
 import { TASK_SEQ_LEN } from "../lib/prune/flops.ts";
 import {
   KERNEL_VERSION,
@@ -76,6 +77,8 @@ function seqLenOf(p: Prepared): number {
 class ModelRun {
   #prepared?: Prepared;
   #fisher = new Map<string, FisherResult>();
+  // the unpruned teacher's tuning targets each Fisher pass recorded on its samples
+  #targets = new Map<string, TeacherTargets>();
   constructor(readonly m: ZooModel, readonly s: ExperimentSettings, readonly stamp: string) {}
   async p(): Promise<Prepared> {
     return this.#prepared ??= await prepare(this.m, this.s);
@@ -89,6 +92,8 @@ class ModelRun {
     let f = this.#fisher.get(key);
     if (!f) {
       const p = await this.p();
+      const targets = new TeacherTargets();
+      this.#targets.set(key, targets);
       f = await collectFisher(
         p.model,
         sampleBatches(
@@ -101,15 +106,22 @@ class ModelRun {
         {
           labelFree: o.labelFree,
           groupSize: o.groupSize,
+          teacherTargets: targets,
         },
       );
       this.#fisher.set(key, f);
     }
     return f;
   }
+  /** The teacher targets recorded by `fisher(seed, o)` (call that first). */
+  teacherTargets(seed: number, o: Parameters<ModelRun["fisher"]>[1] = {}): TeacherTargets {
+    return this.#targets.get(JSON.stringify({ seed, ...o }))!;
+  }
   release(): void {
     this.#prepared?.model.release();
     this.#fisher.clear();
+    for (const t of this.#targets.values()) t.release();
+    this.#targets.clear();
   }
 }
 
@@ -140,6 +152,7 @@ async function pruneCell(
   const r = await prune(p.model, batches, {
     seqLen: seqLenOf(p),
     fisher,
+    teacherTargets: run.teacherTargets(seed, fisherOpts),
     compact: stages.includes("tune"),
     ...opts,
   });
@@ -585,6 +598,7 @@ async function latency(
                 budget: { latency: c },
                 seqLen: seqLenOf(p),
                 fisher,
+                teacherTargets: run.teacherTargets(seed),
                 latencyTable: table,
               });
             } catch (e) {
@@ -759,6 +773,7 @@ async function flopsLatency(
       budget: { flops: 0.5 },
       seqLen: S,
       fisher,
+      teacherTargets: run.teacherTargets(seed),
     });
     const c = p.model.config;
     const zero = {

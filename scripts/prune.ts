@@ -412,9 +412,16 @@ function reportMarkdown(r: any, evals: Record<string, EvalResult>): string {
   }
   lines.push("", "Pruning time = Fisher + search + rearrangement + tuning (METHOD.md §1).", "");
   if (r.tuning.length) {
+    lines.push("## Mask tuning", "");
+    if (r.tuneTeacher) {
+      lines.push(
+        r.tuneTeacher === "fisher pass"
+          ? "The unpruned teacher's targets (pre-LN sums) were recorded by the Fisher pass on the same samples."
+          : "The teacher's targets (pre-LN sums) were computed by a teacher pass per layer.",
+        "",
+      );
+    }
     lines.push(
-      "## Mask tuning",
-      "",
       "| layer | sub-layer | status | units | E(1) | E(x) | min x | max x | seconds (solve) | note |",
       "|---|---|---|---|---|---|---|---|---|---|",
     );

@@ -1,7 +1,14 @@
 // GPU pruning stages against independent references: Fisher vs the float64 PyTorch per-example
 // gradients, tuning recovering an exactly known scale (duplicated units), compaction equivalence
 // on both architectures with uneven and fully pruned layers, and the whole pipeline's invariants.
-import { assert, assertClose, assertEquals, loadFixture, maxAbs } from "./helpers.ts";
+import {
+  assert,
+  assertClose,
+  assertEquals,
+  assertRejects,
+  loadFixture,
+  maxAbs,
+} from "./helpers.ts";
 import { getGpu } from "../lib/gpu/context.ts";
 import { makeConfig } from "../lib/model/config.ts";
 import type { ModelInput } from "../lib/model/inputs.ts";
@@ -11,6 +18,8 @@ import { runModel } from "../lib/model/run.ts";
 import { collectFisher } from "../lib/prune/fisher.ts";
 import { compactModel } from "../lib/prune/compact.ts";
 import { GroupedReads, tuneMasks } from "../lib/prune/tune.ts";
+import { TeacherTargets } from "../lib/prune/teacher.ts";
+import { InvalidArgumentError } from "../lib/errors.ts";
 import type { Tensor } from "../lib/gpu/tensor.ts";
 import { prune } from "../lib/prune/pipeline.ts";
 import type { MaskSet } from "../lib/prune/types.ts";
@@ -352,4 +361,76 @@ Deno.test("tuning's grouped read-backs hand every batch's results over in order 
   await reads.flush(); // nothing pending: no-op
   assertEquals(seen, [0, 1, 2, 3, 4].map((b) => [b, b + 0.5, 10 * b]));
   for (const t of made) assert(t.released, "a read result was not released");
+});
+
+for (
+  const [arch, head, labelFree] of [
+    ["bert", "classification", false],
+    ["bert", "classification", true],
+    ["distilbert", "qa", false],
+  ] as const
+) {
+  Deno.test(
+    `tuning on the Fisher pass's teacher targets equals tuning with a teacher pass: ${arch} ${head}${
+      labelFree ? " (label-free Fisher)" : ""
+    }`,
+    async () => {
+      const model = await randomModel(arch, head, 21);
+      const { L, H } = { L: 3, H: 4 };
+      const F = model.config.intermediateSize;
+      const batches = randomBatches(50, 40, 16, 14, head, 3, 4);
+      const rng = new Pcg32(8);
+      const keep: MaskSet = {
+        head: new Float64Array(L * H),
+        ffn: new Float64Array(L * F),
+        L,
+        H,
+        F,
+      };
+      for (let i = 0; i < L * H; i++) keep.head[i] = rng.bounded(4) > 0 ? 1 : 0;
+      for (let i = 0; i < L * F; i++) keep.ffn[i] = rng.bounded(3) > 0 ? 1 : 0;
+      const targets = new TeacherTargets();
+      await collectFisher(model, batches, { labelFree, teacherTargets: targets });
+      assert(targets.complete(batches.length) && targets.sum1[0].length === L);
+      const viaFisher = await tuneMasks(model, batches, keep, { teacherTargets: targets });
+      const viaPass = await tuneMasks(model, batches, keep);
+      assertEquals(viaFisher.teacherTargets, "fisher pass");
+      assertEquals(viaPass.teacherTargets, "teacher pass");
+      assert(viaFisher.layers.some((t) => t.status === "tuned"), JSON.stringify(viaFisher.layers));
+      assertEquals(viaFisher.layers.map((t) => t.status), viaPass.layers.map((t) => t.status));
+      // the same targets up to the rounding of the saving and the inference attention kernels
+      assertClose(viaFisher.mask.head, viaPass.mask.head, 1e-4, 1e-4, "head values");
+      assertClose(viaFisher.mask.ffn, viaPass.mask.ffn, 1e-4, 1e-4, "neuron values");
+      // the targets stay the caller's; targets of other batches are refused
+      assert(!targets.sum1[0][0].released);
+      await assertRejects(
+        () => tuneMasks(model, [...batches].reverse(), keep, { teacherTargets: targets }),
+        InvalidArgumentError,
+        "other batches",
+      );
+      targets.release();
+      model.release();
+    },
+  );
+}
+
+Deno.test("teacher targets past their memory cap are dropped and tuning runs its teacher pass", async () => {
+  const model = await randomModel("bert", "classification", 22);
+  const batches = randomBatches(50, 32, 16, 10, "classification", 3, 5);
+  const F = model.config.intermediateSize;
+  const keep: MaskSet = {
+    head: new Float64Array(12).fill(1),
+    ffn: new Float64Array(3 * F).fill(1),
+    L: 3,
+    H: 4,
+    F,
+  };
+  const tokens = batches[0].size * batches[0].seqLen;
+  // room for the first batch only
+  const targets = new TeacherTargets(2 * 3 * tokens * 32 * 4 + 4);
+  await collectFisher(model, batches, { teacherTargets: targets });
+  assert(targets.overflowed && targets.batches === 0 && !targets.complete(batches.length));
+  const r = await tuneMasks(model, batches, keep, { teacherTargets: targets });
+  assertEquals(r.teacherTargets, "teacher pass");
+  model.release();
 });

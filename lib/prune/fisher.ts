@@ -14,6 +14,7 @@ import type { Model } from "../model/model.ts";
 import { backward, forward } from "../model/run.ts";
 import type { OnProgress } from "../util/progress.ts";
 import { Pcg32 } from "../util/pcg32.ts";
+import type { TeacherTargets } from "./teacher.ts";
 
 /** Options of `collectFisher`. */
 export interface FisherOptions {
@@ -29,6 +30,11 @@ export interface FisherOptions {
   seed?: number;
   /** Progress callback (examples done, total). */
   onProgress?: OnProgress;
+  /**
+   * Records the unpruned model's pre-LN sums of every batch and layer here, for mask tuning with
+   * the full teacher on the same batches (`TuneOptions.teacherTargets`).
+   */
+  teacherTargets?: TeacherTargets;
 }
 
 /** Fisher information and gradient rows. Flat layouts: head[l·H + h], ffn[l·F + j]. */
@@ -77,12 +83,15 @@ async function perExampleGrads(
   model: Model,
   input: ModelInput,
   qaMaskPads: boolean,
+  targets?: TeacherTargets,
 ): Promise<{ head: Float32Array[]; ffn: Float32Array[] }> {
   const c = model.config;
   const gpu = model.gpu;
   const batch = uploadBatch(gpu, c, input);
   const masks = uploadMasks(gpu, c, batch.B);
   const fwd = forward(model, batch, masks, { save: true, withLoss: true, qaMaskPads });
+  // all masks are 1 and there is no dropout: these are the full teacher's sums
+  targets?.record(fwd.saved!.layers);
   const mg = backward(model, fwd, batch, masks, { lossScale: 1, qaMaskPads });
   const L = c.numLayers, B = batch.B;
   const H = c.numHeads, F = c.intermediateSize;
@@ -219,10 +228,10 @@ export async function collectFisher(
           "the labelled Fisher needs answer positions: give labelled data or use labelFree",
         );
       }
-      const g = await perExampleGrads(model, input, qaMaskPads);
+      const g = await perExampleGrads(model, input, qaMaskPads, o.teacherTargets);
       for (let b = 0; b < input.size; b++) addExample(g, b);
     } else {
-      await labelFreeBatch(model, input, qaMaskPads, rng, addExample);
+      await labelFreeBatch(model, input, qaMaskPads, rng, addExample, o.teacherTargets);
     }
     done += input.size;
     o.onProgress?.(done, total);
@@ -252,6 +261,7 @@ async function labelFreeBatch(
     b: number,
     weight?: number,
   ) => void,
+  teacher?: TeacherTargets,
 ): Promise<void> {
   const c = model.config;
   const B = input.size, S = input.seqLen;
@@ -260,7 +270,13 @@ async function labelFreeBatch(
   if (c.head === "classification") {
     for (let k = 0; k < c.numLabels; k++) {
       const labels = new Int32Array(B).fill(k);
-      const g = await perExampleGrads(model, { ...input, labels }, qaMaskPads);
+      // the forward is the same for every class: its sums are recorded once
+      const g = await perExampleGrads(
+        model,
+        { ...input, labels },
+        qaMaskPads,
+        k === 0 ? teacher : undefined,
+      );
       for (let b = 0; b < B; b++) {
         const p = softmax(probe.logits!.subarray(b * c.numLabels, (b + 1) * c.numLabels));
         addExample(g, b, p[k]);
@@ -269,7 +285,7 @@ async function labelFreeBatch(
   } else if (c.head === "regression") {
     // (∂f/∂m)²: with target f − ½, ∂(f − y)²/∂m = ∂f/∂m
     const targets = Float32Array.from(probe.logits!, (v) => v - 0.5);
-    const g = await perExampleGrads(model, { ...input, targets }, qaMaskPads);
+    const g = await perExampleGrads(model, { ...input, targets }, qaMaskPads, teacher);
     for (let b = 0; b < B; b++) addExample(g, b);
   } else {
     // sample start/end from the model's own distribution over real positions (seeded)
@@ -295,6 +311,7 @@ async function labelFreeBatch(
       model,
       { ...input, startPositions: sp, endPositions: ep },
       qaMaskPads,
+      teacher,
     );
     for (let b = 0; b < B; b++) addExample(g, b);
   }

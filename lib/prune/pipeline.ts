@@ -15,6 +15,7 @@ import { type LatencyOptions, type MeasuredLatencyTable, measureLatencyTable } f
 import { rearrangeLayer } from "./rearrange.ts";
 import { searchFlops } from "./search_flops.ts";
 import { type LatencyTable, searchLatency } from "./search_latency.ts";
+import { TeacherTargets } from "./teacher.ts";
 import { type SubLayerTuning, tuneMasks } from "./tune.ts";
 import type { MaskSet, ModelDims } from "./types.ts";
 
@@ -57,6 +58,12 @@ export interface PruneOptions {
   latencyOptions?: LatencyOptions;
   /** Reuse a Fisher result (e.g. across budgets). */
   fisher?: FisherResult;
+  /**
+   * With `fisher`: the full teacher's targets its pass recorded on these samples
+   * (`collectFisher`'s `teacherTargets`), for tuning; the caller keeps and releases them. Without
+   * `fisher`, the pass here records its own (and releases them).
+   */
+  teacherTargets?: TeacherTargets;
   /** Skip compaction (returns masks only). */
   compact?: boolean;
   /** Progress: stage name, done, total. */
@@ -120,6 +127,8 @@ export interface PruneReport {
   }[];
   /** Tuning outcome per sub-layer. */
   tuning: SubLayerTuning[];
+  /** Where tuning took the teacher's targets from (when it ran). */
+  tuneTeacher?: "fisher pass" | "teacher pass";
   /** Latency-search details (latency budgets only). */
   latency?: {
     predicted: number;
@@ -208,7 +217,7 @@ export async function prune(
   const o: PruneOptions = opts.preset === "kwonCode"
     ? { ...kwonCodeOptions(model.config.head), ...opts }
     : opts;
-  const dims = modelDims(model);
+  modelDims(model); // an unpruned model (raises otherwise)
   const budgetValue = "flops" in o.budget ? o.budget.flops : o.budget.latency;
   if (!(budgetValue > 0 && budgetValue <= 1)) {
     throw new InvalidArgumentError(
@@ -216,12 +225,33 @@ export async function prune(
     );
   }
   if (samples.length === 0) throw new InvalidArgumentError("the sample set is empty");
+  // the Fisher pass runs the unpruned model forward on the very samples tuning fits: it keeps
+  // the full teacher's targets for tuning (up to a memory cap), which then needs no teacher pass
+  const ownTargets = !o.fisher && (o.tune ?? true) && (o.teacher ?? "full") === "full"
+    ? new TeacherTargets()
+    : undefined;
+  try {
+    return await pruneWith(model, samples, o, ownTargets);
+  } finally {
+    ownTargets?.release();
+  }
+}
+
+async function pruneWith(
+  model: Model,
+  samples: ModelInput[],
+  o: PruneOptions,
+  ownTargets: TeacherTargets | undefined,
+): Promise<PruneResult> {
+  const dims = modelDims(model);
+  const budgetValue = "flops" in o.budget ? o.budget.flops : o.budget.latency;
   const progress = (stage: string) => (d: number, t: number) => o.onProgress?.(stage, d, t);
   const t0 = performance.now();
   const fisher = o.fisher ?? await collectFisher(model, samples, {
     labelFree: o.labelFree,
     groupSize: o.fisherGroupSize,
     onProgress: progress("fisher"),
+    teacherTargets: ownTargets,
   });
   const t1 = performance.now();
   let table: MeasuredLatencyTable | LatencyTable | undefined;
@@ -260,6 +290,7 @@ export async function prune(
   const t3 = performance.now();
   let tuned = rearranged;
   let tuning: SubLayerTuning[] = [];
+  let tuneTeacher: PruneReport["tuneTeacher"];
   if (o.tune ?? true) {
     const r = await tuneMasks(model, samples, rearranged, {
       teacher: o.teacher,
@@ -269,9 +300,11 @@ export async function prune(
       clsOnlyLastMha: o.clsOnlyLastMha,
       onTuneFailure: o.onTuneFailure,
       onProgress: progress("tune"),
+      teacherTargets: ownTargets ?? (o.fisher ? o.teacherTargets : undefined),
     });
     tuned = r.mask;
     tuning = r.layers;
+    tuneTeacher = r.teacherTargets;
   }
   const t4 = performance.now();
   const compact = (o.compact ?? true)
@@ -306,6 +339,7 @@ export async function prune(
       kept,
       rearrange: rlog,
       tuning,
+      tuneTeacher,
       latency,
       samples: fisher.examples,
     },

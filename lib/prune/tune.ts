@@ -32,6 +32,7 @@ import type { Model } from "../model/model.ts";
 import type { OnProgress } from "../util/progress.ts";
 import { requireUniform } from "./fisher.ts";
 import { solveMaskLs } from "./lsq.ts";
+import type { TeacherTargets } from "./teacher.ts";
 import type { MaskSet } from "./types.ts";
 
 /** Options of `tuneMasks` (defaults are METHOD.md's; `kwonCode` values in brackets). */
@@ -52,6 +53,12 @@ export interface TuneOptions {
   lambda?: number;
   /** Progress callback over sub-layers. */
   onProgress?: OnProgress;
+  /**
+   * The full teacher's pre-LN sums of these very batches, recorded by `collectFisher` on the
+   * unpruned model: used instead of a teacher pass (`teacher: "full"` only, and only when it holds
+   * every batch; else ignored). They stay the caller's (reusable across budgets; release them).
+   */
+  teacherTargets?: TeacherTargets;
 }
 
 /** What happened to one sub-layer. */
@@ -91,6 +98,8 @@ export interface TuneResult {
   mask: MaskSet;
   /** One entry per sub-layer. */
   layers: SubLayerTuning[];
+  /** Where the teacher's targets came from: recorded by the Fisher pass, or a teacher pass here. */
+  teacherTargets: "fisher pass" | "teacher pass";
 }
 
 function uploadLayerMask(
@@ -235,6 +244,19 @@ export async function tuneMasks(
   const lambda = o.lambda ?? 1;
   let stopped = false;
 
+  const cached = teacherKind === "full" && o.teacherTargets?.complete(batches.length) === true
+    ? o.teacherTargets
+    : undefined;
+  if (cached) {
+    for (let b = 0; b < batches.length; b++) {
+      const want = batches[b].size * batches[b].seqLen * d;
+      if (cached.sum1[b].length !== L || cached.sum1[b].some((t) => t.size !== want)) {
+        throw new InvalidArgumentError(
+          "teacherTargets were recorded on other batches or another model than these",
+        );
+      }
+    }
+  }
   const bt: BatchTensors[] = batches.map((x) => uploadBatch(gpu, c, x));
   const tokenRows: Tensor[] = bt.map((b) => b.keyMask.view([b.B * b.S]));
   const clsRows: Tensor[] = bt.map((b) => {
@@ -300,7 +322,11 @@ export async function tuneMasks(
     const mhaStarted = performance.now();
     // ---- teacher pass for layer l: targets and next input
     const tSum1: Tensor[] = [], tSum2: Tensor[] = [], tNext: Tensor[] = [];
-    for (let b = 0; b < bt.length; b++) {
+    for (let b = 0; cached && b < bt.length; b++) {
+      tSum1.push(cached.sum1[b][l]);
+      tSum2.push(cached.sum2[b][l]);
+    }
+    for (let b = 0; !cached && b < bt.length; b++) {
       // the full teacher's masks are all ones: run it unmasked (no mask multiplications)
       const st = teacherKind === "full"
         ? runLayer(l, xt[b], b, undefined)
@@ -519,11 +545,13 @@ export async function tuneMasks(
     for (const z of zs) z.release();
     for (let b = 0; b < bt.length; b++) {
       if (xs[b] !== xt[b]) xs[b].release();
-      xt[b].release();
-      tSum1[b].release();
-      tSum2[b].release();
+      if (!xt[b].released) xt[b].release();
+      if (!cached) {
+        tSum1[b].release();
+        tSum2[b].release();
+      }
     }
-    xt = tNext;
+    xt = cached ? nextXs : tNext;
     xs = nextXs;
   }
   for (const t of [...xt, ...xs]) if (!t.released) t.release();
@@ -532,5 +560,5 @@ export async function tuneMasks(
   // pruned units stay exactly 0
   for (let i = 0; i < cur.head.length; i++) if (keep.head[i] !== 1) cur.head[i] = 0;
   for (let i = 0; i < cur.ffn.length; i++) if (keep.ffn[i] !== 1) cur.ffn[i] = 0;
-  return { mask: cur, layers: report };
+  return { mask: cur, layers: report, teacherTargets: cached ? "fisher pass" : "teacher pass" };
 }

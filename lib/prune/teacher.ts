@@ -1,0 +1,80 @@
+/**
+ * The full teacher's mask-tuning targets recorded during the Fisher pass. Mask tuning with the
+ * unpruned model as teacher (METHOD.md §6, `teacher: "full"`) needs, per layer and sample batch,
+ * the teacher's pre-LN₁ and pre-LN₂ sums; the Fisher pass (§3) computes exactly these — it runs the
+ * unpruned model (all masks 1, no dropout) forward on the same batches before its backward — so
+ * keeping copies of them spares tuning one whole forward pass of the unpruned model. The copies
+ * are [B·S, d] per batch, layer and sum; past `maxBytes` in all, recording stops, what was kept is
+ * released and tuning recomputes the teacher as before (`complete` is false).
+ * @module
+ */
+import type { Tensor } from "../gpu/tensor.ts";
+import type { LayerState } from "../model/encoder.ts";
+
+/**
+ * Default cap (bytes) on the recorded targets: 2 · layers · tokens · d · 4 bytes, e.g. 0.3 GB for
+ * the zoo's BERT (4 layers, d = 128) on 2048 SST-2 samples, 10 GB for BERT-base on 2048 GLUE
+ * samples of 64 tokens (which then recomputes its teacher).
+ */
+export const TEACHER_TARGETS_MAX_BYTES = 1 << 30;
+
+/** Per-batch, per-layer copies of the full teacher's pre-LN sums, filled by `collectFisher`. */
+export class TeacherTargets {
+  /** sum1[batch][layer]: the pre-LN₁ sum X + MHA(X) [B·S, d]. */
+  readonly sum1: Tensor[][] = [];
+  /** sum2[batch][layer]: the pre-LN₂ sum U + FFN(U) [B·S, d]. */
+  readonly sum2: Tensor[][] = [];
+  readonly #maxBytes: number;
+  #bytes = 0;
+  #overflow = false;
+
+  /** `maxBytes`: the most GPU memory the copies may take (default `TEACHER_TARGETS_MAX_BYTES`). */
+  constructor(maxBytes = TEACHER_TARGETS_MAX_BYTES) {
+    this.#maxBytes = maxBytes;
+  }
+
+  /** Batches recorded (0 after an overflow). */
+  get batches(): number {
+    return this.sum1.length;
+  }
+
+  /** Whether recording overflowed `maxBytes` (then nothing is kept). */
+  get overflowed(): boolean {
+    return this.#overflow;
+  }
+
+  /** Whether the targets of exactly `batches` batches are held. */
+  complete(batches: number): boolean {
+    return !this.#overflow && this.sum1.length === batches;
+  }
+
+  /**
+   * Records the pre-LN sums of the layers of one batch's saving forward pass (batch index = the
+   * order of the calls); copies them, so the pass may release its state. Recorded, not submitted.
+   */
+  record(layers: LayerState[]): void {
+    if (this.#overflow) return;
+    const need = layers.reduce((n, st) => n + 4 * (st.sum1.size + st.sum2.size), 0);
+    if (this.#bytes + need > this.#maxBytes) {
+      this.release();
+      this.#overflow = true;
+      return;
+    }
+    this.#bytes += need;
+    const copy = (t: Tensor) => {
+      const c = t.gpu.empty(t.shape);
+      t.gpu.copy(t, c);
+      return c;
+    };
+    this.sum1.push(layers.map((st) => copy(st.sum1)));
+    this.sum2.push(layers.map((st) => copy(st.sum2)));
+  }
+
+  /** Releases every copy still held (tuning releases those it used layer by layer). */
+  release(): void {
+    for (const t of [...this.sum1.flat(), ...this.sum2.flat()]) if (!t.released) t.release();
+    this.sum1.length = 0;
+    this.sum2.length = 0;
+    this.#bytes = 0;
+  }
+}
