@@ -302,6 +302,7 @@ if (import.meta.main) {
         seconds: report.seconds,
         rearrange: report.rearrange,
         tuning: report.tuning,
+        tuneTeacher: report.tuneTeacher,
         options: report.options,
       };
       await Deno.writeTextFile(`${tmp}/report.json`, JSON.stringify(reportJson, null, 1));

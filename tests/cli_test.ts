@@ -157,6 +157,8 @@ Deno.test("deno task prune end to end on the demo model writes a complete, loada
   for (const stage of ["unpruned", "search", "rearrange", "tune", "compact"]) {
     assert(typeof report.metrics[stage]?.accuracy === "number", `no ${stage} metric`);
   }
+  // tuning took the unpruned teacher's targets from the Fisher pass
+  assert(report.tuneTeacher === "fisher pass", `tuneTeacher ${report.tuneTeacher}`);
   // the compact model is the tuned masked model
   assert(Math.abs(report.metrics.compact.accuracy - report.metrics.tune.accuracy) < 1e-12);
   const masks = JSON.parse(await Deno.readTextFile(`${out}/masks.json`));
