@@ -2,13 +2,13 @@
 // backward (training, the Fisher pass), for CPU adapters: Mesa llvmpipe runs storage loads lane
 // by lane but fetches texels through its SIMD texture path, so the large [B·S, F] tensors are read
 // from flat rgba32float textures (row-major texel order: texel t at (t mod 2^shift, t >> shift)).
-// With h the FFN's pre-activation, act GELU (exact erf, as kernels/activation.wgsl) or ReLU and
+// With h the FFN's pre-activation, act GELU (erf-based, as the matmul epilogue's) or ReLU and
 // m the mask [B, F] (example b = row / S):
 //   ffn_act_fwd:  zm = act(h) ∘ m[b]        (act(h) alone without a mask)
 //   ffn_act_bwd:  dh = act'(h) ∘ m[b] ∘ dzm,  ds[b, c] = Σ_t dzm[b·S + t, c] · act(h[b·S + t, c])
 // so the backward needs h only (act(h) is recomputed). ffn_act_bwd gives one invocation four
-// columns of one example and sums its S rows in order (deterministic). Needs the erf section of
-// kernels/activation.wgsl (normal_cdf) prepended (lib/ops/ffn_act.ts).
+// columns of one example and sums its S rows in order (deterministic). Needs normal_cdf prepended
+// (lib/ops/ffn_act.ts builds it on the matmul epilogue's erf).
 
 // GELU (1) or ReLU (2).
 override ACT: u32 = 1u;

@@ -8,7 +8,7 @@
  * loads: one Fisher batch of the zoo's BERT shape spent ≈ 0.45 s of 1.9 s there.
  * @module
  */
-import actSrc from "../../kernels/activation.wgsl" with { type: "text" };
+import epilogueSrc from "../../kernels/matmul_epilogue.wgsl" with { type: "text" };
 import src from "../../kernels/ffn_act.wgsl" with { type: "text" };
 import { ShapeError } from "../errors.ts";
 import type { Gpu, KernelSpec } from "../gpu/context.ts";
@@ -16,13 +16,21 @@ import type { Tensor } from "../gpu/tensor.ts";
 import { flatTexture, flatTextureFits } from "./flat_texture.ts";
 import { kernelClass } from "./kernel_class.ts";
 
-/** kernels/activation.wgsl's erf section (normal_cdf and its helpers). */
-const ERF = actSrc.slice(
-  actSrc.indexOf("// ---------------------------------------------------------------- erf"),
-  actSrc.indexOf(
-    "// ---------------------------------------------------------------- entry points",
-  ),
-);
+/**
+ * Φ(x) = ½(1 + erf(x/√2)) with the matmul epilogue's erf (kernels/matmul_epilogue.wgsl: two
+ * minimax pieces, |error| ≤ 6e-8, one exp), as the GELU of the products' epilogue: GELU and its
+ * derivative within 4e-8·(1 + |x|) of the exact ones. kernels/activation.wgsl's fdlibm erf (three
+ * rationals, four divisions and two exps per value, all evaluated under llvmpipe's lane masks) took
+ * 17% of a Fisher pass's dispatch time in these two kernels.
+ */
+const ERF = epilogueSrc.slice(
+  epilogueSrc.indexOf("// erf(x) for f32"),
+  epilogueSrc.indexOf("// Exact (erf) GELU"),
+) + `
+fn normal_cdf(x: f32) -> f32 {
+  return 0.5 * (1.0 + erf_f32(x * 0.70710678118654752));
+}
+`;
 
 const SOURCE = ERF + src;
 const WG = 64;
