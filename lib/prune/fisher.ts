@@ -91,7 +91,7 @@ async function perExampleGrads(
   const masks = uploadMasks(gpu, c, batch.B);
   const fwd = forward(model, batch, masks, { save: true, withLoss: true, qaMaskPads });
   // all masks are 1 and there is no dropout: these are the full teacher's sums
-  targets?.record(fwd.saved!.layers);
+  targets?.record(fwd.saved!.layers, input);
   const mg = backward(model, fwd, batch, masks, { lossScale: 1, qaMaskPads });
   const L = c.numLayers, B = batch.B;
   const H = c.numHeads, F = c.intermediateSize;

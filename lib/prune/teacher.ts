@@ -10,6 +10,25 @@
  */
 import type { Tensor } from "../gpu/tensor.ts";
 import type { LayerState } from "../model/encoder.ts";
+import type { ModelInput } from "../model/inputs.ts";
+
+/** FNV-1a over a batch's shape, token ids, types and attention mask (what the forward reads). */
+export function inputFingerprint(x: ModelInput): number {
+  let h = 0x811c9dc5;
+  const mix = (v: number) => {
+    h = Math.imul(h ^ (v & 0xff), 0x01000193);
+    h = Math.imul(h ^ ((v >>> 8) & 0xff), 0x01000193);
+    h = Math.imul(h ^ ((v >>> 16) & 0xff), 0x01000193);
+    h = Math.imul(h ^ (v >>> 24), 0x01000193);
+  };
+  mix(x.size);
+  mix(x.seqLen);
+  for (const a of [x.inputIds, x.attentionMask, x.tokenTypeIds ?? new Int32Array(0)]) {
+    mix(a.length);
+    for (let i = 0; i < a.length; i++) mix(a[i]);
+  }
+  return h >>> 0;
+}
 
 /**
  * Default cap (bytes) on the recorded targets: 2 · layers · tokens · d · 4 bytes, e.g. 0.3 GB for
@@ -24,6 +43,8 @@ export class TeacherTargets {
   readonly sum1: Tensor[][] = [];
   /** sum2[batch][layer]: the pre-LN₂ sum U + FFN(U) [B·S, d]. */
   readonly sum2: Tensor[][] = [];
+  /** Per batch: `inputFingerprint` of the input the sums were recorded on. */
+  readonly inputs: number[] = [];
   readonly #maxBytes: number;
   #bytes = 0;
   #overflow = false;
@@ -49,10 +70,20 @@ export class TeacherTargets {
   }
 
   /**
-   * Records the pre-LN sums of the layers of one batch's saving forward pass (batch index = the
-   * order of the calls); copies them, so the pass may release its state. Recorded, not submitted.
+   * Whether the targets were recorded on exactly these batches (same inputs, same order): the
+   * targets of other samples must not be used.
    */
-  record(layers: LayerState[]): void {
+  matches(batches: ModelInput[]): boolean {
+    return this.complete(batches.length) &&
+      batches.every((x, b) => this.inputs[b] === inputFingerprint(x));
+  }
+
+  /**
+   * Records the pre-LN sums of the layers of one batch's saving forward pass on `input` (batch
+   * index = the order of the calls); copies them, so the pass may release its state. Recorded, not
+   * submitted.
+   */
+  record(layers: LayerState[], input: ModelInput): void {
     if (this.#overflow) return;
     const need = layers.reduce((n, st) => n + 4 * (st.sum1.size + st.sum2.size), 0);
     if (this.#bytes + need > this.#maxBytes) {
@@ -68,6 +99,7 @@ export class TeacherTargets {
     };
     this.sum1.push(layers.map((st) => copy(st.sum1)));
     this.sum2.push(layers.map((st) => copy(st.sum2)));
+    this.inputs.push(inputFingerprint(input));
   }
 
   /** Releases every copy still held (tuning releases those it used layer by layer). */
@@ -75,6 +107,7 @@ export class TeacherTargets {
     for (const t of [...this.sum1.flat(), ...this.sum2.flat()]) if (!t.released) t.release();
     this.sum1.length = 0;
     this.sum2.length = 0;
+    this.inputs.length = 0;
     this.#bytes = 0;
   }
 }

@@ -247,15 +247,12 @@ export async function tuneMasks(
   const cached = teacherKind === "full" && o.teacherTargets?.complete(batches.length) === true
     ? o.teacherTargets
     : undefined;
-  if (cached) {
-    for (let b = 0; b < batches.length; b++) {
-      const want = batches[b].size * batches[b].seqLen * d;
-      if (cached.sum1[b].length !== L || cached.sum1[b].some((t) => t.size !== want)) {
-        throw new InvalidArgumentError(
-          "teacherTargets were recorded on other batches or another model than these",
-        );
-      }
-    }
+  const fits = (t: Tensor[], x: ModelInput) =>
+    t.length === L && t.every((u) => u.size === x.size * x.seqLen * d);
+  if (cached && (!cached.matches(batches) || !batches.every((x, b) => fits(cached.sum1[b], x)))) {
+    throw new InvalidArgumentError(
+      "teacherTargets were recorded on other batches or another model than these",
+    );
   }
   const bt: BatchTensors[] = batches.map((x) => uploadBatch(gpu, c, x));
   const tokenRows: Tensor[] = bt.map((b) => b.keyMask.view([b.B * b.S]));
