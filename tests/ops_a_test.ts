@@ -874,6 +874,37 @@ Deno.test("dropout is deterministic per seed, keeps 1 − p within 4σ, scales b
   ones.release();
 });
 
+/** kernels/dropout_hash.wgsl's keep decision, written out in JS (u32 arithmetic). */
+function dropKeepRef(seed: number, threshold: number, i: number): boolean {
+  const low = (v: number) => {
+    let x = v >>> 0;
+    x = (x ^ (x >>> 16)) >>> 0;
+    x = Math.imul(x, 0x7feb352d) >>> 0;
+    x = (x ^ (x >>> 15)) >>> 0;
+    x = Math.imul(x, 0x846ca68b) >>> 0;
+    return (x ^ (x >>> 16)) >>> 0;
+  };
+  const key = low((seed ^ 0x9e3779b9) >>> 0);
+  const h = low((low((i ^ key) >>> 0) + key) >>> 0);
+  return h >>> 8 >= threshold;
+}
+
+Deno.test("dropout of a multiple of 4 elements (the vec4 texture path on CPU adapters) draws exactly the hash's mask, also in place", async () => {
+  const gpu = await getGpu();
+  const n = 4 * 33_001;
+  const p = 0.1, seed = 777;
+  const threshold = Math.round(p * 2 ** 24), scale = Math.fround(1 / (1 - p));
+  const xs = Float32Array.from(rand(n, 72), (v) => v + 2);
+  const want = xs.map((v, i) => dropKeepRef(seed, threshold, i) ? Math.fround(v * scale) : 0);
+  const x = gpu.upload(xs);
+  assertEquals(Array.from(await take(dropout(x, p, seed))), Array.from(want));
+  // in place, as the backward may run it
+  const y = gpu.upload(xs);
+  dropoutBackward(y, p, seed, y);
+  assertEquals(Array.from(await take(y)), Array.from(want));
+  x.release();
+});
+
 // ---------------------------------------------------------------- AdamW
 
 interface AdamWFixture {

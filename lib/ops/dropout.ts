@@ -9,7 +9,9 @@ import src from "../../kernels/dropout.wgsl" with { type: "text" };
 import { InvalidArgumentError, ShapeError } from "../errors.ts";
 import { f32Bits, type KernelSpec } from "../gpu/context.ts";
 import type { Tensor } from "../gpu/tensor.ts";
+import { flatTexture, flatTextureFits } from "./flat_texture.ts";
 import { grid1d } from "./grid.ts";
+import { kernelClass } from "./kernel_class.ts";
 
 const WG = 256;
 const APPLY: KernelSpec = {
@@ -19,6 +21,8 @@ const APPLY: KernelSpec = {
   bindings: ["read", "rw"],
   constants: { WG },
 };
+/** Four elements per invocation from a flat texture (CPU adapters, size % 4 == 0). */
+const APPLY4: KernelSpec = { ...APPLY, entry: "apply4", bindings: ["texture", "rw"] };
 
 function apply(op: string, x: Tensor, p: number, seed: number, out?: Tensor): Tensor {
   if (!(p >= 0 && p <= 1)) throw new InvalidArgumentError(`${op}: p must be in [0, 1], got ${p}`);
@@ -35,8 +39,19 @@ function apply(op: string, x: Tensor, p: number, seed: number, out?: Tensor): Te
   }
   const threshold = Math.min(2 ** 24, Math.round(p * 2 ** 24));
   const keepScale = p === 1 ? 0 : 1 / (1 - p);
+  const gpu = x.gpu;
+  if (kernelClass(gpu) === "cpu" && flatTextureFits(gpu, x.size)) {
+    // llvmpipe: texel fetches and vec4 stores instead of lane-by-lane storage loads and stores
+    // (the texture is a copy, so out may be x)
+    const t = flatTexture(x);
+    const [nx, ny] = grid1d(x.size / 4, WG);
+    const params = [x.size, nx, seed >>> 0, threshold, f32Bits(keepScale), t.shift];
+    gpu.dispatchResources(APPLY4, params, [t.tex, o], [nx, ny]);
+    gpu.textures.release(t.tex);
+    return o;
+  }
   const [nx, ny] = grid1d(x.size, WG);
-  x.gpu.dispatch(APPLY, [x.size, nx, seed >>> 0, threshold, f32Bits(keepScale)], [x, o], [nx, ny]);
+  gpu.dispatch(APPLY, [x.size, nx, seed >>> 0, threshold, f32Bits(keepScale), 0], [x, o], [nx, ny]);
   return o;
 }
 
