@@ -38,6 +38,7 @@ struct ColParams {
   nChunks: u32,    // number of chunks (= rows of out)
   ny: u32,         // workgroups along y (chunk = z·ny + y)
   accumulate: u32, // 1: add to out
+  shift: u32,      // col_serial4: log2 of the flat textures' width in texels
 }
 
 @group(0) @binding(0) var<uniform> pc: ColParams;
@@ -91,6 +92,42 @@ fn col_serial(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) l
     acc = out[o] + acc;
   }
   out[o] = acc;
+}
+
+// col_serial4 (CPU adapters, C % 4 == 0): col_serial for four columns per invocation, the input
+// (and b) read from flat rgba32float textures (texel t at (t mod 2^shift, t >> shift),
+// lib/ops/flat_texture.ts) and the sums stored as vec4s: llvmpipe fetches texels through its SIMD
+// path but runs storage loads and stores lane by lane. Each column is summed in the same order as
+// in col_serial. Workgroup (x, y/z) covers column texels x·CX … x·CX + CX − 1 of chunk y + z·ny.
+@group(0) @binding(1) var atex: texture_2d<f32>;
+@group(0) @binding(2) var btex: texture_2d<f32>;
+@group(0) @binding(3) var<storage, read_write> out4: array<vec4<f32>>;
+
+fn term4(t: u32) -> vec4<f32> {
+  let at = vec2u(t & ((1u << pc.shift) - 1u), t >> pc.shift);
+  if (PRODUCT) {
+    return textureLoad(atex, at, 0) * textureLoad(btex, at, 0);
+  }
+  return textureLoad(atex, at, 0);
+}
+
+@compute @workgroup_size(CX)
+fn col_serial4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let c4 = wid.x * CX + lid.x;
+  let C4 = pc.C / 4u;
+  let chunk = wid.z * pc.ny + wid.y;
+  if (c4 >= C4 || chunk >= pc.nChunks) { return; }
+  let r0 = chunk * pc.rows;
+  let r1 = min(pc.R, r0 + pc.rows);
+  var acc = vec4<f32>(0.0);
+  for (var r = r0; r < r1; r++) {
+    acc += term4(r * C4 + c4);
+  }
+  let o = chunk * C4 + c4;
+  if (pc.accumulate != 0u) {
+    acc = out4[o] + acc;
+  }
+  out4[o] = acc;
 }
 
 struct RowParams {

@@ -468,7 +468,13 @@ testBothClasses(
   async () => {
     const gpu = await getGpu();
     // [R, C] shapes: one stage (R ≤ 256), two stages, three stages (R/256 > 256), ragged C
-    for (const [R, C] of [[1000, 37], [4096, 3], [70001, 2], [257, 1]]) {
+    // (C % 4 == 0: four columns per lane from flat textures on CPU adapters)
+    for (
+      const [R, C] of [[1000, 37], [4096, 3], [70001, 2], [257, 1], [1000, 36], [70001, 4], [
+        4096,
+        12,
+      ]]
+    ) {
       const xh = noise(R * C, R + C);
       const x = gpu.upload(xh, [R, C]);
       const want = new Float64Array(C);
@@ -505,6 +511,36 @@ testBothClasses(
     assertClose(rows, prod, 1e-6, 0, "dotRows, 70003 rows");
     assertClose(groups, prod, 1e-6, 0, "dotGroups, 70003 groups");
     assertEquals(Array.from(gsum), Array.from(ah), "sumGroups with T = 1 is a copy");
+    a.release();
+    b.release();
+  },
+);
+
+testBothClasses(
+  "column reductions of C % 4 == 0 (four columns per lane on CPU adapters): dotGroups, sumGroups and sumRows into match float64",
+  async () => {
+    const gpu = await getGpu();
+    const G = 5, T = 13, C = 20;
+    const ah = noise(G * T * C, 31), bh = noise(G * T * C, 32), ih = noise(C, 33);
+    const a = gpu.upload(ah, [G * T, C]), b = gpu.upload(bh, [G * T, C]);
+    const into = gpu.upload(ih);
+    const wantDot = new Float64Array(G * C), wantSum = new Float64Array(G * C);
+    const wantInto = Float64Array.from(ih);
+    for (let g = 0; g < G; g++) {
+      for (let t = 0; t < T; t++) {
+        for (let c = 0; c < C; c++) {
+          const i = (g * T + t) * C + c;
+          wantDot[g * C + c] += ah[i] * bh[i];
+          wantSum[g * C + c] += ah[i];
+          wantInto[c] += ah[i];
+        }
+      }
+    }
+    sumRows(a, into);
+    const [dot, sum, acc] = await take(dotGroups(a, b, T), sumGroups(a, T), into);
+    assertClose(dot, wantDot, 1e-6 * T, 0, "dotGroups");
+    assertClose(sum, wantSum, 1e-6 * T, 0, "sumGroups");
+    assertClose(acc, wantInto, 1e-6 * G * T, 0, "sumRows into");
     a.release();
     b.release();
   },

@@ -10,6 +10,7 @@ import src from "../../kernels/reduce.wgsl" with { type: "text" };
 import { InvalidArgumentError, ShapeError } from "../errors.ts";
 import type { KernelSpec } from "../gpu/context.ts";
 import { expectShape, type Tensor } from "../gpu/tensor.ts";
+import { flatTexture, flatTextureFits } from "./flat_texture.ts";
 import { grid1d } from "./grid.ts";
 import { kernelClass } from "./kernel_class.ts";
 
@@ -42,7 +43,10 @@ function reduceSpec(entry: string, constants: Record<string, number>): KernelSpe
   const key = `${entry}:${Object.values(constants).join(",")}`;
   let spec = specs.get(key);
   if (!spec) {
-    spec = { name: "reduce.wgsl", source: src, entry, bindings: ["read", "read", "rw"], constants };
+    const bindings: KernelSpec["bindings"] = entry === "col_serial4"
+      ? ["texture", "texture", "rw"]
+      : ["read", "read", "rw"];
+    spec = { name: "reduce.wgsl", source: src, entry, bindings, constants };
     specs.set(key, spec);
   }
   return spec;
@@ -64,11 +68,28 @@ function colReduce(
   const nChunks = Math.ceil(R / rows);
   const ny = Math.min(nChunks, MAX_GROUPS);
   const nz = Math.ceil(nChunks / ny);
-  if (kernelClass(a.gpu) === "cpu") {
+  const gpu = a.gpu;
+  const flat = a.size === R * C && (!b || b.size === R * C);
+  if (kernelClass(gpu) === "cpu" && C % 4 === 0 && flat && flatTextureFits(gpu, R * C)) {
+    // four columns per lane from flat textures, vec4 stores (the same sums, in the same order)
+    const cx = lanes(C / 4, CPU_WG);
+    const ta = flatTexture(a);
+    const tb = b ? flatTexture(b) : undefined;
+    gpu.dispatchResources(
+      reduceSpec("col_serial4", { CX: cx, PRODUCT: b ? 1 : 0 }),
+      [R, C, rows, nChunks, ny, accumulate ? 1 : 0, ta.shift],
+      [ta.tex, (tb ?? ta).tex, out],
+      [Math.ceil(C / 4 / cx), ny, nz],
+    );
+    gpu.textures.release(ta.tex);
+    if (tb) gpu.textures.release(tb.tex);
+    return;
+  }
+  if (kernelClass(gpu) === "cpu") {
     const cx = lanes(C, CPU_WG);
-    a.gpu.dispatch(
+    gpu.dispatch(
       reduceSpec("col_serial", { CX: cx, PRODUCT: b ? 1 : 0 }),
-      [R, C, rows, nChunks, ny, accumulate ? 1 : 0],
+      [R, C, rows, nChunks, ny, accumulate ? 1 : 0, 0],
       [a, b ?? a, out],
       [Math.ceil(C / cx), ny, nz],
     );
@@ -78,7 +99,7 @@ function colReduce(
   const ry = lanes(rows, RY);
   a.gpu.dispatch(
     reduceSpec("col_reduce", { CX: cx, RY: ry, PRODUCT: b ? 1 : 0 }),
-    [R, C, rows, nChunks, ny, accumulate ? 1 : 0],
+    [R, C, rows, nChunks, ny, accumulate ? 1 : 0, 0],
     [a, b ?? a, out],
     [Math.ceil(C / cx), ny, nz],
   );
