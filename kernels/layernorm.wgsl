@@ -12,6 +12,7 @@
 //                                  x̂ = (x − mean)·rstd
 //   param_partial stage 1 of dgamma/dbeta: column sums of dy∘x̂ and dy over chunks of rows,
 //                 written to part [2, chunks, C] (one invocation per column and chunk)
+//   param_partial4 the same, four columns per invocation from flat textures (CPU adapters)
 //   param_final   stage 2: dgamma[c] = Σ_k part[0, k, c], dbeta[c] = Σ_k part[1, k, c] in order k
 
 override WG: u32 = 256u;
@@ -23,6 +24,7 @@ struct Params {
   eps: f32,       // variance epsilon (forward)
   chunk: u32,     // rows per chunk (param_partial)
   chunks: u32,    // number of chunks
+  shift: u32,     // param_partial4: log2 of the flat textures' width in texels
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -182,6 +184,37 @@ fn param_partial(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id
   }
   b_part[k * p.cols + c] = sgx;
   b_part[(p.chunks + k) * p.cols + c] = sg;
+}
+
+// param_partial4 (CPU adapters, C % 4 == 0): param_partial for four columns per invocation, dy
+// and x read from flat rgba32float textures (texel t at (t mod 2^shift, t >> shift)) and the sums
+// stored as vec4s into the same part layout; each column summed in the same order.
+@group(0) @binding(1) var q_dy: texture_2d<f32>;
+@group(0) @binding(2) var q_x: texture_2d<f32>;
+@group(0) @binding(3) var<storage, read> q_mean: array<f32>;
+@group(0) @binding(4) var<storage, read> q_rstd: array<f32>;
+@group(0) @binding(5) var<storage, read_write> q_part: array<vec4<f32>>;
+
+@compute @workgroup_size(WG)
+fn param_partial4(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: vec3u) {
+  let c4 = wid.x * WG + lid3.x;
+  let C4 = p.cols / 4u;
+  let k = wid.y;
+  if (c4 >= C4 || k >= p.chunks) { return; }
+  let r0 = k * p.chunk;
+  let r1 = min(p.rows, r0 + p.chunk);
+  let mask = (1u << p.shift) - 1u;
+  var sgx = vec4<f32>(0.0);
+  var sg = vec4<f32>(0.0);
+  for (var r = r0; r < r1; r++) {
+    let t = r * C4 + c4;
+    let at = vec2u(t & mask, t >> p.shift);
+    let d = textureLoad(q_dy, at, 0);
+    sgx += d * (textureLoad(q_x, at, 0) - q_mean[r]) * q_rstd[r];
+    sg += d;
+  }
+  q_part[k * C4 + c4] = sgx;
+  q_part[(p.chunks + k) * C4 + c4] = sg;
 }
 
 @group(0) @binding(1) var<storage, read> f_part: array<f32>;

@@ -8,6 +8,7 @@ import src from "../../kernels/layernorm.wgsl" with { type: "text" };
 import { InvalidArgumentError, ShapeError } from "../errors.ts";
 import { f32Bits, type KernelSpec } from "../gpu/context.ts";
 import { shapeStr, type Tensor } from "../gpu/tensor.ts";
+import type { Texture2D } from "../gpu/textures.ts";
 import { add } from "./elementwise.ts";
 import { flatTexture, flatTextureFits, heldFlatTexture } from "./flat_texture.ts";
 import { grid1d } from "./grid.ts";
@@ -50,6 +51,11 @@ const BACKWARD_DX_ROWS = spec(
   CPU_ROWS_WG,
 );
 const PARAM_PARTIAL = spec("param_partial", ["read", "read", "read", "read", "rw"], COL_WG);
+const PARAM_PARTIAL4 = spec(
+  "param_partial4",
+  ["texture", "texture", "read", "read", "rw"],
+  COL_WG,
+);
 const PARAM_FINAL = spec("param_final", ["read", "rw", "rw"], COL_WG);
 
 /** Rows and columns of `x` seen as [R, C] with C its last dimension. */
@@ -278,24 +284,57 @@ export function layerNormBackward(
   rstd: Tensor,
   gamma: Tensor,
 ): { dx: Tensor; dgamma: Tensor; dbeta: Tensor } {
-  const r = layerNormBackwardDx(dy, x, mean, rstd, gamma);
+  checkBackward(dy, x, mean, rstd, gamma);
   const [rows, cols] = rowsCols("layerNormBackward", x);
   const gpu = x.gpu;
-  const dgamma = gpu.empty([cols]);
-  const dbeta = gpu.empty([cols]);
-  if (cols === 0) return { dx: r, dgamma, dbeta };
   const chunks = Math.max(1, Math.ceil(rows / ROWS_PER_CHUNK));
   if (chunks > 65535) {
-    r.release();
     throw new ShapeError(`layerNormBackward: ${rows} rows is past the supported maximum`);
   }
-  const part = gpu.empty([2, chunks, cols]);
-  const colGroups = Math.ceil(cols / COL_WG);
-  const params = [rows, cols, colGroups, 0, ROWS_PER_CHUNK, chunks];
-  gpu.dispatch(PARAM_PARTIAL, params, [dy, x, mean, rstd, part], [colGroups, chunks]);
-  gpu.dispatch(PARAM_FINAL, params, [part, dgamma, dbeta], [colGroups]);
-  part.release();
+  // CPU adapters, C % 4 == 0: dy and x as flat textures, shared by the dx kernel and the
+  // four-column parameter sums
+  const tex = kernelClass(gpu) === "cpu" && cols > 0 && cols % 4 === 0 &&
+      flatTextureFits(gpu, x.size)
+    ? { td: flatTexture(dy), tx: flatTexture(x) }
+    : undefined;
+  const r = backwardDx(dy, x, mean, rstd, gamma, tex);
+  const dgamma = gpu.empty([cols]);
+  const dbeta = gpu.empty([cols]);
+  if (cols > 0) {
+    const part = gpu.empty([2, chunks, cols]);
+    if (tex) {
+      const groups = Math.ceil(cols / 4 / COL_WG);
+      const params = [rows, cols, groups, 0, ROWS_PER_CHUNK, chunks, tex.tx.shift];
+      gpu.dispatchResources(PARAM_PARTIAL4, params, [tex.td.tex, tex.tx.tex, mean, rstd, part], [
+        groups,
+        chunks,
+      ]);
+    } else {
+      const groups = Math.ceil(cols / COL_WG);
+      const params = [rows, cols, groups, 0, ROWS_PER_CHUNK, chunks, 0];
+      gpu.dispatch(PARAM_PARTIAL, params, [dy, x, mean, rstd, part], [groups, chunks]);
+    }
+    const colGroups = Math.ceil(cols / COL_WG);
+    gpu.dispatch(PARAM_FINAL, [rows, cols, colGroups, 0, ROWS_PER_CHUNK, chunks, 0], [
+      part,
+      dgamma,
+      dbeta,
+    ], [colGroups]);
+    part.release();
+  }
+  if (tex) {
+    gpu.textures.release(tex.td.tex);
+    gpu.textures.release(tex.tx.tex);
+  }
   return { dx: r, dgamma, dbeta };
+}
+
+function checkBackward(dy: Tensor, x: Tensor, mean: Tensor, rstd: Tensor, gamma: Tensor): void {
+  const [rows, cols] = rowsCols("layerNormBackward", x);
+  expectSize("layerNormBackward", "dy", dy, x.size, `shape of x ${shapeStr(x)}`);
+  expectSize("layerNormBackward", "mean", mean, rows, "rows of x");
+  expectSize("layerNormBackward", "rstd", rstd, rows, "rows of x");
+  expectSize("layerNormBackward", "gamma", gamma, cols, `last dim of x ${shapeStr(x)}`);
 }
 
 /**
@@ -309,25 +348,39 @@ export function layerNormBackwardDx(
   rstd: Tensor,
   gamma: Tensor,
 ): Tensor {
+  checkBackward(dy, x, mean, rstd, gamma);
+  return backwardDx(dy, x, mean, rstd, gamma);
+}
+
+type FlatTex = { tex: Texture2D; shift: number };
+
+/** dx of the LayerNorm backward (checked inputs); `tex`: flat textures of dy and x to reuse. */
+function backwardDx(
+  dy: Tensor,
+  x: Tensor,
+  mean: Tensor,
+  rstd: Tensor,
+  gamma: Tensor,
+  tex?: { td: FlatTex; tx: FlatTex },
+): Tensor {
   const [rows, cols] = rowsCols("layerNormBackward", x);
-  expectSize("layerNormBackward", "dy", dy, x.size, `shape of x ${shapeStr(x)}`);
-  expectSize("layerNormBackward", "mean", mean, rows, "rows of x");
-  expectSize("layerNormBackward", "rstd", rstd, rows, "rows of x");
-  expectSize("layerNormBackward", "gamma", gamma, cols, `last dim of x ${shapeStr(x)}`);
   const gpu = x.gpu;
   const dx = gpu.empty(x.shape);
   const cpu = kernelClass(gpu) === "cpu";
   const [nx, ny] = grid1d(rows, cpu ? CPU_ROWS_WG : 1);
   if (cpu && unrolledTrainFits(x, cols)) {
-    const td = flatTexture(dy), tx = flatTexture(x), tg = heldFlatTexture(gamma);
+    const td = tex?.td ?? flatTexture(dy), tx = tex?.tx ?? flatTexture(x);
+    const tg = heldFlatTexture(gamma);
     gpu.dispatchResources(
       unrolledTrainSpec("dx", cols / 4),
       [rows, cols, nx, 0, tx.shift, tg.shift],
       [td.tex, tx.tex, mean, rstd, tg.tex, dx],
       [nx, ny],
     );
-    gpu.textures.release(td.tex);
-    gpu.textures.release(tx.tex);
+    if (!tex) {
+      gpu.textures.release(td.tex);
+      gpu.textures.release(tx.tex);
+    }
     return dx;
   }
   gpu.dispatch(
