@@ -94,6 +94,11 @@ export { rearrangeLayer } from "./lib/prune/rearrange.ts";
 export { solveMaskLs } from "./lib/prune/lsq.ts";
 export { tuneMasks, type TuneOptions, type TuneResult } from "./lib/prune/tune.ts";
 export {
+  inputFingerprint,
+  TEACHER_TARGETS_MAX_BYTES,
+  TeacherTargets,
+} from "./lib/prune/teacher.ts";
+export {
   type CompactionPlan,
   compactModel,
   compactWeights,
