@@ -4,7 +4,8 @@
  * neurons' values so the pre-LN₂ sum does. Normal equations are accumulated per batch on the GPU in
  * f32 (G from Ctxᵀ·Ctx and Wᵀ·W, q from Ctx∘(R·W)), summed in f64 on the host and solved there
  * (`solveMaskLs`); the per-batch results are read back in groups (`GroupedReads`: one sync per
- * group, not per batch). Teacher and student layer inputs are cached on the GPU per batch.
+ * group, not per batch). Teacher and student layer inputs are cached on the GPU per batch; with
+ * `teacherTargets` from the Fisher pass (lib/prune/teacher.ts) the teacher is not run at all.
  * @module
  */
 import { InvalidArgumentError } from "../errors.ts";
