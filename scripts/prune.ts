@@ -95,6 +95,7 @@ if (import.meta.main) {
         "latency-batch": { type: "string", default: "32" },
         "latency-seq": { type: "string", default: "128" },
         "latency-runs": { type: "string" },
+        "teacher-cache-mb": { type: "string" },
         help: { type: "boolean", default: false },
       },
     });
@@ -128,6 +129,10 @@ if (import.meta.main) {
     const kwon = values.preset === "kwonCode";
     const squad = values.task.startsWith("squad");
     const samples = num("samples", values.samples, 2048)!;
+    const teacherCacheMb = num("teacher-cache-mb", values["teacher-cache-mb"]);
+    if (teacherCacheMb !== undefined && !(teacherCacheMb >= 0)) {
+      throw new InvalidArgumentError(`--teacher-cache-mb must be ≥ 0, got ${teacherCacheMb}`);
+    }
     if (!Number.isInteger(samples) || samples < 1) {
       throw new InvalidArgumentError("--samples must be a positive integer");
     }
@@ -198,6 +203,7 @@ if (import.meta.main) {
       tune: !values["no-tune"],
       labelFree: values["label-free"],
       preset: kwon ? "kwonCode" : "ours",
+      teacherCacheBytes: teacherCacheMb === undefined ? undefined : teacherCacheMb * 2 ** 20,
       latencyOptions: {
         batch: num("latency-batch", values["latency-batch"]),
         seqLen: num("latency-seq", values["latency-seq"]),

@@ -1,6 +1,15 @@
 // The CLIs as a user runs them: `deno task forward` against the PyTorch fixture, and one-line
 // errors with a non-zero exit for bad input to forward and prune.
-import { assert, assertClose, DEMO_ARGS, loadFixture, maxAbs, ROOT, runScript } from "./helpers.ts";
+import {
+  assert,
+  assertClose,
+  assertEquals,
+  DEMO_ARGS,
+  loadFixture,
+  maxAbs,
+  ROOT,
+  runScript,
+} from "./helpers.ts";
 
 Deno.test("deno task forward reproduces the PyTorch reference, including Fisher", async () => {
   const f = await loadFixture<{
@@ -114,6 +123,41 @@ Deno.test("bad input gives a one-line error and a non-zero exit", async () => {
     `${dir}/y`,
   ]);
   assert(p3.code === 1 && p3.stderr.includes("unknown task"), p3.stderr);
+  const p4 = await runScript("prune.ts", [
+    ...DEMO_ARGS,
+    "--flops",
+    "0.5",
+    "--teacher-cache-mb=-1",
+    "--out",
+    `${dir}/z`,
+  ]);
+  assert(p4.code === 1 && p4.stderr.includes("--teacher-cache-mb"), p4.stderr);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("deno task prune --teacher-cache-mb 0 tunes with a teacher pass", async () => {
+  const dir = await Deno.makeTempDir();
+  const r = await runScript("prune.ts", [
+    ...DEMO_ARGS,
+    "--flops",
+    "0.5",
+    "--samples",
+    "32",
+    "--no-eval",
+    "--latency-batch",
+    "4",
+    "--latency-seq",
+    "16",
+    "--latency-runs",
+    "1",
+    "--teacher-cache-mb",
+    "0",
+    "--out",
+    `${dir}/p`,
+  ]);
+  assert(r.code === 0, r.stderr.slice(-3000));
+  const report = JSON.parse(await Deno.readTextFile(`${dir}/p/report.json`));
+  assertEquals(report.tuneTeacher, "teacher pass");
   await Deno.remove(dir, { recursive: true });
 });
 

@@ -15,7 +15,7 @@ import { type LatencyOptions, type MeasuredLatencyTable, measureLatencyTable } f
 import { rearrangeLayer } from "./rearrange.ts";
 import { searchFlops } from "./search_flops.ts";
 import { type LatencyTable, searchLatency } from "./search_latency.ts";
-import { TeacherTargets } from "./teacher.ts";
+import { TEACHER_TARGETS_MAX_BYTES, TeacherTargets } from "./teacher.ts";
 import { type SubLayerTuning, tuneMasks } from "./tune.ts";
 import type { MaskSet, ModelDims } from "./types.ts";
 
@@ -64,6 +64,11 @@ export interface PruneOptions {
    * `fisher`, the pass here records its own (and releases them).
    */
   teacherTargets?: TeacherTargets;
+  /**
+   * GPU memory (bytes) the Fisher pass may keep for tuning's teacher targets (default
+   * `TEACHER_TARGETS_MAX_BYTES`, 1 GiB; 0: keep none, tuning runs its teacher pass).
+   */
+  teacherCacheBytes?: number;
   /** Skip compaction (returns masks only). */
   compact?: boolean;
   /** Progress: stage name, done, total. */
@@ -227,8 +232,12 @@ export async function prune(
   if (samples.length === 0) throw new InvalidArgumentError("the sample set is empty");
   // the Fisher pass runs the unpruned model forward on the very samples tuning fits: it keeps
   // the full teacher's targets for tuning (up to a memory cap), which then needs no teacher pass
-  const ownTargets = !o.fisher && (o.tune ?? true) && (o.teacher ?? "full") === "full"
-    ? new TeacherTargets()
+  const cap = o.teacherCacheBytes ?? TEACHER_TARGETS_MAX_BYTES;
+  if (!(cap >= 0)) {
+    throw new InvalidArgumentError(`teacherCacheBytes must be ≥ 0, got ${cap}`);
+  }
+  const ownTargets = !o.fisher && (o.tune ?? true) && (o.teacher ?? "full") === "full" && cap > 0
+    ? new TeacherTargets(cap)
     : undefined;
   try {
     return await pruneWith(model, samples, o, ownTargets);
