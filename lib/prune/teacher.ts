@@ -12,15 +12,13 @@ import type { Tensor } from "../gpu/tensor.ts";
 import type { LayerState } from "../model/encoder.ts";
 import type { ModelInput } from "../model/inputs.ts";
 
-/** FNV-1a over a batch's shape, token ids, types and attention mask (what the forward reads). */
+/**
+ * FNV-1a (one step per 32-bit value) over a batch's shape, token ids, types and attention mask:
+ * what the forward reads.
+ */
 export function inputFingerprint(x: ModelInput): number {
   let h = 0x811c9dc5;
-  const mix = (v: number) => {
-    h = Math.imul(h ^ (v & 0xff), 0x01000193);
-    h = Math.imul(h ^ ((v >>> 8) & 0xff), 0x01000193);
-    h = Math.imul(h ^ ((v >>> 16) & 0xff), 0x01000193);
-    h = Math.imul(h ^ (v >>> 24), 0x01000193);
-  };
+  const mix = (v: number) => (h = Math.imul(h ^ v, 0x01000193));
   mix(x.size);
   mix(x.seqLen);
   for (const a of [x.inputIds, x.attentionMask, x.tokenTypeIds ?? new Int32Array(0)]) {
@@ -31,9 +29,10 @@ export function inputFingerprint(x: ModelInput): number {
 }
 
 /**
- * Default cap (bytes) on the recorded targets: 2 · layers · tokens · d · 4 bytes, e.g. 0.3 GB for
- * the zoo's BERT (4 layers, d = 128) on 2048 SST-2 samples, 10 GB for BERT-base on 2048 GLUE
- * samples of 64 tokens (which then recomputes its teacher).
+ * Default cap (bytes) on the recorded targets, which take 2 · layers · tokens · d · 4 bytes (by that
+ * formula about 0.3 GB for the zoo's BERT — 4 layers, d = 128 — on 2048 SST-2 samples padded to
+ * ~35 tokens, and 10 GB for BERT-base on 2048 samples of 64 tokens, which then recomputes its
+ * teacher).
  */
 export const TEACHER_TARGETS_MAX_BYTES = 1 << 30;
 
