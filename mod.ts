@@ -22,7 +22,13 @@ export {
 } from "./lib/model/config.ts";
 export { parseSafetensors, serializeSafetensors } from "./lib/model/safetensors.ts";
 export { parseTorchCheckpoint } from "./lib/model/torch_bin.ts";
-export { type HostCheckpoint, readCheckpoint, writeCheckpoint } from "./lib/model/checkpoint.ts";
+export {
+  type HostCheckpoint,
+  readCheckpoint,
+  writeCheckpoint,
+  type WriteOptions,
+} from "./lib/model/checkpoint.ts";
+export { hfCompatibleLayout } from "./lib/model/hf_layout.ts";
 export {
   expectedShapes,
   fromHfNames,

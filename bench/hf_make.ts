@@ -4,8 +4,9 @@
  * random BERT regressor and a random DistilBERT QA model, each with every bias and LayerNorm
  * parameter perturbed (HF-style init leaves them 0 and 1, which would hide a swapped or dropped
  * tensor), and a compacted copy of the classifier and of the QA model: uneven kept heads, mask
- * values ≠ 1 folded into W_o and W₂, and one layer whose FFN is removed entirely. Prints the
- * directories it wrote.
+ * values ≠ 1 folded into W_o and W₂, and one layer whose FFN is removed entirely; and each compacted
+ * copy again in the `hfCompatible` layout (`-hf`: all heads, one FFN width, zeros), which
+ * `bench/hf_parity.py compare` should load natively. Prints the directories it wrote.
  * @module
  */
 import { makeConfig, type TaskHead } from "../lib/model/config.ts";
@@ -70,6 +71,9 @@ const written: string[] = [];
 async function save(model: Model, name: string) {
   await saveCheckpoint(model, `${dir}/${name}`, { force: true });
   written.push(`${dir}/${name}`);
+  if (!name.endsWith("-compact")) return;
+  await saveCheckpoint(model, `${dir}/${name}-hf`, { force: true, hfCompatible: true });
+  written.push(`${dir}/${name}-hf`);
 }
 const cls = await randomModel("bert", "classification", 1);
 await save(cls, "bert-cls");

@@ -1,10 +1,12 @@
 /**
  * `deno task prune --model DIR|URL --task NAME [--data DIR] --flops 0.6 | --latency 0.6
- * [--samples 2048] [--seed 0] [--no-rearrange] [--no-tune] [--label-free] --out DIR [--force]`
+ * [--samples 2048] [--seed 0] [--no-rearrange] [--no-tune] [--label-free] [--hf-compatible] --out DIR
+ * [--force]`
  *
  * Prunes a fine-tuned checkpoint without retraining and writes, atomically, to --out: the compact
- * checkpoint (config.json, model.safetensors, vocab.txt, tokenizer_config.json), masks.json,
- * report.md, report.json and layers.svg. With no arguments it prunes the embedded demo model
+ * checkpoint (config.json, model.safetensors, vocab.txt, tokenizer_config.json; with
+ * `--hf-compatible` in the uniform layout any transformers version loads, see lib/model/hf_layout.ts),
+ * masks.json, report.md, report.json and layers.svg. With no arguments it prunes the embedded demo model
  * (demo/model, SST-2 slice in demo/data) to 60% of its FLOPs and writes to out/demo-prune.
  * @module
  */
@@ -15,8 +17,10 @@ import { FastpruneError, InvalidArgumentError } from "../lib/errors.ts";
 import { type EvalResult, evaluate } from "../lib/eval/evaluate.ts";
 import { getGpu } from "../lib/gpu/context.ts";
 import { writeCheckpoint } from "../lib/model/checkpoint.ts";
+import { hfCompatibleLayout } from "../lib/model/hf_layout.ts";
 import type { MaskValues, ModelInput } from "../lib/model/inputs.ts";
 import { downloadWeights, loadCheckpoint, type Model } from "../lib/model/model.ts";
+import { parameterCount } from "../lib/prune/compact.ts";
 import { TASK_SEQ_LEN } from "../lib/prune/flops.ts";
 import { measureModelLatencies } from "../lib/prune/latency.ts";
 import { type Budget, prune, type PruneOptions } from "../lib/prune/pipeline.ts";
@@ -29,7 +33,7 @@ import { runCli } from "./cli.ts";
 
 const USAGE =
   "usage: deno task prune --model DIR|URL --task NAME [--data DIR] (--flops C | --latency C) " +
-  "[--samples 2048] [--seed 0] [--no-rearrange] [--no-tune] [--label-free] [--preset kwonCode] --out DIR [--force]";
+  "[--samples 2048] [--seed 0] [--no-rearrange] [--no-tune] [--label-free] [--preset kwonCode] [--hf-compatible] --out DIR [--force]";
 
 const DEMO = {
   model: "demo/model",
@@ -96,6 +100,7 @@ if (import.meta.main) {
         "latency-seq": { type: "string", default: "128" },
         "latency-runs": { type: "string" },
         "teacher-cache-mb": { type: "string" },
+        "hf-compatible": { type: "boolean", default: false },
         help: { type: "boolean", default: false },
       },
     });
@@ -254,12 +259,15 @@ if (import.meta.main) {
     await Deno.mkdir(parent || "/", { recursive: true });
     try {
       const cm = result.compact!;
-      await writeCheckpoint(tmp, {
+      const hfCompatible = values["hf-compatible"]!;
+      const saved = {
         config: cm.config,
         weights: await downloadWeights(cm),
         vocabText: cm.vocabText,
         tokenizerConfig: cm.tokenizerConfig,
-      });
+      };
+      if (hfCompatible) Object.assign(saved, hfCompatibleLayout(saved.config, saved.weights));
+      await writeCheckpoint(tmp, saved);
       const L = masks.search.L, H = masks.search.H, F = masks.search.F;
       const masksJson = {
         sample_indices: indices,
@@ -293,6 +301,10 @@ if (import.meta.main) {
           ratio: report.macs.ratio,
         },
         params: report.params,
+        checkpoint: {
+          layout: hfCompatible ? "hf-compatible" : "compact",
+          params: parameterCount(saved.config),
+        },
         kept: report.kept,
         metrics: Object.fromEntries(Object.entries(evals).map(([k, v]) => [k, v.metrics])),
         main_metric: dev ? evals.unpruned.mainMetric : null,
@@ -379,6 +391,13 @@ function reportMarkdown(r: any, evals: Record<string, EvalResult>): string {
       r.params.pruned.toLocaleString("en")
     } | ${pct(r.params.pruned / r.params.full)} |`,
   );
+  if (r.checkpoint.layout === "hf-compatible") {
+    lines.push(
+      `| parameters in the saved checkpoint (hf-compatible: all heads, one FFN width, removed units as zeros) | | ${
+        r.checkpoint.params.toLocaleString("en")
+      } | ${pct(r.checkpoint.params / r.params.full)} |`,
+    );
+  }
   lines.push(
     `| latency (batch ${r.latency.batch} × ${r.latency.seq_len}, median) | ${
       (r.latency.before_s * 1000).toFixed(1)

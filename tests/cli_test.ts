@@ -135,7 +135,7 @@ Deno.test("bad input gives a one-line error and a non-zero exit", async () => {
   await Deno.remove(dir, { recursive: true });
 });
 
-Deno.test("deno task prune --teacher-cache-mb 0 tunes with a teacher pass", async () => {
+Deno.test("deno task prune --teacher-cache-mb 0 --hf-compatible: a teacher pass, a uniform checkpoint", async () => {
   const dir = await Deno.makeTempDir();
   const r = await runScript("prune.ts", [
     ...DEMO_ARGS,
@@ -143,7 +143,8 @@ Deno.test("deno task prune --teacher-cache-mb 0 tunes with a teacher pass", asyn
     "0.5",
     "--samples",
     "32",
-    "--no-eval",
+    "--dev-limit",
+    "48",
     "--latency-batch",
     "4",
     "--latency-seq",
@@ -152,12 +153,40 @@ Deno.test("deno task prune --teacher-cache-mb 0 tunes with a teacher pass", asyn
     "1",
     "--teacher-cache-mb",
     "0",
+    "--hf-compatible",
     "--out",
     `${dir}/p`,
   ]);
   assert(r.code === 0, r.stderr.slice(-3000));
   const report = JSON.parse(await Deno.readTextFile(`${dir}/p/report.json`));
   assertEquals(report.tuneTeacher, "teacher pass");
+  // the uniform layout: nothing a loader has to apply, every layer as wide as the widest kept FFN
+  const config = JSON.parse(await Deno.readTextFile(`${dir}/p/config.json`));
+  const kept = report.kept.neurons as number[];
+  assert(kept.some((n) => n !== kept[0]), `uneven kept widths expected, got ${kept}`);
+  assertEquals(config.pruned_heads, {});
+  assert(!("intermediate_sizes" in config), "no intermediate_sizes in the uniform layout");
+  assertEquals(config.intermediate_size, Math.max(...kept));
+  assertEquals(report.checkpoint.layout, "hf-compatible");
+  assert(report.checkpoint.params > report.params.pruned, "zero padding adds parameters");
+  assert(report.checkpoint.params < report.params.full, "but fewer than the unpruned model's");
+  assert((await Deno.readTextFile(`${dir}/p/report.md`)).includes("hf-compatible"));
+  // and it evaluates like the compact model did
+  const e = await runScript("eval.ts", [
+    "--model",
+    `${dir}/p`,
+    "--task",
+    "sst2",
+    "--data",
+    `${ROOT}demo/data`,
+    "--limit",
+    "48",
+    "--out",
+    `${dir}/m.json`,
+  ]);
+  assert(e.code === 0, e.stderr);
+  const m = JSON.parse(await Deno.readTextFile(`${dir}/m.json`));
+  assertEquals(m.metrics.accuracy, report.metrics.compact.accuracy);
   await Deno.remove(dir, { recursive: true });
 });
 

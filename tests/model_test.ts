@@ -1,7 +1,11 @@
 // Parity of the GPU BERT/DistilBERT forward and backward with the float64 PyTorch reference
 // (tests/fixtures/gen_model.py): logits, per-example losses, per-example mask gradients and the
 // gradients of every parameter; plus finite differences of mask gradients on the GPU itself.
-import { assert, assertClose, loadFixture, maxAbs } from "./helpers.ts";
+import { assert, assertClose, assertEquals, loadFixture, maxAbs } from "./helpers.ts";
+import { readCheckpoint, writeCheckpoint } from "../lib/model/checkpoint.ts";
+import { randomWeights } from "../lib/model/random.ts";
+import { parseSafetensors } from "../lib/model/safetensors.ts";
+import { compactWeights } from "../lib/prune/compact.ts";
 import { loadCheckpoint, type Model } from "../lib/model/model.ts";
 import { downloadNamed } from "../lib/model/model.ts";
 import { backward, forward, runModel } from "../lib/model/run.ts";
@@ -190,3 +194,47 @@ Deno.test("mask gradients agree with central finite differences of the GPU loss"
     );
   }
 });
+
+// The strictly transformers-loadable layout (lib/model/hf_layout.ts) of the pruned fixtures (two
+// heads of four kept in layer 0 with values 1 and 0.5, no heads and no neurons in layer 1): every
+// tensor at the size transformers' own modules have without pruning, and PyTorch's logits.
+for (const arch of ["bert", "distilbert"]) {
+  Deno.test(`hf-compatible layout of the pruned ${arch} fixture: dense shapes, PyTorch's logits`, async () => {
+    const f = await loadFixture<Fixture>(`model_${arch}_pruned.json`);
+    const src = await readCheckpoint(new URL(`./fixtures/${f.model}`, import.meta.url).pathname);
+    const c = src.config, L = c.numLayers, H = c.numHeads, F = c.intermediateSize;
+    const set = () => ({ L, H, F, head: new Float64Array(L * H), ffn: new Float64Array(L * F) });
+    const keep = set(), values = set();
+    f.head_mask.forEach((row, l) =>
+      row.forEach((v, h) => (keep.head[l * H + h] = 1, values.head[l * H + h] = v))
+    );
+    f.ffn_mask.forEach((row, l) =>
+      row.forEach((v, j) => (keep.ffn[l * F + j] = 1, values.ffn[l * F + j] = v))
+    );
+    const folded = compactWeights(c, src.weights, { keep, values });
+    const dir = await Deno.makeTempDir();
+    await writeCheckpoint(dir, { ...src, ...folded }, { hfCompatible: true, force: true });
+    const json = JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
+    assertEquals(json.pruned_heads, {});
+    assert(!("intermediate_sizes" in json), "no intermediate_sizes");
+    const width = Math.max(...f.ffn_mask.map((r) => r.length));
+    assertEquals(arch === "bert" ? json.intermediate_size : json.hidden_dim, width);
+    // every tensor named and shaped as the modules transformers builds from that config.json
+    const unpruned = {
+      ...c,
+      intermediateSize: width,
+      layerHeads: c.layerHeads.map(() => [...Array(H).keys()]),
+      layerFfn: c.layerFfn.map(() => width),
+    };
+    const expected = toHfNames(unpruned, randomWeights(unpruned, 0));
+    const st = parseSafetensors(await Deno.readFile(`${dir}/model.safetensors`)).tensors;
+    assertEquals([...st.keys()].sort(), [...expected.keys()].sort());
+    for (const [name, t] of st) assertEquals(t.shape, expected.get(name)!.shape, name);
+    const m = await loadCheckpoint(dir);
+    const r = await runModel(m, input(f));
+    const ref = flat(f.logits!);
+    assertClose(flat(r.logits!), ref, 1e-4 * Math.max(1, maxAbs(ref)), 0, "logits");
+    m.release();
+    await Deno.remove(dir, { recursive: true });
+  });
+}

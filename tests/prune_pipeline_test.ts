@@ -12,7 +12,8 @@ import {
 import { getGpu } from "../lib/gpu/context.ts";
 import { makeConfig } from "../lib/model/config.ts";
 import type { ModelInput } from "../lib/model/inputs.ts";
-import { loadCheckpoint, type Model, uploadModel } from "../lib/model/model.ts";
+import { downloadWeights, loadCheckpoint, type Model, uploadModel } from "../lib/model/model.ts";
+import { hfCompatibleLayout } from "../lib/model/hf_layout.ts";
 import { randomWeights } from "../lib/model/random.ts";
 import { runModel } from "../lib/model/run.ts";
 import { collectFisher } from "../lib/prune/fisher.ts";
@@ -251,28 +252,41 @@ for (
       head: Array.from({ length: L }, (_, l) => Array.from(values.head.slice(l * H, (l + 1) * H))),
       ffn: Array.from({ length: L }, (_, l) => Array.from(values.ffn.slice(l * F, (l + 1) * F))),
     };
+    // and the strictly transformers-loadable layout of it (all heads, one FFN width, zeros)
+    const dense = await uploadModel(
+      hfCompatibleLayout(compact.config, await downloadWeights(compact)),
+      model.gpu,
+    );
+    const widths = compact.config.layerFfn;
+    assert(widths[0] > 0 && widths[1] > 0 && widths[0] !== widths[1], `widths ${widths}`);
+    assertEquals(dense.config.layerFfn, widths.map(() => Math.max(...widths)));
+    assertEquals(dense.config.layerHeads, widths.map(() => [0, 1, 2, 3]));
     const batches = randomBatches(50, 256, 64, 40, head, 3, 9);
     let checked = 0;
     for (const b of batches) {
       const ref = await runModel(model, b, { masks, maskGrads: false });
-      const got = await runModel(compact, b, { maskGrads: false });
-      const pairs: [number[][] | undefined, number[][] | undefined][] = [[ref.logits, got.logits], [
-        ref.startLogits,
-        got.startLogits,
-      ], [ref.endLogits, got.endLogits]];
-      for (const [r, g] of pairs) {
-        if (!r) continue;
-        const rf = r.flat(), gf = g!.flat();
-        for (let i = 0; i < rf.length; i++) {
-          assert(
-            Math.abs(rf[i] - gf[i]) <= 1e-4 * (1 + Math.abs(rf[i])),
-            `logit ${i}: ${gf[i]} vs ${rf[i]}`,
-          );
+      for (const m of [compact, dense]) {
+        const got = await runModel(m, b, { maskGrads: false });
+        const pairs: [number[][] | undefined, number[][] | undefined][] = [
+          [ref.logits, got.logits],
+          [ref.startLogits, got.startLogits],
+          [ref.endLogits, got.endLogits],
+        ];
+        for (const [r, g] of pairs) {
+          if (!r) continue;
+          const rf = r.flat(), gf = g!.flat();
+          for (let i = 0; i < rf.length; i++) {
+            assert(
+              Math.abs(rf[i] - gf[i]) <= 1e-4 * (1 + Math.abs(rf[i])),
+              `${m === dense ? "hf-compatible" : "compact"} logit ${i}: ${gf[i]} vs ${rf[i]}`,
+            );
+          }
+          if (m === compact) checked += r.length;
         }
-        checked += r.length;
       }
     }
     assert(checked >= 256);
+    dense.release();
     compact.release();
     model.release();
   });

@@ -11,6 +11,7 @@ import { parseSafetensors, serializeSafetensors } from "./safetensors.ts";
 import { parseTorchCheckpoint } from "./torch_bin.ts";
 import { vocabFromTokenizerJson } from "../text/tokenizer_json.ts";
 import { fromHfNames, type HostTensor, toHfNames, type Weights } from "./weights.ts";
+import { hfCompatibleLayout } from "./hf_layout.ts";
 
 /** A checkpoint in host memory: config, canonical weights and optional tokenizer files. */
 export interface HostCheckpoint {
@@ -204,6 +205,16 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
+/** Options of `writeCheckpoint` / `saveCheckpoint`. */
+export interface WriteOptions {
+  /** Tensor dtype in the safetensors file (default F32). */
+  dtype?: "F32" | "F16";
+  /** Replace an existing directory (default: refuse with InvalidArgumentError). */
+  force?: boolean;
+  /** Write the strictly transformers-loadable uniform layout (`hfCompatibleLayout`). */
+  hfCompatible?: boolean;
+}
+
 function siblingName(dir: string, tag: string): string {
   const rand = crypto.getRandomValues(new Uint32Array(2)).join("");
   return `${dir.replace(/\/+$/, "")}.${tag}-${rand}`;
@@ -215,13 +226,16 @@ function siblingName(dir: string, tag: string): string {
  * `tokenizer_config.json` when present. Files go to a temporary sibling directory that is renamed
  * into place, so no partial directory is ever left (it is removed on error). An existing `dir` is
  * refused with InvalidArgumentError unless `force`, which swaps the new directory in and then
- * removes the old one. Missing parent directories are created.
+ * removes the old one. Missing parent directories are created. `hfCompatible` writes the uniform
+ * layout of `hfCompatibleLayout` (all heads, one FFN width; removed units as zeros) instead of the
+ * compact one, for loaders that do not apply `pruned_heads` / `intermediate_sizes`.
  */
 export async function writeCheckpoint(
   dir: string,
   ckpt: HostCheckpoint,
-  o: { dtype?: "F32" | "F16"; force?: boolean } = {},
+  o: WriteOptions = {},
 ): Promise<void> {
+  if (o.hfCompatible) ckpt = { ...ckpt, ...hfCompatibleLayout(ckpt.config, ckpt.weights) };
   const target = dir.replace(/\/+$/, "") || dir;
   const refuse = () => {
     throw new InvalidArgumentError(

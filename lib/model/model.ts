@@ -8,7 +8,12 @@
 import { InvalidArgumentError, ShapeError } from "../errors.ts";
 import { getGpu, type Gpu } from "../gpu/context.ts";
 import type { Tensor } from "../gpu/tensor.ts";
-import { type HostCheckpoint, readCheckpoint, writeCheckpoint } from "./checkpoint.ts";
+import {
+  type HostCheckpoint,
+  readCheckpoint,
+  writeCheckpoint,
+  type WriteOptions,
+} from "./checkpoint.ts";
 import type { EncoderConfig } from "./config.ts";
 import { randomWeights } from "./random.ts";
 import { expectedShapes, type HostTensor, type Weights } from "./weights.ts";
@@ -133,11 +138,14 @@ export async function loadCheckpoint(pathOrUrl: string, gpu?: Gpu): Promise<Mode
   return uploadModel(await readCheckpoint(pathOrUrl), gpu);
 }
 
-/** Writes the model as a Hugging Face checkpoint directory, atomically (temp sibling + rename). */
+/**
+ * Writes the model as a Hugging Face checkpoint directory, atomically (temp sibling + rename);
+ * options as `writeCheckpoint` (`hfCompatible`: the uniform layout transformers loads natively).
+ */
 export async function saveCheckpoint(
   model: Model,
   dir: string,
-  o: { dtype?: "F32" | "F16"; force?: boolean } = {},
+  o: WriteOptions = {},
 ): Promise<void> {
   await writeCheckpoint(dir, {
     config: model.config,
