@@ -172,16 +172,12 @@ async function scenario(
         gpu.recordingLabel = "zero";
         zeroGrads(grads);
         gpu.recordingLabel = "forward";
-        const fwd = forward(model, bt, undefined, {
-          train: true,
-          seed: 1,
-          save: true,
-          withLoss: true,
-        });
+        // the passes of lib/train/step.ts `trainStep` (the last layer at [CLS] rows only)
+        const pass = { train: true, seed: 1, clsOnlyLastLayer: true };
+        const fwd = forward(model, bt, undefined, { ...pass, save: true, withLoss: true });
         const lossSum = sumAll(fwd.loss!);
         gpu.recordingLabel = "backward";
-        backward(model, fwd, bt, undefined, { train: true, seed: 1, lossScale: 1 / b, grads })
-          .release();
+        backward(model, fwd, bt, undefined, { ...pass, lossScale: 1 / b, grads }).release();
         fwd.release();
         gpu.recordingLabel = "optimizer";
         await finishStep(grads, lossSum, 1 / b, opt, { lr: 1e-4, seed: 1, maxGradNorm: 1 });

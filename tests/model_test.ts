@@ -126,46 +126,75 @@ for (const name of CASES) {
     // Parameter gradients of HF's batch loss (QA's per-side means are not a per-example scale:
     // classification and regression only).
     if (m.config.head === "qa") return;
-    const inp = input(f);
-    const batch = uploadBatch(m.gpu, m.config, inp);
-    const masks = uploadMasks(m.gpu, m.config, batch.B, { head: f.head_mask, ffn: f.ffn_mask });
-    m.gpu.startRecording();
-    const fwd = forward(m, batch, masks, { save: true, withLoss: true });
-    const valid = inp.labels ? inp.labels.filter((y) => y !== -100).length : batch.B;
-    const grads: Grads = new Map();
-    const mg = backward(m, fwd, batch, masks, { lossScale: 1 / valid, grads });
-    const entries = m.gpu.stopRecording().map((d) => d.entry);
-    if (name.includes("dh16") && kernelClass(m.gpu) === "cpu") {
-      // head width 16: the saving fused attention and the fused backward must have run
-      for (
-        const e of [
-          "attention_r2_d4_save",
-          "attention_delta",
-          "attention_dq_r2_d4",
-          "attention_dkv_r2_d4",
-        ]
-      ) {
-        assert(entries.includes(e), `${name}: ${e} did not run (${[...new Set(entries)]})`);
+    // parameter gradients; and everything again with the last layer at [CLS] rows only (the
+    // training step's pass), which must give the same logits, mask gradients and gradients
+    for (const clsOnlyLastLayer of [false, true]) {
+      const label = clsOnlyLastLayer ? " ([CLS]-only last layer)" : "";
+      const inp = input(f);
+      const batch = uploadBatch(m.gpu, m.config, inp);
+      const masks = uploadMasks(m.gpu, m.config, batch.B, { head: f.head_mask, ffn: f.ffn_mask });
+      m.gpu.startRecording();
+      const fwd = forward(m, batch, masks, { save: true, withLoss: true, clsOnlyLastLayer });
+      const valid = inp.labels ? inp.labels.filter((y) => y !== -100).length : batch.B;
+      const grads: Grads = new Map();
+      const mg = backward(m, fwd, batch, masks, { lossScale: 1 / valid, grads, clsOnlyLastLayer });
+      const entries = m.gpu.stopRecording().map((d) => d.entry);
+      if (name.includes("dh16") && kernelClass(m.gpu) === "cpu") {
+        // head width 16: the saving fused attention and the fused backward must have run
+        for (
+          const e of [
+            "attention_r2_d4_save",
+            "attention_delta",
+            "attention_dq_r2_d4",
+            "attention_dkv_r2_d4",
+          ]
+        ) {
+          assert(entries.includes(e), `${name}: ${e} did not run (${[...new Set(entries)]})`);
+        }
       }
-    }
-    const canonical = await downloadNamed(grads);
-    for (const [name, shape] of expectedShapes(m.config)) {
-      // zero-width sub-layers have no gradient tensors: their gradients are empty
-      if (!canonical.has(name) && shape.includes(0)) {
-        canonical.set(name, { shape, data: new Float32Array(0) });
+      if (clsOnlyLastLayer) {
+        const L = m.config.numLayers, B = batch.B;
+        assertEquals(fwd.hidden.shape, [B, m.config.hiddenSize], "hidden states: [CLS] rows");
+        const ref = flat(f.logits!);
+        assertClose(await fwd.logits!.read(), ref, 1e-4 * Math.max(1, maxAbs(ref)), 0, "logits");
+        const hg = flat(f.head_mask_grad), fg = flat(f.ffn_mask_grad);
+        const got = { head: [] as number[], ffn: [] as number[] };
+        const per = { head: [] as Float32Array[], ffn: [] as Float32Array[] };
+        for (let l = 0; l < L; l++) {
+          const H = m.config.layerHeads[l].length, F = m.config.layerFfn[l];
+          per.head.push(mg.head[l] ? await mg.head[l]!.read() : new Float32Array(B * H));
+          per.ffn.push(mg.ffn[l] ? await mg.ffn[l]!.read() : new Float32Array(B * F));
+        }
+        for (let b = 0; b < B; b++) {
+          for (let l = 0; l < L; l++) {
+            const H = m.config.layerHeads[l].length, F = m.config.layerFfn[l];
+            // per-example mask gradients of the loss scaled by 1/valid
+            got.head.push(...[...per.head[l].subarray(b * H, (b + 1) * H)].map((g) => g * valid));
+            got.ffn.push(...[...per.ffn[l].subarray(b * F, (b + 1) * F)].map((g) => g * valid));
+          }
+        }
+        assertClose(got.head, hg, 1e-3 * Math.max(1e-3, maxAbs(hg)), 0, "head mask grad" + label);
+        assertClose(got.ffn, fg, 1e-3 * Math.max(1e-3, maxAbs(fg)), 0, "ffn mask grad" + label);
       }
+      const canonical = await downloadNamed(grads);
+      for (const [name, shape] of expectedShapes(m.config)) {
+        // zero-width sub-layers have no gradient tensors: their gradients are empty
+        if (!canonical.has(name) && shape.includes(0)) {
+          canonical.set(name, { shape, data: new Float32Array(0) });
+        }
+      }
+      const host = toHfNames(m.config, canonical);
+      for (const [hf, ref] of Object.entries(f.param_grads)) {
+        const got = host.get(hf);
+        assert(got, `no gradient for ${hf}`);
+        assertClose(got.data, ref, 1e-3 * Math.max(1e-4, maxAbs(ref)), 0, `grad ${hf}${label}`);
+      }
+      mg.release();
+      fwd.release();
+      for (const g of grads.values()) g.release();
+      masks.release();
+      batch.release();
     }
-    const host = toHfNames(m.config, canonical);
-    for (const [hf, ref] of Object.entries(f.param_grads)) {
-      const got = host.get(hf);
-      assert(got, `no gradient for ${hf}`);
-      assertClose(got.data, ref, 1e-3 * Math.max(1e-4, maxAbs(ref)), 0, `grad ${hf}`);
-    }
-    mg.release();
-    fwd.release();
-    for (const g of grads.values()) g.release();
-    masks.release();
-    batch.release();
   });
 }
 

@@ -46,7 +46,7 @@ import {
   PADDED_WIDTH,
 } from "../ops/matmul.ts";
 import { sumRows } from "../ops/reduce.ts";
-import { broadcastRows } from "../ops/rows.ts";
+import { broadcastRows, selectRows, selectRowsBackward } from "../ops/rows.ts";
 import { softmaxBackward, softmaxMasked } from "../ops/softmax.ts";
 import type { BatchTensors } from "./inputs.ts";
 import type { Model } from "./model.ts";
@@ -71,6 +71,14 @@ export interface PassOptions {
    * kept).
    */
   fused?: boolean | "attention";
+  /**
+   * Classification/regression heads: the last layer computes W_o, LN₁, the FFN and LN₂ at the
+   * [CLS] rows only (K, V and the attention still over every token), since only [CLS] reaches the
+   * head — exact for the outputs, gradients and mask gradients, with a quarter of a 4-layer
+   * model's post-attention work left out. The final hidden states are then [B, d] and that layer's
+   * pre-LN sums and statistics cover the [CLS] rows only. Ignored for QA heads. Default false.
+   */
+  clsOnlyLastLayer?: boolean;
 }
 
 /** Activations of one layer saved for its backward. */
@@ -131,6 +139,15 @@ export interface LayerState {
   y: Tensor;
   /** Dropout seed base of this layer (training only). */
   seed: number;
+  /**
+   * Set when the layer runs at the [CLS] rows only (`clsOnlyLastLayer`): the batch's [CLS] row
+   * indices (owned by the batch). sum1 … y are then [B, ·].
+   */
+  clsRows?: Tensor;
+  /** [CLS]-only layer: the input's [CLS] rows [B, d] (the residual of LN₁). */
+  xCls?: Tensor;
+  /** [CLS]-only layer: the merged masked context's [CLS] rows [B, H_l·d_h] (W_o's input). */
+  mergedCls?: Tensor;
 }
 
 /** Activations of the embeddings saved for backward. */
@@ -317,6 +334,8 @@ export function layerForward(
   o: PassOptions = {},
 ): LayerState {
   const st: Partial<LayerState> = { x, seed: 0 };
+  const c = model.config;
+  if (o.clsOnlyLastLayer && l === c.numLayers - 1 && c.head !== "qa") st.clsRows = batch.clsRows;
   attentionForward(model, l, x, batch, headMask, st, o);
   ffnForward(model, l, st.u!, batch, ffnMask, st, o);
   return st as LayerState;
@@ -420,7 +439,7 @@ export function attentionOutput(
 
 /**
  * W_o, residual and LN₁ from the merged masked context `st.merged` (or, with 0 heads, from b_o
- * alone): fills sum1, mean1, rstd1 and u.
+ * alone): fills sum1, mean1, rstd1 and u. With `st.clsRows`, at those rows only (xCls, mergedCls).
  */
 export function attentionProjection(
   model: Model,
@@ -429,16 +448,21 @@ export function attentionProjection(
   st: Partial<LayerState>,
   o: PassOptions,
 ): void {
+  let merged = st.merged, residual = x;
+  if (st.clsRows) {
+    if (merged) merged = st.mergedCls = selectRows(merged, st.clsRows);
+    residual = st.xCls = selectRows(x, st.clsRows);
+  }
   const r = model.heads(l) > 0
     ? residualNorm(
       model,
       `l${l}.ln1`,
-      linear(st.merged!, model.param(`l${l}.o.w`), model.param(`l${l}.o.b`)),
-      x,
+      linear(merged!, model.param(`l${l}.o.w`), model.param(`l${l}.o.b`)),
+      residual,
       siteSeed(o, l, 2),
       o,
     )
-    : biasNorm(model, `l${l}.ln1`, model.param(`l${l}.o.b`), x, siteSeed(o, l, 2), o);
+    : biasNorm(model, `l${l}.ln1`, model.param(`l${l}.o.b`), residual, siteSeed(o, l, 2), o);
   st.sum1 = r.sum;
   st.mean1 = r.mean;
   st.rstd1 = r.rstd;
@@ -460,6 +484,7 @@ export function ffnForward(
 ): void {
   const c = model.config;
   const F = model.ffn(l);
+  const S = st.clsRows ? 1 : batch.S; // rows per example of U
   let f: Tensor | undefined = undefined;
   const padded = F % PADDED_WIDTH !== 0 && !ffnMask && o.fused === true && !o.save && !o.train &&
       u.shape.length === 2
@@ -479,11 +504,11 @@ export function ffnForward(
       st.h = linear(u, model.param(`l${l}.ffn1.w`), model.param(`l${l}.ffn1.b`));
       // a pass that keeps activations: activation and mask in one kernel where it applies (the
       // backward then recomputes act(h) and needs no z)
-      const zm = o.save ? ffnActivation(st.h, ffnMask, batch.S, c.hiddenAct) : undefined;
+      const zm = o.save ? ffnActivation(st.h, ffnMask, S, c.hiddenAct) : undefined;
       if (zm) st.zm = zm;
       else st.z = c.hiddenAct === "relu" ? relu(st.h) : gelu(st.h);
     }
-    if (!st.zm) st.zm = ffnMask ? scaleColsGrouped(st.z!, ffnMask, batch.S) : st.z;
+    if (!st.zm) st.zm = ffnMask ? scaleColsGrouped(st.z!, ffnMask, S) : st.z;
     f = linear(st.zm!, model.param(`l${l}.ffn2.w`), model.param(`l${l}.ffn2.b`));
   }
   // with 0 neurons the sub-layer's output is b₂ on every row
@@ -578,7 +603,7 @@ export function layerBackward(
     throw new InvalidArgumentError("layerBackward: parameter gradients need the full backward");
   }
   const c = model.config;
-  const { S } = batch;
+  const S = st.clsRows ? 1 : batch.S; // rows per example below LN₁
   const H = model.heads(l), F = model.ffn(l);
   const masks: LayerMaskGrads = {};
   // LN₂
@@ -616,13 +641,21 @@ export function layerBackward(
   du.release();
   const dattn = undrop(dsum1, c.hiddenDropout, o, siteSeed(o, l, 2));
   if (grads) accumulate(grads, `l${l}.o.b`, sumRows(dattn));
-  let dx: Tensor | undefined = dsum1;
+  // a [CLS]-only layer goes back to every row (zeros but [CLS]) for the attention and dX
+  const rowsOut = batch.B * batch.S;
+  let dx = st.clsRows ? selectRowsBackward(dsum1, st.clsRows, rowsOut) : dsum1;
   if (H > 0 && (needDx || headMask)) {
-    const dMerged = linearGrads(grads, `l${l}.o.w`, dattn, st.merged!, model);
+    let dMerged = linearGrads(grads, `l${l}.o.w`, dattn, st.mergedCls ?? st.merged!, model);
+    if (st.clsRows) {
+      const t = selectRowsBackward(dMerged, st.clsRows, rowsOut);
+      dMerged.release();
+      dMerged = t;
+    }
     const dqkv = st.qkv
       ? fusedAttentionGrads(model, l, st, dMerged, batch, headMask, masks, needDx)
       : unfusedAttentionGrads(model, l, st, dMerged, batch, headMask, masks, o, needDx);
     if (!dqkv) {
+      if (dx !== dsum1) dx.release();
       dsum1.release();
       if (dattn !== dsum1 && !dattn.released) dattn.release();
       releaseLayerState(st);
@@ -630,10 +663,11 @@ export function layerBackward(
     }
     if (grads) accumulate(grads, `l${l}.qkv.b`, sumRows(dqkv));
     // dX = dsum1 + dqkv·W_qkv, accumulated in place
-    dx = linearGrads(grads, `l${l}.qkv.w`, dqkv, st.x, model, dsum1);
+    dx = linearGrads(grads, `l${l}.qkv.w`, dqkv, st.x, model, dx);
     dqkv.release();
   }
   if (dattn !== dsum1 && !dattn.released) dattn.release();
+  if (dx !== dsum1) dsum1.release();
   releaseLayerState(st);
   if (!needDx) {
     dx.release();
@@ -744,6 +778,8 @@ export function releaseLayerState(st: LayerState, withOutput = false, keep?: Set
     st.probs,
     st.ctx,
     st.merged,
+    st.mergedCls,
+    st.xCls,
     st.qkv,
     st.ctxMerged,
     st.attnStats,

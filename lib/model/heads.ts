@@ -35,11 +35,19 @@ export interface HeadState {
   end?: Tensor;
 }
 
+/** Whether the encoder's output holds the [CLS] rows only (see `PassOptions.clsOnlyLastLayer`). */
+function clsOnly(model: Model, o: PassOptions): boolean {
+  return o.clsOnlyLastLayer === true && model.config.numLayers > 0;
+}
+
 function classifierDropout(model: Model): number {
   return model.config.classifierDropout;
 }
 
-/** Runs the task head on the final hidden states `y` [B·S, d]. */
+/**
+ * Runs the task head on the final hidden states `y` [B·S, d] ([B, d], the [CLS] rows, after a
+ * `clsOnlyLastLayer` pass).
+ */
 export function headForward(
   model: Model,
   y: Tensor,
@@ -56,7 +64,8 @@ export function headForward(
     pairs.release();
     return { qaIn, start, end };
   }
-  const cls = selectRows(y, batch.clsRows);
+  // a [CLS]-only last layer (`clsOnlyLastLayer`) already gave the [CLS] rows
+  const cls = clsOnly(model, o) ? y : selectRows(y, batch.clsRows);
   const bert = c.arch === "bert";
   const pre = linear(
     cls,
@@ -70,8 +79,8 @@ export function headForward(
 }
 
 /**
- * Backward of the head: given dLogits (or dStart/dEnd), returns dY [B·S, d] and adds parameter
- * gradients into `grads` when given.
+ * Backward of the head: given dLogits (or dStart/dEnd), returns dY [B·S, d] ([B, d] after a
+ * `clsOnlyLastLayer` pass) and adds parameter gradients into `grads` when given.
  */
 export function headBackward(
   model: Model,
@@ -113,6 +122,7 @@ export function headBackward(
   keep(`${pw}.b`, sumRows(dPre));
   const dCls = linearGrads(grads, `${pw}.w`, dPre, st.cls!, model);
   dPre.release();
+  if (clsOnly(model, o)) return dCls;
   const dy = selectRowsBackward(dCls, batch.clsRows, batch.B * batch.S);
   dCls.release();
   return dy;

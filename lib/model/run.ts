@@ -47,7 +47,7 @@ export interface ForwardResult {
   end?: Tensor;
   /** Per-example losses [B] (when `withLoss`). */
   loss?: Tensor;
-  /** Final hidden states [B·S, d]. */
+  /** Final hidden states [B·S, d] ([B, d], the [CLS] rows, with `clsOnlyLastLayer`). */
   hidden: Tensor;
   /** Saved state for `backward` (when `save`). */
   saved?: { emb: EmbeddingState; layers: LayerState[]; head: HeadState };

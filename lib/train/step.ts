@@ -85,7 +85,8 @@ export async function trainStep(
 ): Promise<StepResult> {
   const bt = uploadBatch(model.gpu, model.config, batch);
   zeroGrads(grads);
-  const pass = { train: o.train ?? true, seed: o.seed };
+  // only [CLS] reaches a classification/regression head: its last layer runs at [CLS] rows only
+  const pass = { train: o.train ?? true, seed: o.seed, clsOnlyLastLayer: true };
   let valid = batch.size;
   if (batch.labels && model.config.head === "classification") {
     valid = batch.labels.reduce((n, y) => n + (y === -100 ? 0 : 1), 0);
