@@ -112,9 +112,12 @@ async function scenario(
         const bt = uploadBatch(gpu, config, batch);
         const masks = uploadMasks(gpu, config, b);
         gpu.recordingLabel = "forward";
-        const fwd = forward(model, bt, masks, { save: true, withLoss: true });
+        // the passes of lib/prune/fisher.ts recording teacher targets (prune's default): the
+        // last layer's FFN at the [CLS] rows only
+        const pass = { clsOnlyLastLayer: "ffn" as const };
+        const fwd = forward(model, bt, masks, { ...pass, save: true, withLoss: true });
         gpu.recordingLabel = "backward";
-        backward(model, fwd, bt, masks, { lossScale: 1 }).release();
+        backward(model, fwd, bt, masks, { ...pass, lossScale: 1 }).release();
         for (const t of [fwd, masks, bt]) t.release();
         await gpu.sync();
       },

@@ -127,9 +127,10 @@ for (const name of CASES) {
     // classification and regression only).
     if (m.config.head === "qa") return;
     // parameter gradients; and everything again with the last layer at [CLS] rows only (the
-    // training step's pass), which must give the same logits, mask gradients and gradients
-    for (const clsOnlyLastLayer of [false, true]) {
-      const label = clsOnlyLastLayer ? " ([CLS]-only last layer)" : "";
+    // training step's and the Fisher pass's), which must give the same logits, mask gradients and
+    // gradients
+    for (const clsOnlyLastLayer of [false, true, "ffn"] as const) {
+      const label = clsOnlyLastLayer ? ` (clsOnlyLastLayer ${clsOnlyLastLayer})` : "";
       const inp = input(f);
       const batch = uploadBatch(m.gpu, m.config, inp);
       const masks = uploadMasks(m.gpu, m.config, batch.B, { head: f.head_mask, ffn: f.ffn_mask });

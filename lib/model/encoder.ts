@@ -76,9 +76,10 @@ export interface PassOptions {
    * [CLS] rows only (K, V and the attention still over every token), since only [CLS] reaches the
    * head — exact for the outputs, gradients and mask gradients, with a quarter of a 4-layer
    * model's post-attention work left out. The final hidden states are then [B, d] and that layer's
-   * pre-LN sums and statistics cover the [CLS] rows only. Ignored for QA heads. Default false.
+   * pre-LN sums and statistics cover the [CLS] rows only. `"ffn"`: only the FFN and LN₂ at [CLS]
+   * (its MHA sub-layer, pre-LN₁ sum included, over every row). Ignored for QA heads. Default false.
    */
-  clsOnlyLastLayer?: boolean;
+  clsOnlyLastLayer?: boolean | "ffn";
 }
 
 /** Activations of one layer saved for its backward. */
@@ -141,9 +142,11 @@ export interface LayerState {
   seed: number;
   /**
    * Set when the layer runs at the [CLS] rows only (`clsOnlyLastLayer`): the batch's [CLS] row
-   * indices (owned by the batch). sum1 … y are then [B, ·].
+   * indices (owned by the batch). sum1 … y are then [B, ·] (u … y with `clsFfnOnly`).
    */
   clsRows?: Tensor;
+  /** `clsOnlyLastLayer: "ffn"`: only the FFN sub-layer runs at the [CLS] rows. */
+  clsFfnOnly?: boolean;
   /** [CLS]-only layer: the input's [CLS] rows [B, d] (the residual of LN₁). */
   xCls?: Tensor;
   /** [CLS]-only layer: the merged masked context's [CLS] rows [B, H_l·d_h] (W_o's input). */
@@ -335,8 +338,16 @@ export function layerForward(
 ): LayerState {
   const st: Partial<LayerState> = { x, seed: 0 };
   const c = model.config;
-  if (o.clsOnlyLastLayer && l === c.numLayers - 1 && c.head !== "qa") st.clsRows = batch.clsRows;
+  if (o.clsOnlyLastLayer && l === c.numLayers - 1 && c.head !== "qa") {
+    st.clsRows = batch.clsRows;
+    st.clsFfnOnly = o.clsOnlyLastLayer === "ffn";
+  }
   attentionForward(model, l, x, batch, headMask, st, o);
+  if (st.clsFfnOnly) {
+    const u = st.u!;
+    st.u = selectRows(u, st.clsRows!);
+    u.release();
+  }
   ffnForward(model, l, st.u!, batch, ffnMask, st, o);
   return st as LayerState;
 }
@@ -449,7 +460,7 @@ export function attentionProjection(
   o: PassOptions,
 ): void {
   let merged = st.merged, residual = x;
-  if (st.clsRows) {
+  if (st.clsRows && !st.clsFfnOnly) {
     if (merged) merged = st.mergedCls = selectRows(merged, st.clsRows);
     residual = st.xCls = selectRows(x, st.clsRows);
   }
@@ -603,8 +614,9 @@ export function layerBackward(
     throw new InvalidArgumentError("layerBackward: parameter gradients need the full backward");
   }
   const c = model.config;
-  const S = st.clsRows ? 1 : batch.S; // rows per example below LN₁
+  const S = st.clsRows ? 1 : batch.S; // rows per example of the FFN
   const H = model.heads(l), F = model.ffn(l);
+  const rowsOut = batch.B * batch.S;
   const masks: LayerMaskGrads = {};
   // LN₂
   const dsum2 = normGrads(grads, `l${l}.ln2`, dy, st.sum2, st.mean2, st.rstd2, model); // = dU
@@ -636,18 +648,24 @@ export function layerBackward(
     dh1.release();
   }
   if (df !== dsum2 && !df.released) df.release();
+  if (st.clsFfnOnly) {
+    // the FFN ran at the [CLS] rows only, the MHA sub-layer at every row
+    const t = selectRowsBackward(du, st.clsRows!, rowsOut);
+    du.release();
+    du = t;
+  }
   // LN₁
   const dsum1 = normGrads(grads, `l${l}.ln1`, du, st.sum1, st.mean1, st.rstd1, model);
   du.release();
   const dattn = undrop(dsum1, c.hiddenDropout, o, siteSeed(o, l, 2));
   if (grads) accumulate(grads, `l${l}.o.b`, sumRows(dattn));
   // a [CLS]-only layer goes back to every row (zeros but [CLS]) for the attention and dX
-  const rowsOut = batch.B * batch.S;
-  let dx = st.clsRows ? selectRowsBackward(dsum1, st.clsRows, rowsOut) : dsum1;
+  const clsMha = st.clsRows !== undefined && !st.clsFfnOnly;
+  let dx = clsMha ? selectRowsBackward(dsum1, st.clsRows!, rowsOut) : dsum1;
   if (H > 0 && (needDx || headMask)) {
     let dMerged = linearGrads(grads, `l${l}.o.w`, dattn, st.mergedCls ?? st.merged!, model);
-    if (st.clsRows) {
-      const t = selectRowsBackward(dMerged, st.clsRows, rowsOut);
+    if (clsMha) {
+      const t = selectRowsBackward(dMerged, st.clsRows!, rowsOut);
       dMerged.release();
       dMerged = t;
     }

@@ -37,7 +37,7 @@ export interface HeadState {
 
 /** Whether the encoder's output holds the [CLS] rows only (see `PassOptions.clsOnlyLastLayer`). */
 function clsOnly(model: Model, o: PassOptions): boolean {
-  return o.clsOnlyLastLayer === true && model.config.numLayers > 0;
+  return !!o.clsOnlyLastLayer && model.config.numLayers > 0;
 }
 
 function classifierDropout(model: Model): number {

@@ -89,10 +89,13 @@ async function perExampleGrads(
   const gpu = model.gpu;
   const batch = uploadBatch(gpu, c, input);
   const masks = uploadMasks(gpu, c, batch.B);
-  const fwd = forward(model, batch, masks, { save: true, withLoss: true, qaMaskPads });
+  // only [CLS] reaches a classifier's head: its last layer runs at the [CLS] rows only — all of
+  // it, or (teacher targets to record: tuning reads every row's pre-LN₁ sum) its FFN
+  const pass = { qaMaskPads, clsOnlyLastLayer: targets ? "ffn" as const : true };
+  const fwd = forward(model, batch, masks, { ...pass, save: true, withLoss: true });
   // all masks are 1 and there is no dropout: these are the full teacher's sums
   targets?.record(fwd.saved!.layers, input);
-  const mg = backward(model, fwd, batch, masks, { lossScale: 1, qaMaskPads });
+  const mg = backward(model, fwd, batch, masks, { ...pass, lossScale: 1 });
   const L = c.numLayers, B = batch.B;
   const H = c.numHeads, F = c.intermediateSize;
   const per = B * (H + F);

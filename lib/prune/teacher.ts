@@ -8,9 +8,11 @@
  * released and tuning recomputes the teacher as before (`complete` is false).
  * @module
  */
+import { InvalidArgumentError } from "../errors.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import type { LayerState } from "../model/encoder.ts";
 import type { ModelInput } from "../model/inputs.ts";
+import { selectRowsBackward } from "../ops/rows.ts";
 
 /**
  * FNV-1a (one step per 32-bit value) over a batch's shape, token ids, types and attention mask:
@@ -84,7 +86,14 @@ export class TeacherTargets {
    */
   record(layers: LayerState[], input: ModelInput): void {
     if (this.#overflow) return;
-    const need = layers.reduce((n, st) => n + 4 * (st.sum1.size + st.sum2.size), 0);
+    const rows = input.size * input.seqLen;
+    if (layers.some((st) => st.clsRows && !st.clsFfnOnly)) {
+      throw new InvalidArgumentError(
+        "teacher targets need every row's pre-LN₁ sum: record a pass without clsOnlyLastLayer, " +
+          'or with clsOnlyLastLayer: "ffn"',
+      );
+    }
+    const need = layers.reduce((n, st) => n + 8 * rows * st.sum1.shape[1], 0);
     if (this.#bytes + need > this.#maxBytes) {
       this.release();
       this.#overflow = true;
@@ -97,7 +106,13 @@ export class TeacherTargets {
       return c;
     };
     this.sum1.push(layers.map((st) => copy(st.sum1)));
-    this.sum2.push(layers.map((st) => copy(st.sum2)));
+    // a [CLS]-only FFN's sum as tuning reads it: [B·S, d], zero but at [CLS] (the only rows a
+    // classifier's last FFN is tuned on)
+    this.sum2.push(
+      layers.map((st) =>
+        st.clsRows ? selectRowsBackward(st.sum2, st.clsRows, rows) : copy(st.sum2)
+      ),
+    );
     this.inputs.push(inputFingerprint(input));
   }
 
