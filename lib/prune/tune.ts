@@ -512,10 +512,12 @@ export async function tuneMasks(
 
     // ---- advance both models to layer l + 1 (the student's FFN with its tuned mask). When the
     // kept neurons' activations are at hand, Y = LN₂(U + Z_k·diag(m_k)·W₂,ₖᵀ + b₂): the pruned
-    // neurons (mask 0) contribute nothing, so the full-width FFN need not run again.
+    // neurons (mask 0) contribute nothing, so the full-width FFN need not run again. Past the
+    // last layer there is nothing to advance to.
     const nextXs: Tensor[] = [];
+    const last = l === L - 1;
     let w2m: Tensor | undefined;
-    if (kept) {
+    if (kept && !last) {
       const w2s = Float32Array.from(kept.w2Host);
       for (let i = 0; i < d; i++) {
         for (let a = 0; a < kF; a++) w2s[i * kF + a] *= cur.ffn[l * F + keptNeurons[a]];
@@ -523,6 +525,10 @@ export async function tuneMasks(
       w2m = gpu.upload(w2s, [d, kF]);
     }
     for (let b = 0; b < bt.length; b++) {
+      if (last) {
+        us[b].release();
+        continue;
+      }
       if (w2m) {
         const f = linear(zs[b], w2m, model.param(`l${l}.ffn2.b`));
         const r = residualNorm(model, `l${l}.ln2`, f, us[b], 0, {}); // consumes f
