@@ -119,6 +119,19 @@ for (const name of CASES) {
         assertClose(await t!.read(), r, 1e-4 * Math.max(1, maxAbs(r)), 0, what);
       }
       fwd.release();
+      if (f.logits) {
+        // and with the last layer at the [CLS] rows only (evaluation's pass)
+        const cls = forward(m, batch, masks, { clsOnlyLastLayer: true });
+        const r = flat(f.logits);
+        assertClose(
+          await cls.logits!.read(),
+          r,
+          1e-4 * Math.max(1, maxAbs(r)),
+          0,
+          "CLS-only logits",
+        );
+        cls.release();
+      }
       masks.release();
       batch.release();
     }

@@ -65,7 +65,8 @@ export async function evaluate(
       endPositions: undefined,
     });
     const masks = o.masks ? uploadMasks(gpu, c, b.size, o.masks) : undefined;
-    const fwd = forward(model, bt, masks, {});
+    // a classifier's last layer at the [CLS] rows only: the same logits, less work
+    const fwd = forward(model, bt, masks, { clsOnlyLastLayer: true });
     if (fwd.logits) {
       const lg = await fwd.logits.read();
       for (let i = 0; i < b.size; i++) {

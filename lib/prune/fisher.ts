@@ -329,7 +329,7 @@ async function perExampleGradsNoLabels(
     labels: undefined,
     targets: undefined,
   });
-  const fwd = forward(model, batch, undefined, {});
+  const fwd = forward(model, batch, undefined, { clsOnlyLastLayer: true });
   const read = async (t?: Tensor) => (t ? await t.read() : undefined);
   const r = {
     logits: await read(fwd.logits),
