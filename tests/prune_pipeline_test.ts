@@ -11,11 +11,11 @@ import {
 } from "./helpers.ts";
 import { getGpu } from "../lib/gpu/context.ts";
 import { makeConfig } from "../lib/model/config.ts";
-import type { ModelInput } from "../lib/model/inputs.ts";
+import { type ModelInput, uploadBatch } from "../lib/model/inputs.ts";
 import { downloadWeights, loadCheckpoint, type Model, uploadModel } from "../lib/model/model.ts";
 import { hfCompatibleLayout } from "../lib/model/hf_layout.ts";
 import { randomWeights } from "../lib/model/random.ts";
-import { runModel } from "../lib/model/run.ts";
+import { forward, runModel } from "../lib/model/run.ts";
 import { collectFisher } from "../lib/prune/fisher.ts";
 import { compactModel } from "../lib/prune/compact.ts";
 import { GroupedReads, tuneMasks } from "../lib/prune/tune.ts";
@@ -446,5 +446,41 @@ Deno.test("teacher targets past their memory cap are dropped and tuning runs its
   assert(targets.overflowed && targets.batches === 0 && !targets.complete(batches.length));
   const r = await tuneMasks(model, batches, keep, { teacherTargets: targets });
   assertEquals(r.teacherTargets, "teacher pass");
+  model.release();
+});
+
+Deno.test("teacher targets refuse a pass whose last MHA ran at the [CLS] rows only", async () => {
+  const model = await randomModel("bert", "classification", 23);
+  const [input] = randomBatches(50, 1, 4, 10, "classification", 3, 6);
+  const batch = uploadBatch(model.gpu, model.config, input);
+  const targets = new TeacherTargets();
+  for (const clsOnlyLastLayer of [true, "ffn"] as const) {
+    const fwd = forward(model, batch, undefined, { save: true, clsOnlyLastLayer });
+    if (clsOnlyLastLayer === true) {
+      // tuning's last MHA reads every row's pre-LN₁ sum, which this pass did not compute
+      await assertRejects(
+        () => targets.record(fwd.saved!.layers, input),
+        InvalidArgumentError,
+        "pre-LN₁",
+      );
+    } else {
+      // the FFN's sum is kept at [CLS] only, stored at the full size tuning indexes
+      targets.record(fwd.saved!.layers, input);
+      const L = model.config.numLayers, rows = input.size * input.seqLen;
+      assertEquals(targets.sum2[0][L - 1].shape, [rows, 32]);
+      // zero but at the [CLS] rows, where it equals the pass's [B, d] sum
+      const full = await targets.sum2[0][L - 1].read();
+      const cls = await fwd.saved!.layers[L - 1].sum2.read();
+      for (let r = 0; r < rows; r++) {
+        const b = r % input.seqLen === 0 ? r / input.seqLen : -1;
+        for (let k = 0; k < 32; k++) {
+          assertEquals(full[r * 32 + k], b >= 0 ? cls[b * 32 + k] : 0, `row ${r}`);
+        }
+      }
+    }
+    fwd.release();
+  }
+  targets.release();
+  batch.release();
   model.release();
 });
