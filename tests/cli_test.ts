@@ -11,6 +11,27 @@ import {
   runScript,
 } from "./helpers.ts";
 
+/** `deno task eval` of a checkpoint on the first `limit` demo dev sentences: its accuracy. */
+async function demoAccuracy(model: string, limit: number): Promise<number> {
+  const out = `${await Deno.makeTempDir()}/m.json`;
+  const e = await runScript("eval.ts", [
+    "--model",
+    model,
+    "--task",
+    "sst2",
+    "--data",
+    `${ROOT}demo/data`,
+    "--limit",
+    String(limit),
+    "--out",
+    out,
+  ]);
+  assert(e.code === 0, e.stderr);
+  const m = JSON.parse(await Deno.readTextFile(out));
+  await Deno.remove(out.slice(0, out.lastIndexOf("/")), { recursive: true });
+  return m.metrics.accuracy;
+}
+
 Deno.test("deno task forward reproduces the PyTorch reference, including Fisher", async () => {
   const f = await loadFixture<{
     model: string;
@@ -172,21 +193,7 @@ Deno.test("deno task prune --teacher-cache-mb 0 --hf-compatible: a teacher pass,
   assert(report.checkpoint.params < report.params.full, "but fewer than the unpruned model's");
   assert((await Deno.readTextFile(`${dir}/p/report.md`)).includes("hf-compatible"));
   // and it evaluates like the compact model did
-  const e = await runScript("eval.ts", [
-    "--model",
-    `${dir}/p`,
-    "--task",
-    "sst2",
-    "--data",
-    `${ROOT}demo/data`,
-    "--limit",
-    "48",
-    "--out",
-    `${dir}/m.json`,
-  ]);
-  assert(e.code === 0, e.stderr);
-  const m = JSON.parse(await Deno.readTextFile(`${dir}/m.json`));
-  assertEquals(m.metrics.accuracy, report.metrics.compact.accuracy);
+  assertEquals(await demoAccuracy(`${dir}/p`, 48), report.metrics.compact.accuracy);
   await Deno.remove(dir, { recursive: true });
 });
 
@@ -240,23 +247,10 @@ Deno.test("deno task prune end to end on the demo model writes a complete, loada
   const kept = report.kept.neurons as number[];
   if (kept.some((n) => n !== 512)) assert(Array.isArray(config.intermediate_sizes));
   // the output loads and evaluates
-  const e = await runScript("eval.ts", [
-    "--model",
-    out,
-    "--task",
-    "sst2",
-    "--data",
-    `${ROOT}demo/data`,
-    "--limit",
-    "64",
-    "--out",
-    `${dir}/m.json`,
-  ]);
-  assert(e.code === 0, e.stderr);
-  const m = JSON.parse(await Deno.readTextFile(`${dir}/m.json`));
+  const accuracy = await demoAccuracy(out, 64);
   assert(
-    Math.abs(m.metrics.accuracy - report.metrics.compact.accuracy) < 1e-12,
-    `${m.metrics.accuracy} vs ${report.metrics.compact.accuracy}`,
+    Math.abs(accuracy - report.metrics.compact.accuracy) < 1e-12,
+    `${accuracy} vs ${report.metrics.compact.accuracy}`,
   );
   await Deno.remove(dir, { recursive: true });
 });

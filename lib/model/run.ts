@@ -195,7 +195,12 @@ const rows = (a: Float32Array, r: number, c: number): number[][] =>
 export async function runModel(
   model: Model,
   input: ModelInput,
-  o: { masks?: MaskValues; maskGrads?: boolean; loss?: LossOptions } = {},
+  o: {
+    masks?: MaskValues;
+    maskGrads?: boolean;
+    loss?: LossOptions;
+    clsOnlyLastLayer?: PassOptions["clsOnlyLastLayer"];
+  } = {},
 ): Promise<RunResult> {
   const c = model.config;
   const batch = uploadBatch(model.gpu, c, input);
@@ -203,12 +208,13 @@ export async function runModel(
   const hasLabels =
     !!(input.labels || input.targets || (input.startPositions && input.endPositions));
   const wantGrads = hasLabels && (o.maskGrads ?? true);
-  const fwd = forward(model, batch, masks, { withLoss: hasLabels, save: wantGrads, ...o.loss });
+  const pass = { clsOnlyLastLayer: o.clsOnlyLastLayer, ...o.loss };
+  const fwd = forward(model, batch, masks, { withLoss: hasLabels, save: wantGrads, ...pass });
   const out: RunResult = {};
   const B = batch.B, S = batch.S;
   try {
     let mg: MaskGrads | undefined;
-    if (wantGrads) mg = backward(model, fwd, batch, masks, { lossScale: 1, ...o.loss });
+    if (wantGrads) mg = backward(model, fwd, batch, masks, { lossScale: 1, ...pass });
     if (fwd.logits) out.logits = rows(await fwd.logits.read(), B, c.numLabels);
     if (fwd.start) out.startLogits = rows(await fwd.start.read(), B, S);
     if (fwd.end) out.endLogits = rows(await fwd.end.read(), B, S);
