@@ -37,6 +37,9 @@ struct Params {
   seed: u32,
   threshold: u32,
   keepScale: f32,
+  // query rows per sequence: the first Sq positions (the unrolled entries of
+  // lib/ops/attention_unrolled.ts; Sq = S elsewhere); out, ctxOut and stats hold B·Sq rows
+  Sq: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

@@ -4,8 +4,10 @@
 // masked_fill, softmax, P·V, head mask; loss = Σ G ∘ merged for a random G). The reference
 // gradient is itself checked against central finite differences of the reference forward.
 // Shapes cover head widths 16, 32 and 64, padding, a fully masked example, zero head masks, S
-// over several workgroups and a partial last row of rows per invocation, and attention dropout
-// (training), whose mask must be the one lib/ops/dropout.ts draws for the probabilities.
+// over several workgroups and a partial last row of rows per invocation, attention dropout
+// (training), whose mask must be the one lib/ops/dropout.ts draws for the probabilities, and
+// queries at the first Sq positions only (the [CLS]-only last layer: the reference is the full
+// attention with G zero at the other rows, whose outputs are compared at the query rows).
 import { assert, assertClose, attentionProbsRef, maxAbs } from "./helpers.ts";
 import { getGpu } from "../lib/gpu/context.ts";
 import { type AttentionDropout, fusedAttentionSaving } from "../lib/ops/attention.ts";
@@ -184,10 +186,20 @@ Deno.test("reference attention gradient equals central finite differences of the
   }
 });
 
-Deno.test("fused attention backward equals the float64 gradient (both mask modes, head widths 16/32/64, padding, fully masked example, head masks, attention dropout)", async () => {
+/** The rows of `x` [B·S, w] at the first Sq positions of each sequence: [B·Sq, w]. */
+function queryRowsOf(x: ArrayLike<number>, B: number, S: number, Sq: number, w: number) {
+  const out = new Float64Array(B * Sq * w);
+  for (let b = 0; b < B; b++) {
+    for (let i = 0; i < Sq * w; i++) out[b * Sq * w + i] = x[b * S * w + i];
+  }
+  return out;
+}
+
+Deno.test("fused attention backward equals the float64 gradient (both mask modes, head widths 16/32/64, padding, fully masked example, head masks, attention dropout, first-Sq queries)", async () => {
   const gpu = await getGpu();
   if (kernelClass(gpu) !== "cpu") return; // the kernels only run on CPU adapters
-  const cases: (Case & { allMasked: boolean; hm: boolean; drop?: AttentionDropout })[] = [
+  type Q = { allMasked: boolean; hm: boolean; drop?: AttentionDropout; queries?: number };
+  const cases: (Case & Q)[] = [
     { B: 3, S: 37, H: 3, dh: 32, mode: "bert", allMasked: true, hm: true },
     { B: 2, S: 19, H: 2, dh: 64, mode: "distilbert", allMasked: false, hm: false },
     { B: 2, S: 70, H: 1, dh: 32, mode: "distilbert", allMasked: true, hm: false },
@@ -212,15 +224,31 @@ Deno.test("fused attention backward equals the float64 gradient (both mask modes
       hm: true,
       drop: { p: 0.35, seed: 4_000_000_001 },
     },
+    {
+      B: 3,
+      S: 37,
+      H: 3,
+      dh: 32,
+      mode: "bert",
+      allMasked: true,
+      hm: true,
+      drop: { p: 0.1, seed: 78 },
+      queries: 1,
+    },
+    { B: 2, S: 21, H: 2, dh: 64, mode: "distilbert", allMasked: false, hm: true, queries: 5 },
+    { B: 2, S: 13, H: 2, dh: 16, mode: "bert", allMasked: false, hm: false, queries: 1 },
   ];
   for (const c of cases) {
     const { B, S, H, dh, mode } = c;
+    const Sq = c.queries ?? S;
     const { qkv, keyMask, headMask, G } = inputs(c, c.allMasked, c.hm);
-    const shape = { B, S, H, dh, scale: 1 / Math.sqrt(dh), mode };
+    // the gradient reaches the query rows only
+    for (let b = 0; b < B; b++) G.fill(0, (b * S + Sq) * H * dh, (b + 1) * S * H * dh);
+    const shape = { B, S, H, dh, scale: 1 / Math.sqrt(dh), mode, queries: c.queries };
     const tq = gpu.upload(qkv, [B * S, 3 * H * dh]);
     const tm = gpu.upload(keyMask, [B, S]);
     const th = headMask ? gpu.upload(headMask, [B * H]) : undefined;
-    const tg = gpu.upload(G, [B * S, H * dh]);
+    const tg = gpu.upload(Float32Array.from(queryRowsOf(G, B, S, Sq, H * dh)), [B * Sq, H * dh]);
     // the unfused path's dropout of the probabilities [B·H, S, S]: its factors on a tensor of ones
     let drop: Float32Array | undefined;
     if (c.drop) {
@@ -244,10 +272,12 @@ Deno.test("fused attention backward equals the float64 gradient (both mask modes
     );
     const label = JSON.stringify(c);
     const ref = forwardRef(qkv, keyMask, headMask, G, c, drop);
+    const refMerged = queryRowsOf(ref.merged, B, S, Sq, H * dh);
+    const refCtx = queryRowsOf(ref.ctx, B, S, Sq, H * dh);
     const got = await saved.merged.read();
-    assertClose(got, ref.merged, 1e-5 * Math.max(1, maxAbs(ref.merged)), 1e-5, `${label} merged`);
+    assertClose(got, refMerged, 1e-5 * Math.max(1, maxAbs(refMerged)), 1e-5, `${label} merged`);
     const gotCtx = await saved.ctx.read();
-    assertClose(gotCtx, ref.ctx, 1e-5 * Math.max(1, maxAbs(ref.ctx)), 1e-5, `${label} ctx`);
+    assertClose(gotCtx, refCtx, 1e-5 * Math.max(1, maxAbs(refCtx)), 1e-5, `${label} ctx`);
     const g = backwardRef(qkv, keyMask, headMask, G, c, drop);
     const gotHm = await headGrad.read();
     assertClose(gotHm, g.dhm, 1e-4 * Math.max(1, maxAbs(g.dhm)), 1e-4, `${label} head grad`);

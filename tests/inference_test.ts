@@ -57,7 +57,7 @@ function reference(
   return out;
 }
 
-Deno.test("fused attention equals the float64 Hugging Face attention (both mask modes, generic and unrolled entries, odd S, partial texture rows)", async () => {
+Deno.test("fused attention equals the float64 Hugging Face attention (both mask modes, generic and unrolled entries, odd S, partial texture rows, first-Sq queries)", async () => {
   const gpu = await getGpu();
   if (kernelClass(gpu) !== "cpu") return; // the kernel only runs on CPU adapters
   const cases = [
@@ -68,6 +68,9 @@ Deno.test("fused attention equals the float64 Hugging Face attention (both mask 
     { B: 2, S: 13, H: 2, dh: 16, mode: "bert" as const, hm: true },
     { B: 2, S: 21, H: 2, dh: 48, mode: "distilbert" as const, hm: true },
     { B: 2, S: 9, H: 3, dh: 24, mode: "bert" as const, hm: false },
+    // queries at the first Sq positions only (a classifier's [CLS]-only last layer: Sq = 1)
+    { B: 3, S: 37, H: 3, dh: 32, mode: "bert" as const, hm: true, queries: 1 },
+    { B: 2, S: 70, H: 1, dh: 32, mode: "distilbert" as const, hm: true, queries: 9 },
   ];
   // each case's entry: generic attention_r<R> for head widths without an unrolled entry, else
   // attention_r<R>_d<dh/4> with the smallest R that fits ⌈S/R⌉ ≤ 8 rows (R·dh/4 ≤ 128)
@@ -79,6 +82,8 @@ Deno.test("fused attention equals the float64 Hugging Face attention (both mask 
     "attention_r2_d4",
     "attention_r2",
     "attention_r4",
+    "attention_r2_d8",
+    "attention_r2_d8",
   ];
   const entries: string[] = [];
   for (const c of cases) {
@@ -99,12 +104,20 @@ Deno.test("fused attention equals the float64 Hugging Face attention (both mask 
     const tq = gpu.upload(qkv, [B * S, 3 * H * dh]);
     const tm = gpu.upload(keyMask, [B, S]);
     const th = headMask ? gpu.upload(headMask, [B * H]) : undefined;
+    const queries = "queries" in c ? c.queries : undefined;
     gpu.startRecording();
-    const out = fusedAttention(tq, tm, th, { B, S, H, dh, scale: 1 / Math.sqrt(dh), mode });
+    const shape = { B, S, H, dh, scale: 1 / Math.sqrt(dh), mode, queries };
+    const out = fusedAttention(tq, tm, th, shape);
     entries.push(...gpu.stopRecording().map((d) => d.entry));
     assert(out, `fused attention did not apply to ${JSON.stringify(c)}`);
     const got = await out.read();
-    const ref = reference(qkv, keyMask, headMask, B, S, H, dh, mode);
+    const full = reference(qkv, keyMask, headMask, B, S, H, dh, mode);
+    // the reference's rows at the query positions: [B·Sq, H·dh]
+    const Sq = queries ?? S, row = H * dh;
+    const ref = new Float64Array(B * Sq * row);
+    for (let b = 0; b < B; b++) {
+      ref.set(full.subarray(b * S * row, (b * S + Sq) * row), b * Sq * row);
+    }
     assertClose(
       got,
       ref,
@@ -115,6 +128,13 @@ Deno.test("fused attention equals the float64 Hugging Face attention (both mask 
     for (const t of [tq, tm, th, out]) t?.release();
   }
   assertEquals(entries, expected);
+  // fewer queries than positions has no generic entry: undefined, nothing recorded
+  const tq = gpu.upload(new Float32Array(9 * 3 * 24), [9, 72]);
+  const tm = gpu.upload(new Float32Array(9).fill(1), [1, 9]);
+  const shape = { B: 1, S: 9, H: 1, dh: 24, scale: 1, mode: "bert" as const, queries: 1 };
+  assertEquals(fusedAttention(tq, tm, undefined, shape), undefined);
+  tq.release();
+  tm.release();
 });
 
 /** float64 LayerNorm (biased variance, as torch.nn.LayerNorm) of R rows of C values x(i, c). */

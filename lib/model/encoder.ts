@@ -151,6 +151,12 @@ export interface LayerState {
   xCls?: Tensor;
   /** [CLS]-only layer: the merged masked context's [CLS] rows [B, H_l·d_h] (W_o's input). */
   mergedCls?: Tensor;
+  /**
+   * [CLS]-only layer whose fused attention had [CLS] as its only query (`queries: 1`,
+   * lib/ops/attention.ts): merged, ctxMerged and attnStats hold the B [CLS] rows only (merged is
+   * mergedCls), while qkv keeps every position (the keys and values).
+   */
+  clsQuery?: boolean;
 }
 
 /** Activations of the embeddings saved for backward. */
@@ -367,11 +373,17 @@ export function attentionForward(
 ): void {
   const c = model.config;
   const H = model.heads(l), dh = c.headDim;
+  // a [CLS]-only layer needs the attention of its [CLS] rows alone: where the fused kernels run
+  // it, [CLS] (position 0) is their only query
+  const full = attentionShape(batch.B, batch.S, H, dh, c.arch);
+  const clsShape = { ...full, queries: 1 };
+  const clsQuery = st.clsRows !== undefined && !st.clsFfnOnly;
   // a pass that keeps activations: the saving fused attention (its backward recomputes the
   // probabilities and their dropout mask) where it applies (CPU adapters, d_h = 16, 32, 64)
   if (o.save && H > 0) {
-    const shape = attentionShape(batch.B, batch.S, H, dh, c.arch);
+    const shape = clsQuery && fusedAttentionSavingApplies(model.gpu, clsShape) ? clsShape : full;
     if (fusedAttentionSavingApplies(model.gpu, shape)) {
+      st.clsQuery = shape === clsShape;
       st.qkv = linear(x, model.param(`l${l}.qkv.w`), model.param(`l${l}.qkv.b`));
       st.attnDropout = o.train && c.attentionDropout > 0
         ? { p: c.attentionDropout, seed: siteSeed(o, l, 1) } // the unfused path's site and mask
@@ -385,8 +397,9 @@ export function attentionForward(
     }
   }
   if (o.fused && !o.save && !o.train && H > 0) {
-    const shape = attentionShape(batch.B, batch.S, H, dh, c.arch);
+    const shape = clsQuery && fusedAttentionApplies(model.gpu, clsShape) ? clsShape : full;
     if (fusedAttentionApplies(model.gpu, shape)) {
+      st.clsQuery = shape === clsShape;
       const qkv = linear(x, model.param(`l${l}.qkv.w`), model.param(`l${l}.qkv.b`));
       st.merged = fusedAttention(qkv, batch.keyMask, headMask, shape)!;
       qkv.release();
@@ -461,7 +474,7 @@ export function attentionProjection(
 ): void {
   let merged = st.merged, residual = x;
   if (st.clsRows && !st.clsFfnOnly) {
-    if (merged) merged = st.mergedCls = selectRows(merged, st.clsRows);
+    if (merged) merged = st.mergedCls = st.clsQuery ? merged : selectRows(merged, st.clsRows);
     residual = st.xCls = selectRows(x, st.clsRows);
   }
   const r = model.heads(l) > 0
@@ -664,7 +677,7 @@ export function layerBackward(
   let dx = clsMha ? selectRowsBackward(dsum1, st.clsRows!, rowsOut) : dsum1;
   if (H > 0 && (needDx || headMask)) {
     let dMerged = linearGrads(grads, `l${l}.o.w`, dattn, st.mergedCls ?? st.merged!, model);
-    if (clsMha) {
+    if (clsMha && !st.clsQuery) {
       const t = selectRowsBackward(dMerged, st.clsRows!, rowsOut);
       dMerged.release();
       dMerged = t;
@@ -710,7 +723,8 @@ function fusedAttentionGrads(
   needDx: boolean,
 ): Tensor | undefined {
   const c = model.config;
-  const shape = attentionShape(batch.B, batch.S, model.heads(l), c.headDim, c.arch);
+  const queries = st.clsQuery ? 1 : undefined;
+  const shape = attentionShape(batch.B, batch.S, model.heads(l), c.headDim, c.arch, queries);
   const { delta, headGrad } = attentionDelta(dMerged, st.ctxMerged!, headMask, shape);
   if (headMask) masks.head = headGrad;
   else headGrad.release();

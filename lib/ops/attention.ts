@@ -78,28 +78,48 @@ export interface FusedAttentionShape {
   scale: number;
   /** Mask convention: "bert" (additive f32 min) or "distilbert" (masked_fill). */
   mode: "bert" | "distilbert";
+  /**
+   * Query rows per sequence: the first `queries` positions attend (to all S keys), default S.
+   * The query-side tensors (context, statistics, their gradients) then hold B·queries rows, row
+   * b·queries + i for query i of sequence b. A classifier's last layer needs only [CLS] (1).
+   * Fewer than S runs only on the unrolled entries (head widths 16, 32 and 64).
+   */
+  queries?: number;
 }
 
-/** The fused-attention shape of one layer: `H` heads of width `dh`, scale 1/√dh. */
+/**
+ * The fused-attention shape of one layer: `H` heads of width `dh`, scale 1/√dh, queries at the
+ * first `queries` positions of each sequence (default all S).
+ */
 export function attentionShape(
   B: number,
   S: number,
   H: number,
   dh: number,
   mode: "bert" | "distilbert",
+  queries?: number,
 ): FusedAttentionShape {
-  return { B, S, H, dh, scale: 1 / Math.sqrt(dh), mode };
+  const s: FusedAttentionShape = { B, S, H, dh, scale: 1 / Math.sqrt(dh), mode };
+  if (queries !== undefined) s.queries = queries;
+  return s;
+}
+
+/** Query rows per sequence of `s` (`s.queries`, default S). */
+export function queryRows(s: FusedAttentionShape): number {
+  return s.queries ?? s.S;
 }
 
 /** Whether `fusedAttention` can run this shape on `gpu` (else it returns undefined). */
 export function fusedAttentionApplies(gpu: Gpu, s: FusedAttentionShape): boolean {
   return kernelClass(gpu) === "cpu" && s.dh % 4 === 0 && s.dh / 4 <= MAX_DH4 && s.H >= 1 &&
     s.B >= 1 && s.S >= 1 && s.B <= gpu.limits.maxComputeWorkgroupsPerDimension &&
+    (queryRows(s) === s.S || UNROLLED_DH4.includes(s.dh / 4)) &&
     flatTextureFits(gpu, s.B * s.S * 3 * s.H * s.dh);
 }
 
 /**
- * Merged attention context [B·S, H·dh] from the packed projection `qkv` [B·S, 3·H·dh]
+ * Merged attention context [B·Sq, H·dh] (Sq = `s.queries`, default S) from the packed
+ * projection `qkv` [B·S, 3·H·dh]
  * (Q, K, V blocks), the key mask [B, S] (1 = real token) and an optional head mask [B·H]
  * multiplying each head's context. Returns undefined, recording nothing, where the fused kernel
  * does not apply (GPU adapters, head widths that are not a multiple of 4 or exceed 64, shapes
@@ -113,8 +133,8 @@ export function fusedAttention(
 ): Tensor | undefined {
   checkFused("fusedAttention", qkv, keyMask, headMask, s);
   if (!fusedAttentionApplies(qkv.gpu, s)) return undefined;
-  const out = qkv.gpu.empty([s.B * s.S, s.H * s.dh]);
-  runFused(qkv, keyMask, headMask, s, plan(s.S, s.dh / 4), [out]);
+  const out = qkv.gpu.empty([s.B * queryRows(s), s.H * s.dh]);
+  runFused(qkv, keyMask, headMask, s, plan(queryRows(s), s.dh / 4), [out]);
   return out;
 }
 
@@ -130,7 +150,8 @@ export function fusedAttentionSavingApplies(gpu: Gpu, s: FusedAttentionShape): b
 /**
  * The fused attention of a pass that will run its backward (lib/ops/attention_backward.ts):
  * besides the merged masked context `merged` it keeps the context before the head mask `ctx`
- * [B·S, H·dh] and each query row's softmax statistics `stats` [B·H·S, 2] (max, 1 / sum), from
+ * [B·Sq, H·dh] and each query row's softmax statistics `stats` [B·H·Sq, 2] (max, 1 / sum; Sq =
+ * `s.queries`, default S), from
  * which the backward recomputes the probabilities. With `dropout` (training) the probabilities
  * are dropped as lib/ops/dropout.ts drops that [B·H, S, S] tensor (the context, `ctx` included, is
  * the dropped one; the statistics are not), and the backward must get the same `dropout`.
@@ -148,11 +169,12 @@ export function fusedAttentionSaving(
   const drop = dropoutParams(dropout);
   const gpu = qkv.gpu;
   if (!fusedAttentionSavingApplies(gpu, s)) return undefined;
-  const { B, S, H, dh } = s;
-  const merged = gpu.empty([B * S, H * dh]);
-  const ctx = gpu.empty([B * S, H * dh]);
-  const stats = gpu.empty([B * H * S, 2]);
-  const R = unrolledRows(S, dh / 4);
+  const { B, H, dh } = s;
+  const Sq = queryRows(s);
+  const merged = gpu.empty([B * Sq, H * dh]);
+  const ctx = gpu.empty([B * Sq, H * dh]);
+  const stats = gpu.empty([B * H * Sq, 2]);
+  const R = unrolledRows(Sq, dh / 4);
   const spec: KernelSpec = {
     name: `attention.wgsl+r${R}_d${dh / 4}_save`,
     source: unrolledAttentionSource(R, dh / 4, true),
@@ -207,6 +229,12 @@ function checkFused(
   if (![B, S, H, dh].every((v) => Number.isInteger(v) && v >= 1)) {
     throw new InvalidArgumentError(`${name}: B, S, H, dh must be positive integers`);
   }
+  const Sq = queryRows(s);
+  if (!Number.isInteger(Sq) || Sq < 1 || Sq > S) {
+    throw new InvalidArgumentError(
+      `${name}: queries must be an integer in [1, S = ${S}], got ${Sq}`,
+    );
+  }
   if (qkv.shape.length !== 2 || qkv.shape[0] !== B * S || qkv.shape[1] !== 3 * H * dh) {
     throw new ShapeError(
       `${name}: qkv [${qkv.shape.join(", ")}] is not [B·S = ${B * S}, 3·H·dh = ${3 * H * dh}]`,
@@ -242,9 +270,10 @@ function runFused(
     f32Bits(s.scale),
     headMask ? 1 : 0,
     ...drop,
+    queryRows(s),
   ];
   gpu.dispatchResources(pl.spec, params, [tex, keyMask, headMask ?? keyMask, ...outs], [
-    Math.ceil(S / (pl.wg * pl.rows)),
+    Math.ceil(queryRows(s) / (pl.wg * pl.rows)),
     H,
     s.B,
   ]);

@@ -26,6 +26,7 @@ import {
   dropoutParams,
   fusedAttentionSavingApplies,
   type FusedAttentionShape,
+  queryRows,
 } from "./attention.ts";
 import { maskLines, UNROLLED_WG } from "./attention_unrolled.ts";
 import { flatTexture } from "./flat_texture.ts";
@@ -60,19 +61,28 @@ function dqEntry(R: number, D: number): string {
   );
   L.push(`  let i0 = ${R}u * gid.x;`, `  let h = wid.y;`, `  let b = wid.z;`);
   L.push(`  if (i0 >= p.S) {`, `    return;`, `  }`);
-  L.push(`  let hm = headScale(b, h);`, `  let gRow = p.rowTexels / 3u;`);
-  L.push(`  let sb = (b * p.H + h) * p.S;`);
+  // rows that are no query (past the first Sq of the sequence) get a zero gradient
+  L.push(`  if (i0 >= p.Sq) {`);
   for (const r of range(R)) {
-    L.push(`  let row${r} = min(i0 + ${r}u, p.S - 1u);`);
+    L.push(`    if (i0 + ${r}u < p.S) {`);
+    L.push(`      let z${r} = (b * p.S + i0 + ${r}u) * p.rowTexels + h * ${D}u;`);
+    for (const c of range(D)) L.push(`      out[z${r} + ${c}u] = vec4<f32>(0.0);`);
+    L.push(`    }`);
+  }
+  L.push(`    return;`, `  }`);
+  L.push(`  let hm = headScale(b, h);`, `  let gRow = p.rowTexels / 3u;`);
+  L.push(`  let sb = (b * p.H + h) * p.Sq;`, `  let pb = (b * p.H + h) * p.S;`);
+  for (const r of range(R)) {
+    L.push(`  let row${r} = min(i0 + ${r}u, p.Sq - 1u);`);
     L.push(`  let qb${r} = (b * p.S + row${r}) * p.rowTexels + h * ${D}u;`);
-    L.push(`  let gb${r} = (b * p.S + row${r}) * gRow + h * ${D}u;`);
+    L.push(`  let gb${r} = (b * p.Sq + row${r}) * gRow + h * ${D}u;`);
     for (const c of range(D)) {
       L.push(`  let q${r}_${c} = texel(qb${r} + ${c}u);`);
       L.push(`  let g${r}_${c} = gtexel(gb${r} + ${c}u) * hm;`);
       L.push(`  var a${r}_${c} = vec4<f32>(0.0);`);
     }
     L.push(`  let st${r} = stats[sb + row${r}];`, `  let d${r} = delta[sb + row${r}];`);
-    L.push(`  let pi${r} = (sb + row${r}) * p.S;`);
+    L.push(`  let pi${r} = (pb + row${r}) * p.S;`);
   }
   L.push(`  for (var j = 0u; j < p.S; j++) {`);
   L.push(`    let kBase = (b * p.S + j) * p.rowTexels + (p.H + h) * ${D}u;`);
@@ -96,7 +106,10 @@ function dqEntry(R: number, D: number): string {
   for (const r of range(R)) {
     L.push(`  if (i0 + ${r}u < p.S) {`);
     L.push(`    let o${r} = (b * p.S + i0 + ${r}u) * p.rowTexels + h * ${D}u;`);
-    for (const c of range(D)) L.push(`    out[o${r} + ${c}u] = a${r}_${c};`);
+    L.push(`    let w${r} = i0 + ${r}u < p.Sq;`);
+    for (const c of range(D)) {
+      L.push(`    out[o${r} + ${c}u] = select(vec4<f32>(0.0), a${r}_${c}, w${r});`);
+    }
     L.push(`  }`);
   }
   L.push(`}`);
@@ -112,7 +125,7 @@ function dkvEntry(R: number, D: number): string {
   L.push(`  let j0 = ${R}u * gid.x;`, `  let h = wid.y;`, `  let b = wid.z;`);
   L.push(`  if (j0 >= p.S) {`, `    return;`, `  }`);
   L.push(`  let hm = headScale(b, h);`, `  let gRow = p.rowTexels / 3u;`);
-  L.push(`  let sb = (b * p.H + h) * p.S;`);
+  L.push(`  let sb = (b * p.H + h) * p.Sq;`, `  let pb = (b * p.H + h) * p.S;`);
   for (const r of range(R)) {
     L.push(`  let row${r} = min(j0 + ${r}u, p.S - 1u);`);
     L.push(`  let kb${r} = (b * p.S + row${r}) * p.rowTexels + (p.H + h) * ${D}u;`);
@@ -123,9 +136,9 @@ function dkvEntry(R: number, D: number): string {
     }
     maskLines(L, `${r}`, `row${r}`);
   }
-  L.push(`  for (var i = 0u; i < p.S; i++) {`);
+  L.push(`  for (var i = 0u; i < p.Sq; i++) {`);
   L.push(`    let qb = (b * p.S + i) * p.rowTexels + h * ${D}u;`);
-  L.push(`    let gb = (b * p.S + i) * gRow + h * ${D}u;`);
+  L.push(`    let gb = (b * p.Sq + i) * gRow + h * ${D}u;`);
   for (const c of range(D)) {
     L.push(`    let q_${c} = texel(qb + ${c}u);`, `    let g_${c} = gtexel(gb + ${c}u) * hm;`);
   }
@@ -134,7 +147,7 @@ function dkvEntry(R: number, D: number): string {
     const qk = dots((c) => `q_${c}`, (c) => `k${r}_${c}`, D);
     L.push(`    let t${r} = select((${qk}) * p.scale + add${r}, F32_MIN, fill${r});`);
     L.push(`    let e${r} = exp(t${r} - st.x) * st.y;`);
-    L.push(`    let kp${r} = keepFactor((sb + i) * p.S + row${r});`);
+    L.push(`    let kp${r} = keepFactor((pb + i) * p.S + row${r});`);
     L.push(`    let ed${r} = e${r} * kp${r};`);
     for (const c of range(D)) L.push(`    dv${r}_${c} += ed${r} * g_${c};`);
     const gv = dots((c) => `g_${c}`, (c) => `v${r}_${c}`, D);
@@ -190,23 +203,25 @@ const DELTA_SPEC: KernelSpec = {
 export interface FusedAttentionSaved {
   /** The packed projection [B·S, 3·H·dh] the forward read. */
   qkv: Tensor;
-  /** Context before the head mask, merged [B·S, H·dh]. */
+  /** Context before the head mask, merged [B·Sq, H·dh] (Sq = `s.queries`, default S). */
   ctx: Tensor;
-  /** Per query row (b·H + h)·S + i: the softmax's max m and 1/l, [B·H·S, 2]. */
+  /** Per query row (b·H + h)·Sq + i: the softmax's max m and 1/l, [B·H·Sq, 2]. */
   stats: Tensor;
 }
 
+/** Checks that `t` is a query-side tensor [B·Sq, H·dh] of shape `s`. */
 function checkMerged(name: string, t: Tensor, s: FusedAttentionShape): void {
-  if (t.size !== s.B * s.S * s.H * s.dh) {
+  const rows = s.B * queryRows(s);
+  if (t.size !== rows * s.H * s.dh) {
     throw new ShapeError(
-      `${name} [${t.shape.join(", ")}] is not [B·S = ${s.B * s.S}, H·dh = ${s.H * s.dh}]`,
+      `${name} [${t.shape.join(", ")}] is not [B·Sq = ${rows}, H·dh = ${s.H * s.dh}]`,
     );
   }
 }
 
 /**
  * Per-row terms of the backward and the head-mask gradient: from dMerged = ∂loss/∂(merged masked
- * context) [B·S, H·dh] and the context before the mask, returns `delta` [B·H·S] (hm·r_i with r_i
+ * context) [B·Sq, H·dh] and the context before the mask, returns `delta` [B·H·Sq] (hm·r_i with r_i
  * the row's dMerged·ctx over the head's columns) and `headGrad` [B·H] (Σ_i r_i = ∂loss/∂hm[b, h],
  * the per-example head-mask gradient). The caller releases both.
  */
@@ -218,17 +233,18 @@ export function attentionDelta(
 ): { delta: Tensor; headGrad: Tensor } {
   checkMerged("attentionDelta: dMerged", dMerged, s);
   checkMerged("attentionDelta: ctx", ctx, s);
-  const { B, S, H, dh } = s;
+  const { B, H, dh } = s;
+  const Sq = queryRows(s); // the kernel's rows per (b, h): the query rows
   if (headMask && headMask.size !== B * H) {
     throw new ShapeError(`attentionDelta: headMask has ${headMask.size} values, expected ${B * H}`);
   }
   const gpu = dMerged.gpu;
   const g = flatTexture(dMerged), o = flatTexture(ctx);
-  const delta = gpu.empty([B * H * S]);
+  const delta = gpu.empty([B * H * Sq]);
   const headGrad = gpu.empty([B * H]);
   gpu.dispatchResources(
     DELTA_SPEC,
-    [S, H, dh / 4, g.shift, headMask ? 1 : 0, B * H],
+    [Sq, H, dh / 4, g.shift, headMask ? 1 : 0, B * H],
     [g.tex, o.tex, headMask ?? dMerged, delta, headGrad],
     [Math.ceil((B * H) / 64)],
   );
@@ -252,16 +268,20 @@ export function fusedAttentionBackward(
   dropout?: AttentionDropout,
 ): Tensor {
   const { B, S, H, dh } = s;
+  const Sq = queryRows(s);
   const drop = dropoutParams(dropout);
   const gpu = dMerged.gpu;
   if (!fusedAttentionSavingApplies(gpu, s)) {
     throw new InvalidArgumentError(`fusedAttentionBackward: no fused backward for this shape`);
   }
   checkMerged("fusedAttentionBackward: dMerged", dMerged, s);
-  if (saved.qkv.size !== B * S * 3 * H * dh || saved.stats.size !== 2 * B * H * S) {
+  checkMerged("fusedAttentionBackward: ctx", saved.ctx, s);
+  if (saved.qkv.size !== B * S * 3 * H * dh || saved.stats.size !== 2 * B * H * Sq) {
     throw new ShapeError(`fusedAttentionBackward: saved tensors do not match the shape`);
   }
-  if (delta.size !== B * H * S || keyMask.size !== B * S || (headMask && headMask.size !== B * H)) {
+  if (
+    delta.size !== B * H * Sq || keyMask.size !== B * S || (headMask && headMask.size !== B * H)
+  ) {
     throw new ShapeError(`fusedAttentionBackward: delta, keyMask or headMask of the wrong size`);
   }
   const D = dh / 4;
@@ -277,6 +297,7 @@ export function fusedAttentionBackward(
     headMask ? 1 : 0,
     g.shift,
     ...drop.params,
+    Sq,
   ];
   const resources = [q.tex, g.tex, keyMask, headMask ?? keyMask, saved.stats, delta, dqkv];
   const rq = backwardRows(S, D), rkv = rq;

@@ -12,7 +12,10 @@
  *   with the generic entries to fp32 rounding, not bit for bit;
  * - they run in workgroups of 8 (one llvmpipe SIMD batch at 256 bits), and `unrolledRows` picks
  *   the smallest R that puts a whole sequence's rows into one batch: llvmpipe fetches each K/V
- *   texel once per batch for all its lanes, so the fetches per query row fall as R grows.
+ *   texel once per batch for all its lanes, so the fetches per query row fall as R grows;
+ * - the queries can be the first Sq positions of each sequence only (parameter Sq ≤ S; the
+ *   [CLS]-only last layer of a classifier has Sq = 1): the outputs then hold B·Sq rows, row
+ *   b·Sq + i for query i of sequence b, while the keys and values are still all S positions.
  *
  * Idle micro-benchmarks (session 8, llvmpipe 256 bits, median of 9 marginal timings, same run).
  * Generic entry → this one at B = 32, S = 128: dh = 32 (H = 4) 34.3 → 21.0 ms (r16_d8, KB = 4,
@@ -61,14 +64,14 @@ const cache = new Map<string, string>();
 
 /**
  * Bindings 5 and 6 of the saving entries (`attention_r<R>_d<D>_save`): the context before the
- * head mask, [B·S, H·dh] like `out`, and each query row's softmax statistics (running max m,
- * 1 / Σ exp(s − m)) at (b·H + h)·S + i — what lib/ops/attention_backward.ts needs to recompute
+ * head mask, [B·Sq, H·dh] like `out`, and each query row's softmax statistics (running max m,
+ * 1 / Σ exp(s − m)) at (b·H + h)·Sq + i — what lib/ops/attention_backward.ts needs to recompute
  * the probabilities; and their attention dropout (override DROPOUT; seed, threshold and scale in
  * the parameters), which draws the unfused path's mask for the probabilities [B·H, S, S].
  */
 const SAVE_BINDINGS = `
-@group(0) @binding(5) var<storage, read_write> ctxOut: array<vec4<f32>>; // [B·S, H·dh / 4]
-@group(0) @binding(6) var<storage, read_write> stats: array<vec2<f32>>; // [B·H·S]: (m, 1 / l)
+@group(0) @binding(5) var<storage, read_write> ctxOut: array<vec4<f32>>; // [B·Sq, H·dh / 4]
+@group(0) @binding(6) var<storage, read_write> stats: array<vec2<f32>>; // [B·H·Sq]: (m, 1 / l)
 
 // Attention dropout (training): probability i of [B·H, S, S] kept with dropKeep's mask, scaled.
 override DROPOUT: bool = false;
@@ -156,9 +159,9 @@ function unrolledEntry(R: number, D: number, save: boolean): string {
     }(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: vec3u) {`,
   );
   L.push(`  let i0 = ${R}u * gid.x;`, `  let h = wid.y;`, `  let b = wid.z;`);
-  L.push(`  if (i0 >= p.S) {`, `    return;`, `  }`);
+  L.push(`  if (i0 >= p.Sq) {`, `    return;`, `  }`);
   for (const r of range(R)) {
-    L.push(`  let qb${r} = (b * p.S + min(i0 + ${r}u, p.S - 1u)) * p.rowTexels + h * ${D}u;`);
+    L.push(`  let qb${r} = (b * p.S + min(i0 + ${r}u, p.Sq - 1u)) * p.rowTexels + h * ${D}u;`);
     for (const c of range(D)) {
       L.push(`  let q${r}_${c} = texel(qb${r} + ${c}u);`);
       L.push(`  var a${r}_${c} = vec4<f32>(0.0);`);
@@ -184,14 +187,14 @@ function unrolledEntry(R: number, D: number, save: boolean): string {
     `  }`,
   );
   for (const r of range(R)) {
-    L.push(`  if (i0 + ${r}u < p.S) {`);
+    L.push(`  if (i0 + ${r}u < p.Sq) {`);
     L.push(`    let f${r} = hm / l${r};`);
-    L.push(`    let o${r} = (b * p.S + i0 + ${r}u) * p.H * ${D}u + h * ${D}u;`);
+    L.push(`    let o${r} = (b * p.Sq + i0 + ${r}u) * p.H * ${D}u + h * ${D}u;`);
     for (const c of range(D)) L.push(`    out[o${r} + ${c}u] = a${r}_${c} * f${r};`);
     if (save) {
       L.push(`    let il${r} = 1.0 / l${r};`);
       for (const c of range(D)) L.push(`    ctxOut[o${r} + ${c}u] = a${r}_${c} * il${r};`);
-      L.push(`    stats[(b * p.H + h) * p.S + i0 + ${r}u] = vec2<f32>(m${r}, il${r});`);
+      L.push(`    stats[(b * p.H + h) * p.Sq + i0 + ${r}u] = vec2<f32>(m${r}, il${r});`);
     }
     L.push(`  }`);
   }
