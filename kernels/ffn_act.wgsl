@@ -6,6 +6,8 @@
 // m the mask [B, F] (example b = row / S):
 //   ffn_act_fwd:  zm = act(h) ∘ m[b]        (act(h) alone without a mask)
 //   ffn_act_bwd:  dh = act'(h) ∘ m[b] ∘ dzm,  ds[b, c] = Σ_t dzm[b·S + t, c] · act(h[b·S + t, c])
+//                 and, with BIAS, the per-example column sums of dh, dbp[b, c] = Σ_t dh[b·S + t, c]
+//                 (the FFN bias gradient is Σ_b dbp[b, c]: B rows to sum instead of B·S)
 // so the backward needs h only (act(h) is recomputed). ffn_act_bwd gives one invocation four
 // columns of one example and sums its S rows in order (deterministic). Needs normal_cdf prepended
 // (lib/ops/ffn_act.ts builds it on the matmul epilogue's erf).
@@ -14,6 +16,8 @@
 override ACT: u32 = 1u;
 // Whether a mask is bound (else m is a placeholder and the mask is 1).
 override MASKED: bool = true;
+// Whether ffn_act_bwd writes the per-example column sums of dh (else dbp4 is a placeholder).
+override BIAS: bool = false;
 
 struct Params {
   n4: u32, // texels of h: B·S·F / 4
@@ -30,6 +34,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read> m4: array<vec4<f32>>; // [B, F / 4]
 @group(0) @binding(4) var<storage, read_write> out4: array<vec4<f32>>; // zm, or dh
 @group(0) @binding(5) var<storage, read_write> ds4: array<vec4<f32>>; // [B, F / 4] (ffn_act_bwd)
+@group(0) @binding(6) var<storage, read_write> dbp4: array<vec4<f32>>; // [B, F / 4] (ffn_act_bwd)
 
 fn at(t: u32) -> vec2<u32> {
   let mask = (1u << p.shift) - 1u;
@@ -82,14 +87,24 @@ fn ffn_act_bwd(@builtin(global_invocation_id) gid: vec3u) {
   let c = k - b * p.F4;
   let m = maskOf(b, c);
   var ds = vec4<f32>(0.0);
+  var db = vec4<f32>(0.0);
   for (var t = 0u; t < p.S; t++) {
     let i = (b * p.S + t) * p.F4 + c;
     let x = textureLoad(htex, at(i), 0);
     let g = textureLoad(dtex, at(i), 0);
-    out4[i] = act_grad4(x) * (g * m);
-    ds += g * act4(x);
+    let d = act_grad4(x) * (g * m);
+    out4[i] = d;
+    if (BIAS) {
+      db += d;
+    }
+    if (MASKED) {
+      ds += g * act4(x);
+    }
   }
   if (MASKED) {
     ds4[k] = ds;
+  }
+  if (BIAS) {
+    dbp4[k] = db;
   }
 }

@@ -1,8 +1,8 @@
 // The fused FFN activation + per-example mask of CPU adapters (lib/ops/ffn_act.ts) against a
 // float64 reference written out here: zm = act(h) ∘ m[b], and the backward dh = act'(h) ∘ m[b] ∘
-// dzm with the mask gradient ds[b, c] = Σ_t dzm ∘ act(h) (GELU with the exact erf, as Hugging
-// Face's "gelu"; ReLU with torch's threshold rule). Covers masks with zeros, no mask, one row per
-// example and a flat texture with a partial last row.
+// dzm with the mask gradient ds[b, c] = Σ_t dzm ∘ act(h) and the bias gradient db[c] = Σ_rows dh
+// (GELU with the exact erf, as Hugging Face's "gelu"; ReLU with torch's threshold rule). Covers
+// masks with zeros, no mask, one row per example and a flat texture with a partial last row.
 import { assert, assertClose, erf, maxAbs } from "./helpers.ts";
 import { getGpu } from "../lib/gpu/context.ts";
 import { ffnActivation, ffnActivationBackward } from "../lib/ops/ffn_act.ts";
@@ -20,7 +20,7 @@ const gelu = (x: number) => 0.5 * x * (1 + erf(x / Math.SQRT2));
 const geluGrad = (x: number) =>
   0.5 * (1 + erf(x / Math.SQRT2)) + x * Math.exp(-0.5 * x * x) / Math.sqrt(2 * Math.PI);
 
-Deno.test("fused FFN activation and mask, forward and backward, equal the float64 reference (GELU, ReLU, masks with zeros, no mask)", async () => {
+Deno.test("fused FFN activation and mask, forward and backward (mask and bias gradients), equal the float64 reference (GELU, ReLU, masks with zeros, no mask)", async () => {
   const gpu = await getGpu();
   if (kernelClass(gpu) !== "cpu") return; // CPU adapters only
   const cases = [
@@ -42,19 +42,23 @@ Deno.test("fused FFN activation and mask, forward and backward, equal the float6
     const f = act === "gelu" ? gelu : (x: number) => Math.max(x, 0);
     const fg = act === "gelu" ? geluGrad : (x: number) => x > 0 ? 1 : 0;
     const zRef = new Float64Array(n), dhRef = new Float64Array(n), dsRef = new Float64Array(B * F);
+    const dbRef = new Float64Array(F);
     for (let i = 0; i < n; i++) {
       const row = Math.floor(i / F), col = i % F, b = Math.floor(row / S);
       const m = mask ? mask[b * F + col] : 1;
       zRef[i] = f(h[i]) * m;
       dhRef[i] = fg(h[i]) * m * dzm[i];
       dsRef[b * F + col] += dzm[i] * f(h[i]);
+      dbRef[col] += dhRef[i];
     }
     const th = gpu.upload(h, [B * S, F]);
     const td = gpu.upload(dzm, [B * S, F]);
     const tm = mask ? gpu.upload(mask, [B, F]) : undefined;
     const zm = ffnActivation(th, tm, S, act);
-    const back = ffnActivationBackward(td, th, tm, S, act);
-    assert(zm && back, `fused FFN activation did not apply to ${JSON.stringify(c)}`);
+    const back = ffnActivationBackward(td, th, tm, S, act, true);
+    // without the bias gradient: the same dh, no db
+    const noBias = ffnActivationBackward(td, th, tm, S, act);
+    assert(zm && back && noBias, `fused FFN activation did not apply to ${JSON.stringify(c)}`);
     const label = JSON.stringify(c);
     assertClose(await zm.read(), zRef, 1e-6 * Math.max(1, maxAbs(zRef)), 1e-6, `${label} zm`);
     assertClose(
@@ -74,6 +78,16 @@ Deno.test("fused FFN activation and mask, forward and backward, equal the float6
         `${label} ds`,
       );
     } else assert(!back.ds, `${label}: a mask gradient without a mask`);
-    for (const t of [th, td, tm, zm, back.dh, back.ds]) t?.release();
+    assert(back.db, `${label}: no bias gradient`);
+    assertClose(
+      await back.db.read(),
+      dbRef,
+      1e-5 * Math.max(1, maxAbs(dbRef)),
+      1e-5,
+      `${label} db`,
+    );
+    assert(!noBias.db, `${label}: a bias gradient not asked for`);
+    assertClose(await noBias.dh.read(), dhRef, 1e-6 * Math.max(1, maxAbs(dhRef)), 1e-6, `${label}`);
+    for (const t of [th, td, tm, zm, back.dh, back.ds, back.db, noBias.dh, noBias.ds]) t?.release();
   }
 });

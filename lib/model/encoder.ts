@@ -640,10 +640,12 @@ export function layerBackward(
   if (F > 0) {
     let dz = linearGrads(grads, `l${l}.ffn2.w`, df, st.zm!, model);
     let dh1: Tensor;
+    let db1: Tensor | undefined; // W₁'s bias gradient, where the fused backward sums it
     if (!st.z) {
       // the forward's fused activation and mask (`ffnActivation`)
-      const r = ffnActivationBackward(dz, st.h!, ffnMask, S, c.hiddenAct)!;
+      const r = ffnActivationBackward(dz, st.h!, ffnMask, S, c.hiddenAct, grads !== undefined)!;
       dh1 = r.dh;
+      db1 = r.db;
       if (r.ds) masks.ffn = r.ds;
     } else {
       if (ffnMask) {
@@ -655,7 +657,7 @@ export function layerBackward(
       dh1 = c.hiddenAct === "relu" ? reluBackward(dz, st.h!) : geluBackward(dz, st.h!);
     }
     dz.release();
-    if (grads) accumulate(grads, `l${l}.ffn1.b`, sumRows(dh1));
+    if (grads) accumulate(grads, `l${l}.ffn1.b`, db1 ?? sumRows(dh1));
     // dU = dsum2 + dh1·W₁, accumulated in place (dsum2's readers are recorded above)
     du = linearGrads(grads, `l${l}.ffn1.w`, dh1, st.u, model, dsum2);
     dh1.release();

@@ -15,6 +15,7 @@ import type { Gpu, KernelSpec } from "../gpu/context.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { flatTexture, flatTextureFits } from "./flat_texture.ts";
 import { kernelClass } from "./kernel_class.ts";
+import { sumRows } from "./reduce.ts";
 
 /**
  * Φ(x) = ½(1 + erf(x/√2)) with the matmul epilogue's erf (kernels/matmul_epilogue.wgsl: two
@@ -39,13 +40,18 @@ const WG = 64;
 /** Activations the fused FFN kernels implement. */
 export type FfnActivation = "gelu" | "relu";
 
-function spec(entry: "ffn_act_fwd" | "ffn_act_bwd", act: FfnActivation, masked: boolean) {
+function spec(
+  entry: "ffn_act_fwd" | "ffn_act_bwd",
+  act: FfnActivation,
+  masked: boolean,
+  bias = false,
+) {
   const s: KernelSpec = {
     name: "ffn_act.wgsl",
     source: SOURCE,
     entry,
-    bindings: ["texture", "texture", "read", "rw", "rw"],
-    constants: { ACT: act === "relu" ? 2 : 1, MASKED: masked ? 1 : 0 },
+    bindings: ["texture", "texture", "read", "rw", "rw", "rw"],
+    constants: { ACT: act === "relu" ? 2 : 1, MASKED: masked ? 1 : 0, BIAS: bias ? 1 : 0 },
   };
   return s;
 }
@@ -95,7 +101,7 @@ export function ffnActivation(
   gpu.dispatchResources(
     spec("ffn_act_fwd", act, mask !== undefined),
     [n4, F / 4, S, nx, t.shift, B],
-    [t.tex, t.tex, mask ?? h, zm, zm],
+    [t.tex, t.tex, mask ?? h, zm, zm, zm],
     [nx, ny],
   );
   gpu.textures.release(t.tex);
@@ -104,8 +110,11 @@ export function ffnActivation(
 
 /**
  * Backward of `ffnActivation`: from dzm = ∂loss/∂zm and h, dh = act'(h) ∘ mask[b] ∘ dzm and, with
- * a mask, the per-example mask gradient ds [B, F] = Σ_t dzm ∘ act(h) over each example's rows.
- * Undefined where `ffnActApplies` does not hold. The caller releases dh and ds.
+ * a mask, the per-example mask gradient ds [B, F] = Σ_t dzm ∘ act(h) over each example's rows;
+ * with `biasGrad`, also db [F] = Σ_rows dh (the gradient of the bias before the activation),
+ * summed per example in the same pass and then over the B examples — instead of a column sum
+ * over all B·S rows of dh. Undefined where `ffnActApplies` does not hold. The caller releases
+ * dh, ds and db.
  */
 export function ffnActivationBackward(
   dzm: Tensor,
@@ -113,7 +122,8 @@ export function ffnActivationBackward(
   mask: Tensor | undefined,
   S: number,
   act: FfnActivation,
-): { dh: Tensor; ds?: Tensor } | undefined {
+  biasGrad = false,
+): { dh: Tensor; ds?: Tensor; db?: Tensor } | undefined {
   const [B, F] = check("ffnActivationBackward", h, mask, S);
   if (dzm.size !== h.size) {
     throw new ShapeError(`ffnActivationBackward: dzm has ${dzm.size} values, h ${h.size}`);
@@ -125,13 +135,17 @@ export function ffnActivationBackward(
   const th = flatTexture(h), td = flatTexture(dzm);
   const dh = gpu.empty(h.shape);
   const ds = mask ? gpu.empty([B, F]) : undefined;
+  const dbp = biasGrad ? gpu.empty([B, F]) : undefined;
   gpu.dispatchResources(
-    spec("ffn_act_bwd", act, mask !== undefined),
+    spec("ffn_act_bwd", act, mask !== undefined, biasGrad),
     [h.size / 4, F / 4, S, 0, th.shift, B],
-    [th.tex, td.tex, mask ?? h, dh, ds ?? dh],
+    [th.tex, td.tex, mask ?? h, dh, ds ?? dh, dbp ?? dh],
     [Math.ceil(lanes / WG)],
   );
   gpu.textures.release(th.tex);
   gpu.textures.release(td.tex);
-  return { dh, ds };
+  if (!dbp) return { dh, ds };
+  const db = sumRows(dbp);
+  dbp.release();
+  return { dh, ds, db };
 }
