@@ -40,6 +40,7 @@ struct Params {
   // query rows per sequence: the first Sq positions (the unrolled entries of
   // lib/ops/attention_unrolled.ts; Sq = S elsewhere); out, ctxOut and stats hold B·Sq rows
   Sq: u32,
+  nB: u32, // sequences B (the lanes of the single-query entries attention_q1_d<D>)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

@@ -16,8 +16,10 @@
 // They write the Q, respectively K and V, blocks of dqkv [B·S, 3·H·dh] (the packed layout of
 // qkv), so the projection's backward reads one tensor. Grid: x = ⌈S / (8·R)⌉, y = H, z = B.
 // When only the first Sq positions of each sequence were queries (the forward's Sq < S, e.g. the
-// [CLS]-only last layer of a classifier), G, stats and delta hold B·Sq rows (row b·Sq + i), dkv
-// sums over those queries only and dq writes zeros at the positions that were no query.
+// [CLS]-only last layer of a classifier), G, stats and delta hold B·Sq rows (row b·Sq + i), dq
+// runs over those queries only (with Sq = 1 the entry attention_dq_q1_d<D>, whose 8 lanes are 8
+// sequences; grid x = ⌈B / 8⌉, y = H), dkv sums over them and writes the zero Q block of the
+// positions that were no query.
 
 const F32_MIN = -3.40282346638528859812e+38;
 
@@ -35,6 +37,7 @@ struct Params {
   threshold: u32,
   keepScale: f32,
   Sq: u32, // query rows per sequence: the first Sq positions (G, stats and delta hold B·Sq rows)
+  nB: u32, // sequences B (the lanes of the single-query dq entry)
 }
 
 // Attention dropout in training: the forward kept probability i of [B·H, S, S] with dropKeep's

@@ -237,6 +237,17 @@ Deno.test("fused attention backward equals the float64 gradient (both mask modes
     },
     { B: 2, S: 21, H: 2, dh: 64, mode: "distilbert", allMasked: false, hm: true, queries: 5 },
     { B: 2, S: 13, H: 2, dh: 16, mode: "bert", allMasked: false, hm: false, queries: 1 },
+    {
+      B: 11,
+      S: 9,
+      H: 2,
+      dh: 16,
+      mode: "distilbert",
+      allMasked: true,
+      hm: true,
+      drop: { p: 0.2, seed: 5 },
+      queries: 1,
+    },
   ];
   for (const c of cases) {
     const { B, S, H, dh, mode } = c;
@@ -261,6 +272,8 @@ Deno.test("fused attention backward equals the float64 gradient (both mask modes
     const saved = fusedAttentionSaving(tq, tm, th, shape, c.drop);
     assert(saved, `saving attention did not apply to ${JSON.stringify(c)}`);
     const { delta, headGrad } = attentionDelta(tg, saved.ctx, th, shape);
+    // leave a NaN-filled buffer of dqkv's size in the pool: every value of dqkv must be written
+    gpu.upload(new Float32Array(B * S * 3 * H * dh).fill(NaN), [B * S, 3 * H * dh]).release();
     const dqkv = fusedAttentionBackward(
       { qkv: tq, ctx: saved.ctx, stats: saved.stats },
       tg,

@@ -71,6 +71,7 @@ Deno.test("fused attention equals the float64 Hugging Face attention (both mask 
     // queries at the first Sq positions only (a classifier's [CLS]-only last layer: Sq = 1)
     { B: 3, S: 37, H: 3, dh: 32, mode: "bert" as const, hm: true, queries: 1 },
     { B: 2, S: 70, H: 1, dh: 32, mode: "distilbert" as const, hm: true, queries: 9 },
+    { B: 11, S: 6, H: 2, dh: 16, mode: "distilbert" as const, hm: true, queries: 1 },
   ];
   // each case's entry: generic attention_r<R> for head widths without an unrolled entry, else
   // attention_r<R>_d<dh/4> with the smallest R that fits ⌈S/R⌉ ≤ 8 rows (R·dh/4 ≤ 128)
@@ -82,8 +83,9 @@ Deno.test("fused attention equals the float64 Hugging Face attention (both mask 
     "attention_r2_d4",
     "attention_r2",
     "attention_r4",
+    "attention_q1_d8",
     "attention_r2_d8",
-    "attention_r2_d8",
+    "attention_q1_d4",
   ];
   const entries: string[] = [];
   for (const c of cases) {

@@ -16,6 +16,7 @@ import {
   UNROLLED_DH4,
   UNROLLED_WG,
   unrolledAttentionSource,
+  unrolledEntryName,
   unrolledRows,
 } from "./attention_unrolled.ts";
 
@@ -30,24 +31,37 @@ function rowsPerInvocation(dh4: number): 2 | 4 | 8 {
   return dh4 > 8 ? 2 : dh4 > 4 ? 4 : 8;
 }
 
+/** How a fused forward runs: its kernel, query rows per invocation, invocations per workgroup. */
+interface Plan {
+  spec: KernelSpec;
+  rows: number;
+  wg: number;
+  /** The single-query entry (lanes over sequences, grid x = ⌈B / wg⌉). */
+  q1?: boolean;
+}
+
 /**
- * The entry point for sequence length S and head width 4·dh4, and the query rows per invocation
- * and invocations per workgroup it runs with: the unrolled entry (lib/ops/attention_unrolled.ts)
- * for the common head widths, else the generic one.
+ * The entry point for Sq query rows per sequence and head width 4·dh4, and the query rows per
+ * invocation and invocations per workgroup it runs with: the unrolled entry
+ * (lib/ops/attention_unrolled.ts) for the common head widths — the single-query one for Sq = 1 —,
+ * else the generic one. `save`: the saving entries of `fusedAttentionSaving`.
  */
-function plan(S: number, dh4: number): { spec: KernelSpec; rows: number; wg: number } {
+function plan(Sq: number, dh4: number, save = false): Plan {
   const bindings = ["texture", "read", "read", "rw"] as const;
   if (UNROLLED_DH4.includes(dh4)) {
-    const R = unrolledRows(S, dh4);
+    const q1 = Sq === 1;
+    const R = q1 ? 1 : unrolledRows(Sq, dh4);
+    const entry = unrolledEntryName(R, dh4, save, q1);
     return {
       spec: {
-        name: `attention.wgsl+r${R}_d${dh4}`,
-        source: unrolledAttentionSource(R, dh4),
-        entry: `attention_r${R}_d${dh4}`,
-        bindings,
+        name: `attention.wgsl+${entry.slice("attention_".length)}`,
+        source: unrolledAttentionSource(R, dh4, save, q1),
+        entry,
+        bindings: save ? [...bindings, "rw", "rw"] : bindings,
       },
       rows: R,
       wg: UNROLLED_WG,
+      q1,
     };
   }
   const R = rowsPerInvocation(dh4);
@@ -174,23 +188,9 @@ export function fusedAttentionSaving(
   const merged = gpu.empty([B * Sq, H * dh]);
   const ctx = gpu.empty([B * Sq, H * dh]);
   const stats = gpu.empty([B * H * Sq, 2]);
-  const R = unrolledRows(Sq, dh / 4);
-  const spec: KernelSpec = {
-    name: `attention.wgsl+r${R}_d${dh / 4}_save`,
-    source: unrolledAttentionSource(R, dh / 4, true),
-    entry: `attention_r${R}_d${dh / 4}_save`,
-    bindings: ["texture", "read", "read", "rw", "rw", "rw"],
-    constants: { DROPOUT: drop.on ? 1 : 0 },
-  };
-  runFused(
-    qkv,
-    keyMask,
-    headMask,
-    s,
-    { spec, rows: R, wg: UNROLLED_WG },
-    [merged, ctx, stats],
-    drop.params,
-  );
+  const pl = plan(Sq, dh / 4, true);
+  pl.spec = { ...pl.spec, constants: { DROPOUT: drop.on ? 1 : 0 } };
+  runFused(qkv, keyMask, headMask, s, pl, [merged, ctx, stats], drop.params);
   return { merged, ctx, stats };
 }
 
@@ -254,7 +254,7 @@ function runFused(
   keyMask: Tensor,
   headMask: Tensor | undefined,
   s: FusedAttentionShape,
-  pl: { spec: KernelSpec; rows: number; wg: number },
+  pl: Plan,
   outs: Tensor[],
   drop = dropoutParams(undefined).params,
 ): void {
@@ -271,11 +271,11 @@ function runFused(
     headMask ? 1 : 0,
     ...drop,
     queryRows(s),
-  ];
-  gpu.dispatchResources(pl.spec, params, [tex, keyMask, headMask ?? keyMask, ...outs], [
-    Math.ceil(queryRows(s) / (pl.wg * pl.rows)),
-    H,
     s.B,
-  ]);
+  ];
+  const grid: [number, number, number] = pl.q1
+    ? [Math.ceil(s.B / pl.wg), H, 1]
+    : [Math.ceil(queryRows(s) / (pl.wg * pl.rows)), H, s.B];
+  gpu.dispatchResources(pl.spec, params, [tex, keyMask, headMask ?? keyMask, ...outs], grid);
   gpu.textures.release(tex);
 }

@@ -53,23 +53,26 @@ function dots(a: (c: number) => string, b: (c: number) => string, D: number): st
   return range(D).map((c) => `dot(${a(c)}, ${b(c)})`).join(" + ");
 }
 
-function dqEntry(R: number, D: number): string {
+/**
+ * The dq entry for R query rows per invocation, or with `q1` the one for a single query per
+ * sequence (`attention_dq_q1_d<D>`, R = 1): its lanes are 8 sequences rather than 8 row groups of
+ * one, so every K/V fetch of the SIMD batch serves 8 queries instead of 1.
+ */
+function dqEntry(R: number, D: number, q1 = false): string {
   const L: string[] = [];
   L.push(`@compute @workgroup_size(${UNROLLED_WG})`);
   L.push(
-    `fn attention_dq_r${R}_d${D}(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: vec3u) {`,
+    `fn attention_dq_${
+      q1 ? "q1" : `r${R}`
+    }_d${D}(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: vec3u) {`,
   );
-  L.push(`  let i0 = ${R}u * gid.x;`, `  let h = wid.y;`, `  let b = wid.z;`);
-  L.push(`  if (i0 >= p.S) {`, `    return;`, `  }`);
-  // rows that are no query (past the first Sq of the sequence) get a zero gradient
-  L.push(`  if (i0 >= p.Sq) {`);
-  for (const r of range(R)) {
-    L.push(`    if (i0 + ${r}u < p.S) {`);
-    L.push(`      let z${r} = (b * p.S + i0 + ${r}u) * p.rowTexels + h * ${D}u;`);
-    for (const c of range(D)) L.push(`      out[z${r} + ${c}u] = vec4<f32>(0.0);`);
-    L.push(`    }`);
+  if (q1) {
+    L.push(`  let i0 = 0u;`, `  let h = wid.y;`, `  let b = gid.x;`);
+    L.push(`  if (b >= p.nB) {`, `    return;`, `  }`);
+  } else {
+    L.push(`  let i0 = ${R}u * gid.x;`, `  let h = wid.y;`, `  let b = wid.z;`);
+    L.push(`  if (i0 >= p.Sq) {`, `    return;`, `  }`);
   }
-  L.push(`    return;`, `  }`);
   L.push(`  let hm = headScale(b, h);`, `  let gRow = p.rowTexels / 3u;`);
   L.push(`  let sb = (b * p.H + h) * p.Sq;`, `  let pb = (b * p.H + h) * p.S;`);
   for (const r of range(R)) {
@@ -104,12 +107,9 @@ function dqEntry(R: number, D: number): string {
   }
   L.push(`  }`);
   for (const r of range(R)) {
-    L.push(`  if (i0 + ${r}u < p.S) {`);
+    L.push(`  if (i0 + ${r}u < p.Sq) {`);
     L.push(`    let o${r} = (b * p.S + i0 + ${r}u) * p.rowTexels + h * ${D}u;`);
-    L.push(`    let w${r} = i0 + ${r}u < p.Sq;`);
-    for (const c of range(D)) {
-      L.push(`    out[o${r} + ${c}u] = select(vec4<f32>(0.0), a${r}_${c}, w${r});`);
-    }
+    for (const c of range(D)) L.push(`    out[o${r} + ${c}u] = a${r}_${c};`);
     L.push(`  }`);
   }
   L.push(`}`);
@@ -162,6 +162,11 @@ function dkvEntry(R: number, D: number): string {
       L.push(`    out[o${r} + ${c}u] = dk${r}_${c};`);
       L.push(`    out[o${r} + p.H * ${D}u + ${c}u] = dv${r}_${c};`);
     }
+    // a position that was no query: the dq entry leaves its Q block, which is zero
+    L.push(`    if (j0 + ${r}u >= p.Sq) {`);
+    L.push(`      let z${r} = (b * p.S + j0 + ${r}u) * p.rowTexels + h * ${D}u;`);
+    for (const c of range(D)) L.push(`      out[z${r} + ${c}u] = vec4<f32>(0.0);`);
+    L.push(`    }`);
     L.push(`  }`);
   }
   L.push(`}`);
@@ -170,19 +175,22 @@ function dkvEntry(R: number, D: number): string {
 
 const cache = new Map<string, KernelSpec>();
 
+/** The dq, dkv or single-query dq (`q1`, R = 1) entry's kernel. */
 function backwardSpec(
-  kind: "dq" | "dkv",
+  kind: "dq" | "dkv" | "q1",
   R: number,
   D: number,
   constants: { DROPOUT: number },
 ): KernelSpec {
-  const entry = `attention_${kind}_r${R}_d${D}`;
+  const tag = kind === "q1" ? `dq_q1_d${D}` : `${kind}_r${R}_d${D}`;
+  const entry = `attention_${tag}`;
   const key = `${entry}:${constants.DROPOUT}`;
   let spec = cache.get(key);
   if (!spec) {
+    const body = kind === "dkv" ? dkvEntry(R, D) : dqEntry(R, D, kind === "q1");
     spec = {
-      name: `attention_backward.wgsl+${kind}_r${R}_d${D}`,
-      source: hash + header + (kind === "dq" ? dqEntry(R, D) : dkvEntry(R, D)),
+      name: `attention_backward.wgsl+${tag}`,
+      source: hash + header + body,
       entry,
       bindings: ["texture", "texture", "read", "read", "read", "read", "rw"],
       constants,
@@ -298,15 +306,25 @@ export function fusedAttentionBackward(
     g.shift,
     ...drop.params,
     Sq,
+    B,
   ];
   const resources = [q.tex, g.tex, keyMask, headMask ?? keyMask, saved.stats, delta, dqkv];
-  const rq = backwardRows(S, D), rkv = rq;
+  const rq = backwardRows(Sq, D), rkv = backwardRows(S, D);
   const constants = { DROPOUT: drop.on ? 1 : 0 };
-  gpu.dispatchResources(backwardSpec("dq", rq, D, constants), params, resources, [
-    Math.ceil(S / (UNROLLED_WG * rq)),
-    H,
-    B,
-  ]);
+  if (Sq === 1) {
+    // one query per sequence: lanes over sequences
+    gpu.dispatchResources(backwardSpec("q1", 1, D, constants), params, resources, [
+      Math.ceil(B / UNROLLED_WG),
+      H,
+      1,
+    ]);
+  } else {
+    gpu.dispatchResources(backwardSpec("dq", rq, D, constants), params, resources, [
+      Math.ceil(Sq / (UNROLLED_WG * rq)),
+      H,
+      B,
+    ]);
+  }
   gpu.dispatchResources(backwardSpec("dkv", rkv, D, constants), params, resources, [
     Math.ceil(S / (UNROLLED_WG * rkv)),
     H,

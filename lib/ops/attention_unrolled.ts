@@ -15,7 +15,10 @@
  *   texel once per batch for all its lanes, so the fetches per query row fall as R grows;
  * - the queries can be the first Sq positions of each sequence only (parameter Sq ≤ S; the
  *   [CLS]-only last layer of a classifier has Sq = 1): the outputs then hold B·Sq rows, row
- *   b·Sq + i for query i of sequence b, while the keys and values are still all S positions.
+ *   b·Sq + i for query i of sequence b, while the keys and values are still all S positions. For
+ *   Sq = 1 the entries `attention_q1_d<D>` (R = 1) put 8 sequences in a workgroup, one per lane
+ *   (grid x = ⌈B / 8⌉, y = H): the K/V texels then differ per lane, but each batch fetch serves 8
+ *   queries rather than the one a row-group entry would have left active.
  *
  * Idle micro-benchmarks (session 8, llvmpipe 256 bits, median of 9 marginal timings, same run).
  * Generic entry → this one at B = 32, S = 128: dh = 32 (H = 4) 34.3 → 21.0 ms (r16_d8, KB = 4,
@@ -84,15 +87,21 @@ fn dropped(e: f32, i: u32) -> f32 {
 }
 `;
 
+/** Entry point name of the unrolled attention for R rows, D = dh/4 (`q1`: one query per lane). */
+export function unrolledEntryName(R: number, D: number, save = false, q1 = false): string {
+  return `attention_${q1 ? "q1" : `r${R}`}_d${D}${save ? "_save" : ""}`;
+}
+
 /**
  * WGSL source (shared header + one entry point `attention_r<R>_d<D>`, or with `save`
- * `attention_r<R>_d<D>_save`) for R rows and D = dh/4.
+ * `attention_r<R>_d<D>_save`) for R rows and D = dh/4; with `q1` the single-query entry
+ * `attention_q1_d<D>[_save]` (R = 1, lanes over sequences).
  */
-export function unrolledAttentionSource(R: number, D: number, save = false): string {
-  const key = `${R}_${D}_${save}`;
+export function unrolledAttentionSource(R: number, D: number, save = false, q1 = false): string {
+  const key = `${R}_${D}_${save}_${q1}`;
   let s = cache.get(key);
   if (!s) {
-    s = HEADER + (save ? hash + SAVE_BINDINGS : "") + unrolledEntry(R, D, save);
+    s = HEADER + (save ? hash + SAVE_BINDINGS : "") + unrolledEntry(q1 ? 1 : R, D, save, q1);
     cache.set(key, s);
   }
   return s;
@@ -150,16 +159,21 @@ function stepLines(L: string[], R: number, D: number, ks: readonly string[], sav
   }
 }
 
-function unrolledEntry(R: number, D: number, save: boolean): string {
+function unrolledEntry(R: number, D: number, save: boolean, q1: boolean): string {
   const L: string[] = [];
   L.push(`@compute @workgroup_size(${UNROLLED_WG})`);
   L.push(
-    `fn attention_r${R}_d${D}${
-      save ? "_save" : ""
+    `fn ${
+      unrolledEntryName(R, D, save, q1)
     }(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: vec3u) {`,
   );
-  L.push(`  let i0 = ${R}u * gid.x;`, `  let h = wid.y;`, `  let b = wid.z;`);
-  L.push(`  if (i0 >= p.Sq) {`, `    return;`, `  }`);
+  if (q1) {
+    L.push(`  let i0 = 0u;`, `  let h = wid.y;`, `  let b = gid.x;`);
+    L.push(`  if (b >= p.nB) {`, `    return;`, `  }`);
+  } else {
+    L.push(`  let i0 = ${R}u * gid.x;`, `  let h = wid.y;`, `  let b = wid.z;`);
+    L.push(`  if (i0 >= p.Sq) {`, `    return;`, `  }`);
+  }
   for (const r of range(R)) {
     L.push(`  let qb${r} = (b * p.S + min(i0 + ${r}u, p.Sq - 1u)) * p.rowTexels + h * ${D}u;`);
     for (const c of range(D)) {
