@@ -73,11 +73,13 @@ export interface PassOptions {
   fused?: boolean | "attention";
   /**
    * Classification/regression heads: the last layer computes W_o, LN₁, the FFN and LN₂ at the
-   * [CLS] rows only (K, V and the attention still over every token), since only [CLS] reaches the
-   * head — exact for the outputs, gradients and mask gradients, with a quarter of a 4-layer
-   * model's post-attention work left out. The final hidden states are then [B, d] and that layer's
-   * pre-LN sums and statistics cover the [CLS] rows only. `"ffn"`: only the FFN and LN₂ at [CLS]
-   * (its MHA sub-layer, pre-LN₁ sum included, over every row). Ignored for QA heads. Default false.
+   * [CLS] rows only, since only [CLS] reaches the head — exact for the outputs, gradients and mask
+   * gradients, with a quarter of a 4-layer model's post-attention work left out. Its attention
+   * has [CLS] as the only query where the fused kernels run (CPU adapters, d_h = 16, 32, 64;
+   * every token still a key and value; elsewhere it runs over every row and keeps the [CLS]
+   * rows). The final hidden states are then [B, d] and that layer's pre-LN sums and statistics
+   * cover the [CLS] rows only. `"ffn"`: only the FFN and LN₂ at [CLS] (its MHA sub-layer, pre-LN₁
+   * sum included, over every row). Ignored for QA heads. Default false.
    */
   clsOnlyLastLayer?: boolean | "ffn";
 }
