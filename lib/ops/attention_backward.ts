@@ -28,7 +28,7 @@ import {
   type FusedAttentionShape,
   queryRows,
 } from "./attention.ts";
-import { maskLines, UNROLLED_WG } from "./attention_unrolled.ts";
+import { maskLines, queryPrologue, UNROLLED_WG } from "./attention_unrolled.ts";
 import { flatTexture } from "./flat_texture.ts";
 
 /**
@@ -66,13 +66,7 @@ function dqEntry(R: number, D: number, q1 = false): string {
       q1 ? "q1" : `r${R}`
     }_d${D}(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: vec3u) {`,
   );
-  if (q1) {
-    L.push(`  let i0 = 0u;`, `  let h = wid.y;`, `  let b = gid.x;`);
-    L.push(`  if (b >= p.nB) {`, `    return;`, `  }`);
-  } else {
-    L.push(`  let i0 = ${R}u * gid.x;`, `  let h = wid.y;`, `  let b = wid.z;`);
-    L.push(`  if (i0 >= p.Sq) {`, `    return;`, `  }`);
-  }
+  queryPrologue(L, R, q1);
   L.push(`  let hm = headScale(b, h);`, `  let gRow = p.rowTexels / 3u;`);
   L.push(`  let sb = (b * p.H + h) * p.Sq;`, `  let pb = (b * p.H + h) * p.S;`);
   for (const r of range(R)) {

@@ -123,6 +123,23 @@ export function maskLines(L: string[], suffix: string, index: string): void {
 }
 
 /**
+ * Appends the opening of a query-row entry to the generated lines `L` (also used by
+ * lib/ops/attention_backward.ts): its first query row i0, head h and sequence b, returning early
+ * past the queries. Row-group entries (R rows per lane, lanes along the rows of one sequence;
+ * grid x = ⌈Sq / (8·R)⌉, y = H, z = B) or, with `q1`, single-query ones (i0 = 0, one sequence per
+ * lane; grid x = ⌈B / 8⌉, y = H).
+ */
+export function queryPrologue(L: string[], R: number, q1: boolean): void {
+  if (q1) {
+    L.push(`  let i0 = 0u;`, `  let h = wid.y;`, `  let b = gid.x;`);
+    L.push(`  if (b >= p.nB) {`, `    return;`, `  }`);
+  } else {
+    L.push(`  let i0 = ${R}u * gid.x;`, `  let h = wid.y;`, `  let b = wid.z;`);
+    L.push(`  if (i0 >= p.Sq) {`, `    return;`, `  }`);
+  }
+}
+
+/**
  * One step of the online softmax over the keys j + k, k ∈ `ks` (their block-local suffixes):
  * fetch their K texels, scores, one max and rescale per row, fetch their V texels, accumulate.
  */
@@ -167,13 +184,7 @@ function unrolledEntry(R: number, D: number, save: boolean, q1: boolean): string
       unrolledEntryName(R, D, save, q1)
     }(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: vec3u) {`,
   );
-  if (q1) {
-    L.push(`  let i0 = 0u;`, `  let h = wid.y;`, `  let b = gid.x;`);
-    L.push(`  if (b >= p.nB) {`, `    return;`, `  }`);
-  } else {
-    L.push(`  let i0 = ${R}u * gid.x;`, `  let h = wid.y;`, `  let b = wid.z;`);
-    L.push(`  if (i0 >= p.Sq) {`, `    return;`, `  }`);
-  }
+  queryPrologue(L, R, q1);
   for (const r of range(R)) {
     L.push(`  let qb${r} = (b * p.S + min(i0 + ${r}u, p.Sq - 1u)) * p.rowTexels + h * ${D}u;`);
     for (const c of range(D)) {
