@@ -16,7 +16,7 @@ import { Progress } from "../lib/util/progress.ts";
 import { runCli } from "./cli.ts";
 
 const USAGE =
-  "usage: deno task eval --model DIR|URL --task NAME [--data DIR|FILE] [--split dev] [--batch 32] [--limit N] [--out FILE]";
+  "usage: deno task eval --model DIR|URL --task NAME [--data DIR|FILE] [--split dev] [--batch 32] [--limit N] [--out FILE] [--predictions FILE]";
 
 /**
  * Where results go without --out: `metrics.json` next to the model (the working directory for a
@@ -45,6 +45,7 @@ if (import.meta.main) {
         limit: { type: "string" },
         out: { type: "string" },
         "max-length": { type: "string" },
+        predictions: { type: "string" },
       },
     });
     if (!values.model || !values.task) throw new InvalidArgumentError(USAGE);
@@ -90,5 +91,25 @@ if (import.meta.main) {
     );
     await Deno.rename(tmp, out);
     console.error(`wrote ${out}`);
+    if (values.predictions) {
+      // per example, in the split's order: GLUE the predicted class index or regression value
+      // beside the reference; SQuAD the answer text by question id
+      const glue = Array.isArray(r.predictions);
+      const refs = glue ? data.items.map((e) => e.label ?? e.target ?? null) : undefined;
+      const ptmp = `${values.predictions}.tmp-${Deno.pid}`;
+      await Deno.writeTextFile(
+        ptmp,
+        JSON.stringify({
+          task: values.task,
+          split,
+          source: data.source,
+          model: values.model,
+          predictions: r.predictions,
+          ...(refs ? { references: refs } : {}),
+        }) + "\n",
+      );
+      await Deno.rename(ptmp, values.predictions);
+      console.error(`wrote ${values.predictions}`);
+    }
   }, USAGE);
 }

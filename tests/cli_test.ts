@@ -12,8 +12,13 @@ import {
 } from "./helpers.ts";
 
 /** `deno task eval` of a checkpoint on the first `limit` demo dev sentences: its accuracy. */
+/**
+ * `deno task eval` of `model` on the first `limit` demo dev sentences: its accuracy, after
+ * checking the `--predictions` file against it and against the dev TSV's labels.
+ */
 async function demoAccuracy(model: string, limit: number): Promise<number> {
-  const out = `${await Deno.makeTempDir()}/m.json`;
+  const dir = await Deno.makeTempDir();
+  const out = `${dir}/m.json`, predictions = `${dir}/p.json`;
   const e = await runScript("eval.ts", [
     "--model",
     model,
@@ -25,10 +30,20 @@ async function demoAccuracy(model: string, limit: number): Promise<number> {
     String(limit),
     "--out",
     out,
+    "--predictions",
+    predictions,
   ]);
   assert(e.code === 0, e.stderr);
   const m = JSON.parse(await Deno.readTextFile(out));
-  await Deno.remove(out.slice(0, out.lastIndexOf("/")), { recursive: true });
+  const p = JSON.parse(await Deno.readTextFile(predictions));
+  await Deno.remove(dir, { recursive: true });
+  // the references are the TSV's labels in file order, and the predictions score the accuracy
+  const tsv = await Deno.readTextFile(`${ROOT}demo/data/SST-2/dev.tsv`);
+  const labels = tsv.trim().split("\n").slice(1, limit + 1).map((l) => Number(l.split("\t")[1]));
+  assertEquals(p.references, labels);
+  assertEquals(p.predictions.length, limit);
+  const right = p.predictions.filter((y: number, i: number) => y === labels[i]).length;
+  assertEquals(right / limit, m.metrics.accuracy);
   return m.metrics.accuracy;
 }
 

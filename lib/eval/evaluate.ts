@@ -25,6 +25,11 @@ export interface EvalResult {
   main: number;
   /** Number of examples scored. */
   examples: number;
+  /**
+   * Per-example predictions, in the data's order: GLUE, the predicted class index (the logits'
+   * argmax, first on ties) or the regression value; SQuAD, the answer text by question id.
+   */
+  predictions: number[] | Record<string, string>;
 }
 
 /** The headline metric of a task (as the paper reports it). */
@@ -96,7 +101,13 @@ export async function evaluate(
   if (data.kind === "glue") {
     const refs = data.items.map((e) => (c.head === "regression" ? e.target! : e.label!));
     const metrics = glueMetric(data.task, preds, refs);
-    return { metrics, mainMetric: main, main: metrics[main], examples: refs.length };
+    return {
+      metrics,
+      mainMetric: main,
+      main: metrics[main],
+      examples: refs.length,
+      predictions: preds,
+    };
   }
   const sq = data.squad!;
   const v2 = data.task === "squad_v2";
@@ -104,5 +115,11 @@ export async function evaluate(
   const metrics: Record<string, number> = v2
     ? squadV2(sq.json, p.predictions)
     : { ...squadV1(sq.json, p.predictions) };
-  return { metrics, mainMetric: main, main: metrics[main], examples: sq.examples.length };
+  return {
+    metrics,
+    mainMetric: main,
+    main: metrics[main],
+    examples: sq.examples.length,
+    predictions: p.predictions,
+  };
 }
