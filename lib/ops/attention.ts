@@ -132,10 +132,9 @@ export function fusedAttentionApplies(gpu: Gpu, s: FusedAttentionShape): boolean
 }
 
 /**
- * Merged attention context [B·Sq, H·dh] (Sq = `s.queries`, default S) from the packed
- * projection `qkv` [B·S, 3·H·dh]
- * (Q, K, V blocks), the key mask [B, S] (1 = real token) and an optional head mask [B·H]
- * multiplying each head's context. Returns undefined, recording nothing, where the fused kernel
+ * Merged attention context [B·Sq, H·dh] (Sq = `s.queries`, default S) from the packed projection
+ * `qkv` [B·S, 3·H·dh] (Q, K, V blocks), the key mask [B, S] (1 = real token) and an optional head
+ * mask [B·H] multiplying each head's context. Returns undefined, recording nothing, where the fused kernel
  * does not apply (GPU adapters, head widths that are not a multiple of 4 or exceed 64, shapes
  * whose texture would exceed the device limit): the caller then runs the unfused ops.
  */
@@ -165,8 +164,7 @@ export function fusedAttentionSavingApplies(gpu: Gpu, s: FusedAttentionShape): b
  * The fused attention of a pass that will run its backward (lib/ops/attention_backward.ts):
  * besides the merged masked context `merged` it keeps the context before the head mask `ctx`
  * [B·Sq, H·dh] and each query row's softmax statistics `stats` [B·H·Sq, 2] (max, 1 / sum; Sq =
- * `s.queries`, default S), from
- * which the backward recomputes the probabilities. With `dropout` (training) the probabilities
+ * `s.queries`, default S), from which the backward recomputes the probabilities. With `dropout` (training) the probabilities
  * are dropped as lib/ops/dropout.ts drops that [B·H, S, S] tensor (the context, `ctx` included, is
  * the dropped one; the statistics are not), and the backward must get the same `dropout`.
  * Undefined where `fusedAttentionSavingApplies` does not hold. The caller releases the three

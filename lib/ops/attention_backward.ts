@@ -257,7 +257,8 @@ export function attentionDelta(
 
 /**
  * ∂loss/∂qkv [B·S, 3·H·dh] of the saving fused forward, from dMerged = ∂loss/∂(merged masked
- * context) and `delta` of `attentionDelta`; `dropout` as the forward had it. Runs where
+ * context) and `delta` of `attentionDelta`; `dropout` as the forward had it. With fewer queries
+ * than positions (`s.queries`), the Q block is zero at the positions that were no query. Runs where
  * `fusedAttentionSavingApplies` holds (the caller checks). The caller releases the result.
  */
 export function fusedAttentionBackward(
