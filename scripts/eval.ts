@@ -32,6 +32,17 @@ async function defaultOut(model: string): Promise<string> {
   return `${dir}/metrics.json`;
 }
 
+/** Refuses, before any work, an output file whose folder does not exist. */
+async function checkWritableDir(file: string): Promise<void> {
+  const slash = file.lastIndexOf("/");
+  const dir = slash > 0 ? file.slice(0, slash) : slash === 0 ? "/" : ".";
+  let isDir = false;
+  try {
+    isDir = (await Deno.stat(dir)).isDirectory;
+  } catch { /* absent */ }
+  if (!isDir) throw new InvalidArgumentError(`${file}: folder ${dir} does not exist`);
+}
+
 if (import.meta.main) {
   await runCli(async () => {
     const { values } = parseArgs({
@@ -50,6 +61,7 @@ if (import.meta.main) {
     });
     if (!values.model || !values.task) throw new InvalidArgumentError(USAGE);
     checkTask(values.task);
+    for (const f of [values.out, values.predictions]) if (f) await checkWritableDir(f);
     const batch = Number(values.batch);
     if (!Number.isInteger(batch) || batch < 1) {
       throw new InvalidArgumentError(`--batch must be a positive integer`);

@@ -1,5 +1,5 @@
 // The CLIs as a user runs them: `deno task forward` against the PyTorch fixture, and one-line
-// errors with a non-zero exit for bad input to forward and prune.
+// errors with a non-zero exit for bad input to forward, prune and eval.
 import {
   assert,
   assertClose,
@@ -11,7 +11,6 @@ import {
   runScript,
 } from "./helpers.ts";
 
-/** `deno task eval` of a checkpoint on the first `limit` demo dev sentences: its accuracy. */
 /**
  * `deno task eval` of `model` on the first `limit` demo dev sentences: its accuracy, after
  * checking the `--predictions` file against it and against the dev TSV's labels.
@@ -168,6 +167,23 @@ Deno.test("bad input gives a one-line error and a non-zero exit", async () => {
     `${dir}/z`,
   ]);
   assert(p4.code === 1 && p4.stderr.includes("--teacher-cache-mb"), p4.stderr);
+  // an output folder that does not exist: refused before evaluating, nothing written
+  const e1 = await runScript("eval.ts", [
+    "--model",
+    `${ROOT}demo/model`,
+    "--task",
+    "sst2",
+    "--data",
+    `${ROOT}demo/data`,
+    "--out",
+    `${dir}/m.json`,
+    "--predictions",
+    `${dir}/none/p.json`,
+  ]);
+  assert(e1.code === 1 && e1.stderr.includes("does not exist"), e1.stderr);
+  assert(!e1.stderr.includes("eval sst2"), `evaluated before refusing: ${e1.stderr}`);
+  const written = await Deno.stat(`${dir}/m.json`).then(() => true, () => false);
+  assert(!written, "metrics written before refusing");
   await Deno.remove(dir, { recursive: true });
 });
 
