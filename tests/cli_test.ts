@@ -124,64 +124,33 @@ Deno.test("bad input gives a one-line error and a non-zero exit", async () => {
       `${name}: ${r.stderr}`,
     );
   }
-  const p1 = await runScript("prune.ts", [
-    "--model",
-    model,
-    "--task",
-    "sst2",
-    "--flops",
-    "1.5",
-    "--out",
-    `${dir}/x`,
-  ]);
-  assert(p1.code === 1 && p1.stderr.includes("(0, 1]"), p1.stderr);
   await Deno.mkdir(`${dir}/exists`);
-  const p2 = await runScript("prune.ts", [
-    "--model",
-    model,
-    "--task",
-    "sst2",
-    "--flops",
-    "0.5",
-    "--out",
-    `${dir}/exists`,
-  ]);
-  assert(p2.code === 1 && p2.stderr.includes("--force"), p2.stderr);
-  const p3 = await runScript("prune.ts", [
-    "--model",
-    model,
-    "--task",
-    "nope",
-    "--flops",
-    "0.5",
-    "--out",
-    `${dir}/y`,
-  ]);
-  assert(p3.code === 1 && p3.stderr.includes("unknown task"), p3.stderr);
-  const p4 = await runScript("prune.ts", [
-    ...DEMO_ARGS,
-    "--flops",
-    "0.5",
-    "--teacher-cache-mb=-1",
-    "--out",
-    `${dir}/z`,
-  ]);
-  assert(p4.code === 1 && p4.stderr.includes("--teacher-cache-mb"), p4.stderr);
-  // an output folder that does not exist: refused before evaluating, nothing written
-  const e1 = await runScript("eval.ts", [
-    "--model",
-    `${ROOT}demo/model`,
-    "--task",
-    "sst2",
-    "--data",
-    `${ROOT}demo/data`,
-    "--out",
-    `${dir}/m.json`,
-    "--predictions",
-    `${dir}/none/p.json`,
-  ]);
-  assert(e1.code === 1 && e1.stderr.includes("does not exist"), e1.stderr);
-  assert(!e1.stderr.includes("eval sst2"), `evaluated before refusing: ${e1.stderr}`);
+  const fixture = ["--model", model, "--task"];
+  const refused: [string, string[], string][] = [
+    ["prune.ts", [...fixture, "sst2", "--flops", "1.5", "--out", `${dir}/x`], "(0, 1]"],
+    ["prune.ts", [...fixture, "sst2", "--flops", "0.5", "--out", `${dir}/exists`], "--force"],
+    ["prune.ts", [...fixture, "nope", "--flops", "0.5", "--out", `${dir}/y`], "unknown task"],
+    [
+      "prune.ts",
+      [...DEMO_ARGS, "--flops", "0.5", "--teacher-cache-mb=-1", "--out", `${dir}/z`],
+      "--teacher-cache-mb",
+    ],
+    // an output folder that does not exist: refused before evaluating, nothing written
+    [
+      "eval.ts",
+      [...DEMO_ARGS, "--out", `${dir}/m.json`, "--predictions", `${dir}/none/p.json`],
+      "does not exist",
+    ],
+  ];
+  let last = { code: 0, stderr: "" }; // the eval case, checked further below
+  for (const [script, args, message] of refused) {
+    last = await runScript(script, args);
+    assert(
+      last.code === 1 && last.stderr.includes(message),
+      `${script} ${message}: ${last.stderr}`,
+    );
+  }
+  assert(!last.stderr.includes("eval sst2"), `evaluated before refusing: ${last.stderr}`);
   const written = await Deno.stat(`${dir}/m.json`).then(() => true, () => false);
   assert(!written, "metrics written before refusing");
   await Deno.remove(dir, { recursive: true });
